@@ -2,4 +2,5 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod record;
 pub mod wire;

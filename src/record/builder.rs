@@ -1,0 +1,268 @@
+//! Building record batches, laid out as Kafka's Java client writes them, with exact size
+//! accounting.
+//!
+//! [`RecordBatchBuilder::size_in_bytes`] is the batch's exact encoded size when it is not
+//! compressed, and a guaranteed upper bound when it is: if compression does not make the records
+//! smaller, the batch is written uncompressed (attributes say so), so it can never grow past the
+//! figure a producer checked against `max.request.size`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::compression::{self, Compression};
+use super::{RecordError, BATCH_HEADER_LEN, BATCH_LOG_OVERHEAD, MAGIC_V2};
+use crate::wire::primitives::{put_varint, put_varlong, varint_size, varlong_size};
+
+/// A record header: a UTF-8 key and a value that may be null.
+pub type Header<'a> = (&'a str, Option<&'a [u8]>);
+
+/// Appends records and writes one v2 record batch.
+///
+/// Defaults are those of a plain (non-idempotent) Java producer: base offset 0, partition
+/// leader epoch -1, producer id -1, epoch -1, base sequence -1, CreateTime.
+#[derive(Debug, Clone)]
+pub struct RecordBatchBuilder {
+    compression: Compression,
+    base_offset: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    transactional: bool,
+    base_timestamp: Option<i64>,
+    max_timestamp: i64,
+    count: i32,
+    records: Vec<u8>,
+}
+
+impl RecordBatchBuilder {
+    /// A builder for a batch compressed with `compression`.
+    pub fn new(compression: Compression) -> Self {
+        RecordBatchBuilder {
+            compression,
+            base_offset: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            transactional: false,
+            base_timestamp: None,
+            max_timestamp: -1,
+            count: 0,
+            records: Vec::new(),
+        }
+    }
+
+    /// Sets the base offset (producers leave 0; the broker assigns offsets).
+    pub fn base_offset(mut self, base_offset: i64) -> Self {
+        self.base_offset = base_offset;
+        self
+    }
+
+    /// Marks the batch idempotent: producer id, epoch and the sequence of its first record.
+    pub fn producer(mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the batch as part of a transaction.
+    pub fn transactional(mut self, transactional: bool) -> Self {
+        self.transactional = transactional;
+        self
+    }
+
+    /// The codec requested for this batch.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Records appended so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no record has been appended.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of uncompressed record data so far.
+    pub fn records_len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The encoded size of the batch as it stands: exact if uncompressed, an upper bound if
+    /// compressed.
+    pub fn size_in_bytes(&self) -> usize {
+        BATCH_HEADER_LEN + self.records.len()
+    }
+
+    /// How many bytes appending this record would add to [`size_in_bytes`](Self::size_in_bytes).
+    pub fn record_size(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> usize {
+        let body = self.body_size(timestamp, key, value, headers);
+        varint_size(body as i32) + body
+    }
+
+    fn body_size(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> usize {
+        let ts_delta = timestamp.wrapping_sub(self.base_timestamp.unwrap_or(timestamp));
+        let opt =
+            |b: Option<&[u8]>| b.map_or(varint_size(-1), |b| varint_size(b.len() as i32) + b.len());
+        1 + varlong_size(ts_delta)
+            + varint_size(self.count)
+            + opt(key)
+            + opt(value)
+            + varint_size(headers.len() as i32)
+            + headers
+                .iter()
+                .map(|(k, v)| varint_size(k.len() as i32) + k.len() + opt(*v))
+                .sum::<usize>()
+    }
+
+    /// Appends a record if the batch stays within `max_size` bytes ([`size_in_bytes`] after the
+    /// append). Returns whether it was appended. An empty builder always accepts one record, so a
+    /// record larger than `max_size` still gets a batch of its own.
+    ///
+    /// [`size_in_bytes`]: Self::size_in_bytes
+    pub fn try_append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+        max_size: usize,
+    ) -> Result<bool, RecordError> {
+        if !self.is_empty()
+            && self.size_in_bytes() + self.record_size(timestamp, key, value, headers) > max_size
+        {
+            return Ok(false);
+        }
+        self.append(timestamp, key, value, headers)?;
+        Ok(true)
+    }
+
+    /// Appends a record. Returns its offset delta.
+    pub fn append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> Result<i32, RecordError> {
+        const LIMIT: usize = i32::MAX as usize;
+        let body = self.body_size(timestamp, key, value, headers);
+        let record = varint_size(body.min(LIMIT) as i32) + body;
+        if body > LIMIT || self.size_in_bytes() + record > LIMIT {
+            return Err(RecordError::TooLarge {
+                what: "record batch",
+                actual: self.size_in_bytes() + record,
+                limit: LIMIT,
+            });
+        }
+        if self.count == i32::MAX {
+            return Err(RecordError::TooLarge {
+                what: "record count",
+                actual: LIMIT + 1,
+                limit: LIMIT,
+            });
+        }
+        let base = *self.base_timestamp.get_or_insert(timestamp);
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let offset_delta = self.count;
+        let buf = &mut self.records;
+        buf.reserve(record);
+        put_varint(buf, body as i32);
+        buf.put_i8(0); // attributes: unused
+        put_varlong(buf, timestamp.wrapping_sub(base));
+        put_varint(buf, offset_delta);
+        put_bytes(buf, key);
+        put_bytes(buf, value);
+        put_varint(buf, headers.len() as i32);
+        for (k, v) in headers {
+            put_bytes(buf, Some(k.as_bytes()));
+            put_bytes(buf, *v);
+        }
+        self.count += 1;
+        Ok(offset_delta)
+    }
+
+    /// Writes the batch. The builder is left as it was, so a failed send can be rebuilt.
+    pub fn build(&self) -> Result<Bytes, RecordError> {
+        let mut out = BytesMut::new();
+        self.build_into(&mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// Appends the batch to `out`; returns its length.
+    pub fn build_into(&self, out: &mut BytesMut) -> Result<usize, RecordError> {
+        if self.is_empty() {
+            return Err(RecordError::EmptyBatch);
+        }
+        let mut packed = Vec::new();
+        let mut codec = self.compression;
+        if codec != Compression::None {
+            compression::compress(codec, &self.records, &mut packed)
+                .map_err(|source| RecordError::Compression { at: 0, source })?;
+            if packed.len() >= self.records.len() {
+                codec = Compression::None;
+            }
+        }
+        let records: &[u8] = if codec == Compression::None {
+            &self.records
+        } else {
+            &packed
+        };
+        let total = BATCH_HEADER_LEN + records.len();
+        let start = out.len();
+        out.reserve(total);
+        out.put_i64(self.base_offset);
+        out.put_i32((total - BATCH_LOG_OVERHEAD) as i32);
+        out.put_i32(-1); // partition leader epoch: set by the broker
+        out.put_i8(MAGIC_V2);
+        let crc_at = out.len();
+        out.put_u32(0);
+        let attributes = codec as i16 | if self.transactional { 0x10 } else { 0 };
+        out.put_i16(attributes);
+        out.put_i32(self.count - 1);
+        out.put_i64(self.base_timestamp.unwrap_or(-1));
+        out.put_i64(self.max_timestamp);
+        out.put_i64(self.producer_id);
+        out.put_i16(self.producer_epoch);
+        out.put_i32(self.base_sequence);
+        out.put_i32(self.count);
+        out.put_slice(records);
+        let crc = crc32c::crc32c(&out[crc_at + 4..]);
+        out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+        debug_assert_eq!(out.len() - start, total);
+        Ok(total)
+    }
+
+    /// Empties the builder for reuse, keeping its settings and its buffer.
+    pub fn clear(&mut self) {
+        self.base_timestamp = None;
+        self.max_timestamp = -1;
+        self.count = 0;
+        self.records.clear();
+    }
+}
+
+#[inline]
+fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(buf, -1),
+        Some(b) => {
+            put_varint(buf, b.len() as i32);
+            buf.extend_from_slice(b);
+        }
+    }
+}
