@@ -274,20 +274,17 @@ mod tests {
     use kafka_protocol::protocol::{Encodable, StrBytes};
     use proptest::prelude::*;
 
-    fn kp_response(
-        version: i16,
-        topics: &[(
-            String,
-            [u8; 16],
-            Vec<(
-                i32,
-                i64,
-                Option<Vec<(i64, i64)>>,
-                Option<Vec<u8>>,
-                Option<(i32, i32)>,
-            )>,
-        )],
-    ) -> kp::FetchResponse {
+    /// (partition, high watermark, aborted (pid, first offset), records, current leader).
+    type PartSpec = (
+        i32,
+        i64,
+        Option<Vec<(i64, i64)>>,
+        Option<Vec<u8>>,
+        Option<(i32, i32)>,
+    );
+    type TopicSpec = (String, [u8; 16], Vec<PartSpec>);
+
+    fn kp_response(version: i16, topics: &[TopicSpec]) -> kp::FetchResponse {
         kp::FetchResponse::default()
             .with_throttle_time_ms(9)
             .with_error_code(if version >= 7 { 3 } else { 0 })

@@ -357,13 +357,13 @@ pub fn varint_size(v: i32) -> usize {
 pub fn varlong_size(v: i64) -> usize {
     let u = ((v << 1) ^ (v >> 63)) as u64;
     // 1 byte per 7 bits, at least 1.
-    ((64 - (u | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (u | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Encoded size of an UNSIGNED_VARINT.
 #[inline]
 pub fn unsigned_varint_size(u: u32) -> usize {
-    ((32 - (u | 1).leading_zeros() as usize) + 6) / 7
+    (32 - (u | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 #[cfg(test)]
