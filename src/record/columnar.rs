@@ -172,7 +172,10 @@ impl ColumnarBatch {
     }
 
     /// Headers of record `i` as (key, value) pairs.
-    pub fn headers(&self, i: usize) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + '_ {
+    pub fn headers(
+        &self,
+        i: usize,
+    ) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + Clone + '_ {
         self.header_spans(i)
             .iter()
             .map(|&(k, v)| (self.slice(k).unwrap_or_default(), self.slice(v)))
@@ -232,7 +235,9 @@ impl<'a> RecordRef<'a> {
         self.batch.value(self.index)
     }
     /// Its headers.
-    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+    pub fn headers(
+        &self,
+    ) -> impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone + 'a {
         self.batch.headers(self.index)
     }
 }
