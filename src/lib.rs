@@ -56,3 +56,8 @@
 
 pub mod record;
 pub mod wire;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test spate has, installing what they need first. Works on a fresh machine with a
+# Rust toolchain (rustup: cargo, clippy, rustfmt) and a C++ compiler (for libFuzzer).
+#
+#   scripts/test.sh                   # everything
+#   FUZZ_SECONDS=60 scripts/test.sh   # longer fuzz smoke runs (default 15 s per target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --all-targets -- -D warnings
+
+step "pure Rust: the default build links no C library (*-sys) and never librdkafka"
+if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
+    echo "a C library or librdkafka is in the default build" >&2
+    exit 1
+fi
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
+step "fuzz smoke: ${FUZZ_SECONDS}s per target (cargo-fuzz on stable via RUSTC_BOOTSTRAP=1)"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+(cd fuzz && cargo fuzz build -O)
+for target in $(cd fuzz && cargo fuzz list); do
+    mkdir -p "fuzz/corpus/$target" "fuzz/seeds/$target"
+    log="fuzz/corpus/$target.log"
+    if (cd fuzz && cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -malloc_limit_mb=512) >"$log" 2>&1; then
+        echo "fuzz $target: $(grep -E '^Done' "$log" || echo done)"
+    else
+        tail -n 40 "$log" >&2
+        echo "fuzz $target: FAILED (crash input under fuzz/artifacts/$target)" >&2
+        exit 1
+    fi
+done
+unset RUSTC_BOOTSTRAP
+
+step "tests (release): unit, property, golden, CLI, benches in test mode, doc tests"
+cargo test --release --all-targets
+cargo test --release --doc
