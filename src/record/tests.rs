@@ -306,6 +306,16 @@ fn batch_with_record(record: &[u8], attributes: i16) -> Bytes {
     Bytes::from(v)
 }
 
+/// Decodes a batch holding one record whose body (everything after its length) is `body`.
+fn decode_body(body: &[u8], attributes: i16) -> Result<ColumnarBatch, RecordError> {
+    let mut full = Vec::new();
+    put_varint(&mut full, body.len() as i32);
+    full.extend_from_slice(body);
+    RawBatch::new(batch_with_record(&full, attributes))
+        .unwrap()
+        .decode()
+}
+
 #[test]
 fn record_length_lies() {
     // Record claims 100 bytes but holds 7.
@@ -330,13 +340,7 @@ fn record_length_lies() {
     // Value claims 2^30 bytes.
     let mut rec = vec![0u8, 0, 0, 0, 1];
     put_varint(&mut rec, 1 << 30);
-    let mut full = Vec::new();
-    put_varint(&mut full, rec.len() as i32);
-    full.extend_from_slice(&rec);
-    let err = RawBatch::new(batch_with_record(&full, 0))
-        .unwrap()
-        .decode()
-        .unwrap_err();
+    let err = decode_body(&rec, 0).unwrap_err();
     assert!(
         matches!(
             err,
@@ -351,13 +355,7 @@ fn record_length_lies() {
     // Negative lengths other than -1.
     let mut rec = vec![0u8, 0, 0];
     put_varint(&mut rec, -7);
-    let mut full = Vec::new();
-    put_varint(&mut full, rec.len() as i32);
-    full.extend_from_slice(&rec);
-    let err = RawBatch::new(batch_with_record(&full, 0))
-        .unwrap()
-        .decode()
-        .unwrap_err();
+    let err = decode_body(&rec, 0).unwrap_err();
     assert!(err.to_string().contains("invalid length -7"), "{err}");
 }
 
@@ -444,13 +442,7 @@ fn control_batches_and_markers() {
     put_varint(&mut rec, value.len() as i32);
     rec.extend_from_slice(&value);
     rec.push(0);
-    let mut full = Vec::new();
-    put_varint(&mut full, rec.len() as i32);
-    full.extend_from_slice(&rec);
-    let batch = RawBatch::new(batch_with_record(&full, 0x30))
-        .unwrap()
-        .decode()
-        .unwrap();
+    let batch = decode_body(&rec, 0x30).unwrap();
     assert!(batch.header().is_control() && batch.header().is_transactional());
     let marker = batch.control_record().unwrap().unwrap();
     assert_eq!(marker.kind, ControlRecordType::Commit);
