@@ -160,6 +160,10 @@ proptest! {
     }
 }
 
+fn decode_err(batch: Bytes) -> RecordError {
+    RawBatch::new(batch).unwrap().decode().unwrap_err()
+}
+
 fn sample() -> Bytes {
     build(
         Compression::None,
@@ -180,10 +184,7 @@ fn bad_crc_is_reported_with_both_values() {
     let mut bytes = sample().to_vec();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    let err = RawBatch::new(Bytes::from(bytes))
-        .unwrap()
-        .decode()
-        .unwrap_err();
+    let err = decode_err(Bytes::from(bytes));
     assert!(
         matches!(
             err,
@@ -225,7 +226,7 @@ fn truncated_records_inside_a_batch_are_errors() {
         let len = (b.len() - BATCH_LOG_OVERHEAD) as i32;
         b[8..12].copy_from_slice(&len.to_be_bytes());
         fix_crc(&mut b);
-        let err = RawBatch::new(Bytes::from(b)).unwrap().decode().unwrap_err();
+        let err = decode_err(Bytes::from(b));
         assert!(
             matches!(
                 err,
@@ -247,13 +248,10 @@ fn with_count(count: i32) -> Bytes {
 
 #[test]
 fn record_count_lies() {
-    let err = RawBatch::new(with_count(-1)).unwrap().decode().unwrap_err();
+    let err = decode_err(with_count(-1));
     assert_eq!(err, RecordError::NegativeRecordCount { at: 0, count: -1 });
     // Huge: fails on the data, and allocates by the data, not by the count.
-    let err = RawBatch::new(with_count(i32::MAX))
-        .unwrap()
-        .decode()
-        .unwrap_err();
+    let err = decode_err(with_count(i32::MAX));
     assert!(
         matches!(
             err,
@@ -265,7 +263,7 @@ fn record_count_lies() {
         ),
         "{err}"
     );
-    let err = RawBatch::new(with_count(1)).unwrap().decode().unwrap_err();
+    let err = decode_err(with_count(1));
     assert!(
         matches!(err, RecordError::TrailingBytes { declared: 1, .. }),
         "{err}"
@@ -322,10 +320,7 @@ fn record_length_lies() {
     let mut rec = Vec::new();
     put_varint(&mut rec, 100);
     rec.extend_from_slice(&[0, 0, 0, 1, 1, 0]);
-    let err = RawBatch::new(batch_with_record(&rec, 0))
-        .unwrap()
-        .decode()
-        .unwrap_err();
+    let err = decode_err(batch_with_record(&rec, 0));
     assert!(
         matches!(
             err,
@@ -364,17 +359,14 @@ fn varint_overflow_in_a_record() {
     let rec = [
         0x0c, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
     ];
-    let err = RawBatch::new(batch_with_record(&rec, 0))
-        .unwrap()
-        .decode()
-        .unwrap_err();
+    let err = decode_err(batch_with_record(&rec, 0));
     assert!(err.to_string().contains("varint at byte"), "{err}");
 }
 
 #[test]
 fn unknown_compression_id() {
     let b = batch_with_record(&[0x0e, 0, 0, 0, 1, 1, 0], 0x07);
-    let err = RawBatch::new(b).unwrap().decode().unwrap_err();
+    let err = decode_err(b);
     assert_eq!(
         err,
         RecordError::Compression {

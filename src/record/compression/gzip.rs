@@ -6,7 +6,7 @@ use std::io::Write;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
-use super::{corrupt, read_capped, Compression, CompressionError};
+use super::{encode_failed, read_capped, Compression, CompressionError};
 
 const CODEC: Compression = Compression::Gzip;
 
@@ -25,14 +25,7 @@ pub(super) fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, Compress
 pub(super) fn compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
     // Java's GZIPOutputStream uses deflate's default level (6).
     let mut enc = GzEncoder::new(out, flate2::Compression::default());
-    enc.write_all(input).map_err(|e| encode_err(&e))?;
-    enc.finish().map_err(|e| encode_err(&e))?;
+    enc.write_all(input).map_err(|e| encode_failed(CODEC, e))?;
+    enc.finish().map_err(|e| encode_failed(CODEC, e))?;
     Ok(())
-}
-
-fn encode_err(e: &std::io::Error) -> CompressionError {
-    match corrupt(CODEC, e) {
-        CompressionError::Corrupt { codec, reason } => CompressionError::Encode { codec, reason },
-        other => other,
-    }
 }

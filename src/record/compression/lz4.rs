@@ -14,7 +14,7 @@ use std::io::Write;
 use lz4_flex::block::{decompress_into, decompress_into_with_dict, DecompressError};
 use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
 
-use super::{corrupt, Compression, CompressionError};
+use super::{corrupt, encode_failed, Compression, CompressionError};
 
 const CODEC: Compression = Compression::Lz4;
 const MAGIC: u32 = 0x184D_2204;
@@ -156,12 +156,8 @@ pub(super) fn compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), Compressio
         .block_mode(BlockMode::Independent)
         .content_checksum(false);
     let mut enc = FrameEncoder::with_frame_info(info, out);
-    let fail = |e: &dyn std::fmt::Display| CompressionError::Encode {
-        codec: CODEC,
-        reason: e.to_string(),
-    };
-    enc.write_all(input).map_err(|e| fail(&e))?;
-    enc.finish().map_err(|e| fail(&e))?;
+    enc.write_all(input).map_err(|e| encode_failed(CODEC, e))?;
+    enc.finish().map_err(|e| encode_failed(CODEC, e))?;
     Ok(())
 }
 

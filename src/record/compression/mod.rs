@@ -188,6 +188,13 @@ fn read_capped(
     Ok(())
 }
 
+fn encode_failed(codec: Compression, e: impl fmt::Display) -> CompressionError {
+    CompressionError::Encode {
+        codec,
+        reason: e.to_string(),
+    }
+}
+
 fn corrupt(codec: Compression, e: impl fmt::Display) -> CompressionError {
     CompressionError::Corrupt {
         codec,

@@ -7,7 +7,7 @@
 
 use snap::raw::{decompress_len, max_compress_len, Decoder, Encoder};
 
-use super::{corrupt, Compression, CompressionError};
+use super::{corrupt, encode_failed, Compression, CompressionError};
 
 const CODEC: Compression = Compression::Snappy;
 const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
@@ -82,13 +82,9 @@ pub(super) fn compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), Compressio
         out.extend_from_slice(&[0; 4]);
         let start = out.len();
         out.resize(start + max_compress_len(chunk.len()), 0);
-        let n =
-            encoder
-                .compress(chunk, &mut out[start..])
-                .map_err(|e| CompressionError::Encode {
-                    codec: CODEC,
-                    reason: e.to_string(),
-                })?;
+        let n = encoder
+            .compress(chunk, &mut out[start..])
+            .map_err(|e| encode_failed(CODEC, e))?;
         out.truncate(start + n);
         out[len_at..start].copy_from_slice(&(n as u32).to_be_bytes());
     }
