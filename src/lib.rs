@@ -54,8 +54,14 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod error;
+pub mod net;
 pub mod record;
 pub mod wire;
+
+pub use config::ClientConfig;
+pub use error::{Action, Error, KafkaCode};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,0 +1,258 @@
+//! The public error, and the one place where Kafka error codes are classified.
+//!
+//! Every error answers "what now?" through [`Error::action`]: retry after a backoff, refresh
+//! metadata first, reconnect, find the coordinator again, rejoin the group, or give up.
+//!
+//! # References
+//! - Protocol guide, error codes: <https://kafka.apache.org/protocol#protocol_error_codes>.
+//! - Java client `Errors.java` and its `RetriableException` / `InvalidMetadataException`
+//!   hierarchy, which this classification follows.
+
+use std::fmt;
+
+use kafka_protocol::ResponseError;
+
+use crate::config::ConfigError;
+use crate::net::NetError;
+use crate::wire::ProtocolError;
+
+/// What a caller should do after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// Try the same request again after a backoff.
+    Retry,
+    /// The client's picture of the cluster is stale: refresh metadata, then retry.
+    RefreshMetadata,
+    /// The connection failed: retry on a new connection (the broker pool reconnects with backoff).
+    Reconnect,
+    /// The group or transaction coordinator moved: find it again, then retry.
+    FindCoordinator,
+    /// The group member's generation is gone: rejoin the group.
+    Rejoin,
+    /// The fetch session is unknown or out of step: start a new one.
+    ResetFetchSession,
+    /// Retrying cannot help.
+    Fatal,
+}
+
+/// A Kafka error code as a broker sends it (`0` is success and never appears here).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KafkaCode(pub i16);
+
+impl KafkaCode {
+    /// `Ok(())` for code 0, the code otherwise.
+    pub fn check(code: i16) -> Result<(), KafkaCode> {
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(KafkaCode(code))
+        }
+    }
+
+    fn known(self) -> Option<ResponseError> {
+        ResponseError::try_from_code(self.0).filter(|e| !matches!(e, ResponseError::Unknown(_)))
+    }
+
+    /// The protocol's name for the code (`"NotLeaderOrFollower"`), or `"Unknown"`.
+    pub fn name(self) -> String {
+        match self.known() {
+            Some(e) => format!("{e:?}"),
+            None => "Unknown".to_owned(),
+        }
+    }
+
+    /// What to do about this code. The single classification every layer uses.
+    pub fn action(self) -> Action {
+        use ResponseError as E;
+        let Some(e) = self.known() else {
+            return Action::Fatal;
+        };
+        match e {
+            // The Java client's InvalidMetadataException family: the leader, the partition set
+            // or the controller moved.
+            E::UnknownTopicOrPartition
+            | E::LeaderNotAvailable
+            | E::NotLeaderOrFollower
+            | E::ReplicaNotAvailable
+            | E::BrokerNotAvailable
+            | E::NotController
+            | E::KafkaStorageError
+            | E::ListenerNotFound
+            | E::FencedLeaderEpoch
+            | E::UnknownLeaderEpoch
+            | E::PreferredLeaderNotAvailable
+            | E::EligibleLeadersNotAvailable
+            | E::UnknownTopicId
+            | E::InconsistentTopicId
+            | E::OffsetNotAvailable => Action::RefreshMetadata,
+            E::CoordinatorNotAvailable | E::NotCoordinator => Action::FindCoordinator,
+            E::IllegalGeneration
+            | E::UnknownMemberId
+            | E::RebalanceInProgress
+            | E::MemberIdRequired
+            | E::FencedMemberEpoch
+            | E::StaleMemberEpoch => Action::Rejoin,
+            E::FetchSessionIdNotFound
+            | E::InvalidFetchSessionEpoch
+            | E::FetchSessionTopicIdError
+            | E::ShareSessionNotFound
+            | E::InvalidShareSessionEpoch => Action::ResetFetchSession,
+            E::CorruptMessage
+            | E::RequestTimedOut
+            | E::NetworkException
+            | E::CoordinatorLoadInProgress
+            | E::NotEnoughReplicas
+            | E::NotEnoughReplicasAfterAppend
+            | E::ConcurrentTransactions
+            | E::UnstableOffsetCommit
+            | E::ThrottlingQuotaExceeded
+            | E::ElectionNotNeeded
+            | E::ShareSessionLimitReached => Action::Retry,
+            _ => Action::Fatal,
+        }
+    }
+
+    /// The protocol's description of the code.
+    pub fn description(self) -> String {
+        match self.known() {
+            Some(e) => e.to_string(),
+            None => format!("unknown error code {}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.name(), self.0, self.description())
+    }
+}
+
+/// Every error the client layers return.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A connection failed (connect, I/O, timeout, a peer that broke the protocol).
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A message could not be encoded or decoded, or no version is shared with the broker.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The broker answered with an error code.
+    #[error("{context}: {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Kafka {
+        /// The code.
+        code: KafkaCode,
+        /// What was being done ("create topic orders").
+        context: String,
+        /// The broker's error message, if it sent one.
+        message: Option<String>,
+    },
+    /// No bootstrap server or broker could be reached.
+    #[error("no broker reachable (tried {tried}); last error: {last}")]
+    NoBrokerAvailable {
+        /// The addresses tried.
+        tried: String,
+        /// The last failure.
+        last: Box<Error>,
+    },
+    /// The cluster metadata does not know this topic, partition or broker.
+    #[error("{0}")]
+    UnknownInMetadata(String),
+    /// An operation ran out of time, retries included.
+    #[error("{what} did not complete within {after_ms} ms; last error: {last}")]
+    Timeout {
+        /// The operation.
+        what: String,
+        /// The time it had.
+        after_ms: u64,
+        /// The last failure before time ran out.
+        last: Box<Error>,
+    },
+}
+
+impl Error {
+    /// A broker error code with context.
+    pub fn kafka(code: KafkaCode, context: impl Into<String>, message: Option<String>) -> Self {
+        Error::Kafka {
+            code,
+            context: context.into(),
+            message,
+        }
+    }
+
+    /// The Kafka error code, if the broker sent one.
+    pub fn code(&self) -> Option<KafkaCode> {
+        match self {
+            Error::Kafka { code, .. } => Some(*code),
+            Error::Timeout { last, .. } | Error::NoBrokerAvailable { last, .. } => last.code(),
+            _ => None,
+        }
+    }
+
+    /// What to do next.
+    pub fn action(&self) -> Action {
+        match self {
+            Error::Kafka { code, .. } => code.action(),
+            Error::Net(e) => e.action(),
+            Error::NoBrokerAvailable { .. } => Action::Reconnect,
+            Error::UnknownInMetadata(_) => Action::RefreshMetadata,
+            Error::Config(_) | Error::Protocol(_) | Error::Timeout { .. } => Action::Fatal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified_as_the_java_client_does() {
+        assert_eq!(KafkaCode(6).action(), Action::RefreshMetadata); // NOT_LEADER_OR_FOLLOWER
+        assert_eq!(KafkaCode(3).action(), Action::RefreshMetadata); // UNKNOWN_TOPIC_OR_PARTITION
+        assert_eq!(KafkaCode(41).action(), Action::RefreshMetadata); // NOT_CONTROLLER
+        assert_eq!(KafkaCode(7).action(), Action::Retry); // REQUEST_TIMED_OUT
+        assert_eq!(KafkaCode(14).action(), Action::Retry); // COORDINATOR_LOAD_IN_PROGRESS
+        assert_eq!(KafkaCode(16).action(), Action::FindCoordinator); // NOT_COORDINATOR
+        assert_eq!(KafkaCode(27).action(), Action::Rejoin); // REBALANCE_IN_PROGRESS
+        assert_eq!(KafkaCode(70).action(), Action::ResetFetchSession);
+        assert_eq!(KafkaCode(36).action(), Action::Fatal); // TOPIC_ALREADY_EXISTS
+        assert_eq!(KafkaCode(90).action(), Action::Fatal); // PRODUCER_FENCED
+        assert_eq!(KafkaCode(-1).action(), Action::Fatal); // UNKNOWN_SERVER_ERROR
+        assert_eq!(KafkaCode(9999).action(), Action::Fatal);
+    }
+
+    #[test]
+    fn every_retriable_code_of_the_protocol_is_classified_as_recoverable() {
+        // kafka-protocol marks the codes the Java client treats as retriable; none of them may
+        // end up Fatal here (that would stop a producer or consumer for a transient error).
+        for code in -1..200i16 {
+            let k = KafkaCode(code);
+            if let Some(e) = k.known() {
+                if e.is_retriable() {
+                    assert_ne!(k.action(), Action::Fatal, "{k:?} is retriable");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_and_messages() {
+        assert_eq!(KafkaCode(36).name(), "TopicAlreadyExists");
+        assert_eq!(KafkaCode(9999).name(), "Unknown");
+        let e = Error::kafka(KafkaCode(36), "create topic t", Some("exists".into()));
+        assert_eq!(e.code(), Some(KafkaCode(36)));
+        let text = e.to_string();
+        assert!(text.starts_with("create topic t: TopicAlreadyExists (36)"), "{text}");
+        assert!(text.ends_with("(exists)"), "{text}");
+    }
+}

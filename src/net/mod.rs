@@ -1,0 +1,142 @@
+//! The only module with sockets: pipelined broker connections, TLS and SASL.
+//!
+//! A [`Connection`] carries many requests at once, matched to responses by correlation id. A
+//! reader task and a writer task own the two halves of the socket, so a caller that gives up
+//! on a request (drops its future) can never leave half a frame on the wire. When anything goes
+//! wrong on the connection (I/O error, a peer that closes or sends garbage, a request that
+//! times out) the connection is **poisoned**: every request in flight gets the stored cause,
+//! and later requests fail at once with it, until the broker pool replaces the connection.
+//!
+//! At connect: TCP (with a timeout), TLS if configured (feature `tls`), ApiVersions (v3, then
+//! v0 if the broker is older) for per-API version negotiation, then SASL if configured.
+//!
+//! # References
+//! - Protocol guide, "Network" and "Partitioning and bootstrapping":
+//!   <https://kafka.apache.org/protocol#protocol_network>.
+//! - KIP-35 (ApiVersions), KIP-43 and KIP-152 (SASL handshake and SaslAuthenticate),
+//!   KIP-84 (SCRAM), KIP-511 (client software name and version).
+
+mod conn;
+pub mod sasl;
+#[cfg(feature = "tls")]
+mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use conn::{ConnectOptions, Connection};
+
+use crate::error::Action;
+use crate::wire::{ApiKey, ProtocolError};
+
+/// A byte stream a connection can run on: TCP, TLS over TCP, or an in-memory pipe in tests.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// Why a connection failed. Cloned to every request that was in flight when it did.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The TCP connect failed (refused, unreachable, name not resolved).
+    #[error("cannot connect to {broker}: {source}")]
+    Connect {
+        /// The address.
+        broker: String,
+        /// The OS error.
+        source: Arc<io::Error>,
+    },
+    /// Connecting (TCP, TLS, ApiVersions, SASL) took longer than allowed.
+    #[error("connecting to {broker} did not finish within {after_ms} ms")]
+    ConnectTimeout {
+        /// The address.
+        broker: String,
+        /// The limit.
+        after_ms: u64,
+    },
+    /// Reading or writing the socket failed.
+    #[error("I/O error on the connection to {broker}: {source}")]
+    Io {
+        /// The address.
+        broker: String,
+        /// The OS error.
+        source: Arc<io::Error>,
+    },
+    /// The peer closed the connection.
+    #[error("{broker} closed the connection{}", if *mid_frame { " in the middle of a response frame" } else { "" })]
+    Closed {
+        /// The address.
+        broker: String,
+        /// Whether part of a frame had arrived.
+        mid_frame: bool,
+    },
+    /// The peer sent bytes that are not a valid response frame (negative or oversized length).
+    #[error("{broker} broke the protocol: {source}")]
+    Protocol {
+        /// The address.
+        broker: String,
+        /// What was wrong.
+        source: ProtocolError,
+    },
+    /// The peer answered a correlation id that has no request in flight.
+    #[error("{broker} answered correlation id {correlation_id}, which no request in flight has")]
+    UnexpectedResponse {
+        /// The address.
+        broker: String,
+        /// The id it sent.
+        correlation_id: i32,
+    },
+    /// A request got no response in time. The connection is closed, as the Java client does:
+    /// whatever the broker does with the request later can no longer be matched.
+    #[error("{api:?} v{version} to {broker} got no response within {after_ms} ms; connection closed")]
+    RequestTimeout {
+        /// The address.
+        broker: String,
+        /// The request's API.
+        api: ApiKey,
+        /// The request's version.
+        version: i16,
+        /// The limit.
+        after_ms: u64,
+    },
+    /// SASL authentication failed.
+    #[error("SASL {mechanism} authentication with {broker} failed: {reason}")]
+    Sasl {
+        /// The address.
+        broker: String,
+        /// The mechanism.
+        mechanism: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS handshake or TLS set-up failed.
+    #[error("TLS with {broker}: {reason}")]
+    Tls {
+        /// The address.
+        broker: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl NetError {
+    /// What to do next: authentication and TLS failures are fatal, everything else is worth a
+    /// new connection.
+    pub fn action(&self) -> Action {
+        match self {
+            NetError::Sasl { .. } | NetError::Tls { .. } => Action::Fatal,
+            _ => Action::Reconnect,
+        }
+    }
+
+    pub(crate) fn io(broker: &str, e: io::Error) -> Self {
+        NetError::Io {
+            broker: broker.to_owned(),
+            source: Arc::new(e),
+        }
+    }
+}
