@@ -488,8 +488,10 @@ mod tests {
             err(&[("linger.ms", "5")]),
             "unknown configuration key `linger.ms`"
         );
-        assert!(err(&[("bootstrap.servers", "a:1"), ("request.timeout.ms", "soon")])
-            .contains("`request.timeout.ms`"));
+        assert!(
+            err(&[("bootstrap.servers", "a:1"), ("request.timeout.ms", "soon")])
+                .contains("`request.timeout.ms`")
+        );
         assert!(err(&[("bootstrap.servers", "nohost")]).contains("host:port"));
         assert!(err(&[("bootstrap.servers", "a:99999")]).contains("port"));
         assert!(err(&[("client.id", "x")]).contains("`bootstrap.servers` is required"));
@@ -498,8 +500,9 @@ mod tests {
             ("security.protocol", "sasl_plaintext")
         ])
         .contains("sasl.username"));
-        assert!(err(&[("bootstrap.servers", "a:1"), ("security.protocol", "tcp")])
-            .contains("sasl_ssl"));
+        assert!(
+            err(&[("bootstrap.servers", "a:1"), ("security.protocol", "tcp")]).contains("sasl_ssl")
+        );
     }
 
     #[test]
@@ -513,7 +516,10 @@ mod tests {
             ),
         ])
         .unwrap();
-        assert_eq!((c.sasl.username.as_str(), c.sasl.password.as_str()), ("bob", "p=w"));
+        assert_eq!(
+            (c.sasl.username.as_str(), c.sasl.password.as_str()),
+            ("bob", "p=w")
+        );
         assert!(ClientConfig::default()
             .set("sasl.jaas.config", "PlainLoginModule required;")
             .is_err());
@@ -521,7 +527,8 @@ mod tests {
 
     #[test]
     fn tls_needs_the_feature() {
-        let r = ClientConfig::from_pairs([("bootstrap.servers", "a:1"), ("security.protocol", "ssl")]);
+        let r =
+            ClientConfig::from_pairs([("bootstrap.servers", "a:1"), ("security.protocol", "ssl")]);
         assert_eq!(r.is_ok(), cfg!(feature = "tls"), "{r:?}");
     }
 }

@@ -252,7 +252,10 @@ mod tests {
         let e = Error::kafka(KafkaCode(36), "create topic t", Some("exists".into()));
         assert_eq!(e.code(), Some(KafkaCode(36)));
         let text = e.to_string();
-        assert!(text.starts_with("create topic t: TopicAlreadyExists (36)"), "{text}");
+        assert!(
+            text.starts_with("create topic t: TopicAlreadyExists (36)"),
+            "{text}"
+        );
         assert!(text.ends_with("(exists)"), "{text}");
     }
 }

@@ -133,7 +133,15 @@ impl Shared {
             return;
         }
         let in_flight = state.pending.len();
-        if in_flight > 0 || !matches!(cause, NetError::Closed { mid_frame: false, .. }) {
+        if in_flight > 0
+            || !matches!(
+                cause,
+                NetError::Closed {
+                    mid_frame: false,
+                    ..
+                }
+            )
+        {
             tracing::warn!(broker = %self.broker, in_flight, error = %cause, "connection failed");
         } else {
             tracing::debug!(broker = %self.broker, error = %cause, "idle connection closed");
@@ -183,8 +191,7 @@ impl Connection {
                     broker: addr.to_owned(),
                     source: Arc::new(e),
                 })?;
-            tcp.set_nodelay(true)
-                .map_err(|e| NetError::io(addr, e))?;
+            tcp.set_nodelay(true).map_err(|e| NetError::io(addr, e))?;
             if options.security_protocol.uses_tls() {
                 #[cfg(feature = "tls")]
                 {
@@ -261,21 +268,27 @@ impl Connection {
         let mut version = API_VERSIONS_MAX;
         let response = loop {
             let frame = self
-                .roundtrip(ApiKey::ApiVersions, version, self.inner.request_timeout, |h, dst| {
-                    encode_request(&self.inner.write_codec, h, &request, dst)
-                })
+                .roundtrip(
+                    ApiKey::ApiVersions,
+                    version,
+                    self.inner.request_timeout,
+                    |h, dst| encode_request(&self.inner.write_codec, h, &request, dst),
+                )
                 .await?;
             // Whatever version was asked, a broker that does not speak it answers
             // UNSUPPORTED_VERSION in the v0 layout, listing what it does speak (KIP-511).
-            let (_, response) =
-                match decode_response::<ApiVersionsResponse>(ApiKey::ApiVersions, version, frame.clone()) {
-                    Ok(ok) => ok,
-                    Err(e) if version > 0 => match decode_response(ApiKey::ApiVersions, 0, frame) {
-                        Ok(v0) => v0,
-                        Err(_) => return Err(e.into()),
-                    },
-                    Err(e) => return Err(e.into()),
-                };
+            let (_, response) = match decode_response::<ApiVersionsResponse>(
+                ApiKey::ApiVersions,
+                version,
+                frame.clone(),
+            ) {
+                Ok(ok) => ok,
+                Err(e) if version > 0 => match decode_response(ApiKey::ApiVersions, 0, frame) {
+                    Ok(v0) => v0,
+                    Err(_) => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            };
             if response.error_code == UNSUPPORTED_VERSION && version > 0 {
                 let theirs = response
                     .api_keys

@@ -92,7 +92,9 @@ pub enum NetError {
     },
     /// A request got no response in time. The connection is closed, as the Java client does:
     /// whatever the broker does with the request later can no longer be matched.
-    #[error("{api:?} v{version} to {broker} got no response within {after_ms} ms; connection closed")]
+    #[error(
+        "{api:?} v{version} to {broker} got no response within {after_ms} ms; connection closed"
+    )]
     RequestTimeout {
         /// The address.
         broker: String,

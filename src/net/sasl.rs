@@ -253,9 +253,13 @@ mod tests {
     /// RFC 7677 §3, the SCRAM-SHA-256 example exchange.
     #[test]
     fn rfc7677_example() {
-        let mut scram =
-            Scram::new(SaslMechanism::ScramSha256, "user", "pencil", "rOprNGfwEbeRWgbNEkqO")
-                .unwrap();
+        let mut scram = Scram::new(
+            SaslMechanism::ScramSha256,
+            "user",
+            "pencil",
+            "rOprNGfwEbeRWgbNEkqO",
+        )
+        .unwrap();
         assert_eq!(scram.client_first(), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
         let client_final = scram
             .handle_server_first(
@@ -277,16 +281,23 @@ mod tests {
         let new = || Scram::new(SaslMechanism::ScramSha512, "a,b=c", "pw", "abc").unwrap();
         assert_eq!(new().client_first(), "n,,n=a=2Cb=3Dc,r=abc");
         // Nonce not extending ours.
-        assert!(new().handle_server_first(b"r=xyz123,s=AAAA,i=4096").is_err());
+        assert!(new()
+            .handle_server_first(b"r=xyz123,s=AAAA,i=4096")
+            .is_err());
         // Same nonce, nothing added.
         assert!(new().handle_server_first(b"r=abc,s=AAAA,i=4096").is_err());
         // Absurd iteration count (CPU bomb) and missing fields.
-        assert!(new().handle_server_first(b"r=abcd,s=AAAA,i=4000000000").is_err());
+        assert!(new()
+            .handle_server_first(b"r=abcd,s=AAAA,i=4000000000")
+            .is_err());
         assert!(new().handle_server_first(b"r=abcd,i=4096").is_err());
         // Wrong server signature, and a server error.
         let mut s = new();
         s.handle_server_first(b"r=abcdef,s=AAAA,i=4096").unwrap();
-        assert!(s.handle_server_final(b"v=AAAA").unwrap_err().contains("signature"));
+        assert!(s
+            .handle_server_final(b"v=AAAA")
+            .unwrap_err()
+            .contains("signature"));
         let mut s = new();
         s.handle_server_first(b"r=abcdef,s=AAAA,i=4096").unwrap();
         assert!(s
