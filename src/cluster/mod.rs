@@ -259,7 +259,11 @@ impl Client {
         match pool.get(&broker.id) {
             Some(slot) if slot.address() == address => slot.clone(),
             _ => {
-                let slot = Slot::new(address, &self.inner.config);
+                // A broker that is also a bootstrap address shares its connection.
+                let slot = match self.inner.bootstrap.iter().find(|s| s.address() == address) {
+                    Some(bootstrap) => bootstrap.clone(),
+                    None => Slot::new(address, &self.inner.config),
+                };
                 pool.insert(broker.id, slot.clone());
                 slot
             }

@@ -1,7 +1,10 @@
 //! The `spate` command-line tool. Options follow kcat's where they overlap.
 
+mod common;
 mod dump;
 mod format;
+mod metadata;
+mod topic;
 
 use std::process::ExitCode;
 
@@ -22,12 +25,21 @@ struct Cli {
 enum Command {
     /// Decode Kafka log segments (`*.log`) or files of raw record batches.
     Dump(dump::Args),
+    /// Show brokers, topics, partitions and leaders (like `kcat -L`).
+    Metadata(metadata::Args),
+    /// Create, delete or list topics.
+    Topic {
+        #[command(subcommand)]
+        action: topic::Action,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dump(args) => dump::run(&args),
+        Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Topic { action } => topic::run(&action).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,59 @@
+//! What every subcommand that talks to a cluster shares: `-b`, `-X key=value`, `-d`.
+
+use spate::cluster::Client;
+use spate::ClientConfig;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// Bootstrap broker(s), `host:port[,host:port...]` (`bootstrap.servers`).
+    #[arg(short = 'b', long = "brokers", env = "SPATE_BROKERS")]
+    pub brokers: String,
+    /// Any configuration key, as in librdkafka/Java: `-X request.timeout.ms=5000`. Repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Log connections, requests and metadata refreshes to stderr (`-d` debug, `-dd` trace).
+    #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count)]
+    pub debug: u8,
+}
+
+impl ConnArgs {
+    /// The client configuration: `-b`, then every `-X` in order.
+    pub fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut pairs = vec![("bootstrap.servers".to_owned(), self.brokers.clone())];
+        for kv in &self.config {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("-X {kv}: expected key=value"))?;
+            pairs.push((k.trim().to_owned(), v.to_owned()));
+        }
+        ClientConfig::from_pairs(pairs).map_err(|e| format!("configuration: {e}"))
+    }
+
+    /// Sets up logging, builds a runtime, connects, and runs `f` with the client.
+    pub fn run<T, F, Fut>(&self, f: F) -> Result<T, String>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let level = match self.debug {
+            0 => tracing::Level::WARN,
+            1 => tracing::Level::DEBUG,
+            _ => tracing::Level::TRACE,
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init();
+        let config = self.client_config()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        runtime.block_on(async move {
+            let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+            f(client).await
+        })
+    }
+}
