@@ -14,12 +14,24 @@
 //!   [`record::RecordBatches`] to split a records section, columnar decoding into
 //!   [`record::ColumnarBatch`], control markers, [`record::RecordBatchBuilder`], and
 //!   [`record::compression`] (gzip, snappy xerial + raw, lz4 frame, zstd; pure Rust).
+//! - [`net`]: the only module with sockets: a pipelined [`net::Connection`] (correlation ids,
+//!   a reader and a writer task, per-request timeouts, poisoning on failure), ApiVersions
+//!   negotiation, SASL PLAIN/SCRAM, TLS (feature `tls`).
+//! - [`cluster`]: [`cluster::Client`]: bootstrap, the metadata cache, the broker pool (lazy
+//!   connect, reconnect with backoff and jitter), retries by error class, admin operations.
 //!
-//! Both layers are synchronous and socket-free, so they are unit-tested, fuzzed (`fuzz/`) and
-//! benchmarked (`benches/`) without a runtime.
+//! Beside them: [`config`] (typed settings, built from the standard Kafka keys) and [`error`]
+//! (the public [`Error`] and the one classification of Kafka error codes into an [`Action`]).
+//!
+//! `wire` and `record` are synchronous and socket-free, so they are unit-tested, fuzzed
+//! (`fuzz/`) and benchmarked (`benches/`) without a runtime; `net` is tested against scripted
+//! peers, `cluster` against a real broker (`tests/`).
 //!
 //! # Data flow
 //! ```text
+//!  net::Connection: a reader task cuts frames off the socket and hands each to the request
+//!  waiting for its correlation id; a Fetch response then goes:
+//!
 //!  socket ─▶ FrameCodec ─▶ FetchResponse ─▶ RecordBatches ─▶ RawBatch::decode ─▶ ColumnarBatch
 //!            (wire::frame)  (wire::fetch)    (zero-copy split) (CRC, decompress    (spans into
 //!                           records: Bytes                      once, columns)      one buffer)

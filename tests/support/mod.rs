@@ -91,7 +91,7 @@ impl TestBroker {
                 // dies without unwinding. No orphan brokers.
                 Command::new("sh")
                     .arg("-c")
-                    .arg(r#"bin="$1"; shift; "$bin" "$@" & pid=$!; read -r _ || true; kill "$pid" 2>/dev/null; wait "$pid""#)
+                    .arg(r#"bin="$1"; shift; "$bin" "$@" & pid=$!; read -r _ || true; kill -9 "$pid" 2>/dev/null; wait "$pid""#)
                     .arg("sh")
                     .arg(bin)
                     .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
