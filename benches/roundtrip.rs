@@ -11,11 +11,10 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::future::join_all;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use spate::net::{ConnectOptions, Connection};
-use spate::wire::SUPPORTED_APIS;
+use spate::wire::versions::supported_api_versions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Requests per measured iteration.
@@ -23,17 +22,7 @@ const REQUESTS: usize = 1000;
 
 /// The response body after the correlation id: ApiVersions v3 listing what spate speaks.
 fn response_body() -> Vec<u8> {
-    let body = ApiVersionsResponse::default().with_api_keys(
-        SUPPORTED_APIS
-            .iter()
-            .map(|(api, r)| {
-                ApiVersion::default()
-                    .with_api_key(*api as i16)
-                    .with_min_version(r.min)
-                    .with_max_version(r.max)
-            })
-            .collect(),
-    );
+    let body = ApiVersionsResponse::default().with_api_keys(supported_api_versions());
     let mut buf = BytesMut::new();
     ResponseHeader::default().encode(&mut buf, 0).unwrap();
     body.encode(&mut buf, 3).unwrap();

@@ -92,6 +92,19 @@ fn check(
     KafkaCode::check(code).map_err(|c| Error::kafka(c, context(), message.map(|m| m.to_string())))
 }
 
+/// NOT_CONTROLLER.
+const NOT_CONTROLLER: i16 = 41;
+
+/// NOT_CONTROLLER for any topic means the whole request went to a broker that is no longer the
+/// controller: fail the attempt, so that [`Client::with_retry`] refreshes metadata (which names
+/// the new controller) and sends it again.
+fn sent_to_old_controller(codes: impl IntoIterator<Item = i16>, what: &str) -> Result<(), Error> {
+    if codes.into_iter().any(|c| c == NOT_CONTROLLER) {
+        return Err(Error::kafka(KafkaCode(NOT_CONTROLLER), what, None));
+    }
+    Ok(())
+}
+
 impl Client {
     /// Creates topics (on the controller). Fails with the first topic's error, if any; the
     /// error's [`code`](Error::code) tells TOPIC_ALREADY_EXISTS apart.
@@ -122,12 +135,10 @@ impl Client {
         let response = self
             .with_retry("create topics", &[], || async {
                 let response = self.controller().await?.request(&request).await?;
-                // NOT_CONTROLLER for any topic means the whole request went to the wrong broker.
-                for t in &response.topics {
-                    if t.error_code == 41 {
-                        check(t.error_code, || "create topics".into(), None)?;
-                    }
-                }
+                sent_to_old_controller(
+                    response.topics.iter().map(|t| t.error_code),
+                    "create topics",
+                )?;
                 Ok(response)
             })
             .await?;
@@ -159,11 +170,10 @@ impl Client {
         let response = self
             .with_retry("delete topics", &[], || async {
                 let response = self.controller().await?.request(&request).await?;
-                for t in &response.responses {
-                    if t.error_code == 41 {
-                        check(t.error_code, || "delete topics".into(), None)?;
-                    }
-                }
+                sent_to_old_controller(
+                    response.responses.iter().map(|t| t.error_code),
+                    "delete topics",
+                )?;
                 Ok(response)
             })
             .await?;

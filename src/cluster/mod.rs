@@ -131,9 +131,8 @@ impl Client {
                 connects: AtomicU64::new(0),
             }),
         };
-        let what = "bootstrap";
         client
-            .with_retry(what, &[], || client.refresh_metadata(Topics::None))
+            .with_retry("bootstrap", &[], || client.refresh_metadata(Topics::None))
             .await?;
         Ok(client)
     }

@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use super::*;
 use crate::config::{SaslConfig, SaslMechanism};
 use crate::error::Error;
-use crate::wire::{FrameCodec, SUPPORTED_APIS};
+use crate::wire::versions::supported_api_versions;
+use crate::wire::FrameCodec;
 
 /// The broker side of an in-memory connection, driven by the test.
 struct Peer {
@@ -72,17 +73,7 @@ fn response_frame<M: Encodable>(api: ApiKey, version: i16, correlation_id: i32, 
 }
 
 fn api_versions_response() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(
-        SUPPORTED_APIS
-            .iter()
-            .map(|(api, r)| {
-                ApiVersion::default()
-                    .with_api_key(*api as i16)
-                    .with_min_version(r.min)
-                    .with_max_version(r.max)
-            })
-            .collect(),
-    )
+    ApiVersionsResponse::default().with_api_keys(supported_api_versions())
 }
 
 fn options() -> ConnectOptions {

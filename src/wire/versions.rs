@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 
 use super::{ApiVersionRangeDisplay, ProtocolError};
@@ -76,6 +77,20 @@ pub fn supported(api: ApiKey) -> Option<ApiVersionRange> {
         .iter()
         .find(|(k, _)| *k == api)
         .map(|(_, range)| *range)
+}
+
+/// [`SUPPORTED_APIS`] as the `api_keys` of an ApiVersions response: what a peer speaking exactly
+/// spate's versions answers (scripted peers, benchmarks, an embedded broker).
+pub fn supported_api_versions() -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .map(|(api, r)| {
+            ApiVersion::default()
+                .with_api_key(*api as i16)
+                .with_min_version(r.min)
+                .with_max_version(r.max)
+        })
+        .collect()
 }
 
 /// The outcome of negotiation with one broker: for each API, the highest version both sides
