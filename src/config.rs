@@ -422,7 +422,7 @@ pub(crate) fn check_address(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::InvalidValue {
         key: key.to_owned(),
         value: value.to_owned(),
@@ -430,7 +430,7 @@ fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse<T: FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
+pub(crate) fn parse<T: FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -441,7 +441,7 @@ fn parse_with<T: FromStr<Err = String>>(key: &str, v: &str) -> Result<T, ConfigE
     v.parse::<T>().map_err(|e| invalid(key, v, e))
 }
 
-fn ms(key: &str, v: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn ms(key: &str, v: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(parse::<u64>(key, v)?))
 }
 

@@ -178,6 +178,32 @@ pub enum Error {
         /// The last failure before time ran out.
         last: Box<Error>,
     },
+    /// A record is larger than the producer may send (`max.request.size`, `buffer.memory`).
+    #[error("record of {size} bytes is larger than {setting} ({limit} bytes)")]
+    RecordTooLarge {
+        /// The record's encoded size.
+        size: usize,
+        /// The setting that caps it.
+        setting: &'static str,
+        /// Its value.
+        limit: usize,
+    },
+    /// The producer was closed; nothing more can be sent through it.
+    #[error("the producer is closed")]
+    ProducerClosed,
+    /// Another producer with the same `transactional.id` (or a newer epoch of this one) has
+    /// taken over: this producer can only be closed.
+    #[error("producer fenced{}: {code}", transactional_id.as_deref().map(|t| format!(" (transactional.id {t})")).unwrap_or_default())]
+    ProducerFenced {
+        /// The transactional id, if any.
+        transactional_id: Option<String>,
+        /// PRODUCER_FENCED, INVALID_PRODUCER_EPOCH or TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+        code: KafkaCode,
+    },
+    /// A transaction call in a state that does not allow it (commit with none begun, a send
+    /// after a failed batch until the transaction is aborted, …).
+    #[error("transaction: {0}")]
+    Transaction(String),
 }
 
 impl Error {
@@ -193,7 +219,7 @@ impl Error {
     /// The Kafka error code, if the broker sent one.
     pub fn code(&self) -> Option<KafkaCode> {
         match self {
-            Error::Kafka { code, .. } => Some(*code),
+            Error::Kafka { code, .. } | Error::ProducerFenced { code, .. } => Some(*code),
             Error::Timeout { last, .. } | Error::NoBrokerAvailable { last, .. } => last.code(),
             _ => None,
         }
@@ -206,7 +232,13 @@ impl Error {
             Error::Net(e) => e.action(),
             Error::NoBrokerAvailable { .. } => Action::Reconnect,
             Error::UnknownInMetadata(_) => Action::RefreshMetadata,
-            Error::Config(_) | Error::Protocol(_) | Error::Timeout { .. } => Action::Fatal,
+            Error::Config(_)
+            | Error::Protocol(_)
+            | Error::Timeout { .. }
+            | Error::RecordTooLarge { .. }
+            | Error::ProducerClosed
+            | Error::ProducerFenced { .. }
+            | Error::Transaction(_) => Action::Fatal,
         }
     }
 }

@@ -70,6 +70,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod net;
+pub mod producer;
 pub mod record;
 pub mod wire;
 

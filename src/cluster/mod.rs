@@ -26,6 +26,7 @@
 
 mod admin;
 pub mod backoff;
+mod coordinator;
 pub mod metadata;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use kafka_protocol::protocol::StrBytes;
 
 pub use admin::{ListedOffset, NewTopic, OffsetSpec};
 pub use backoff::Backoff;
+pub use coordinator::CoordinatorType;
 pub use metadata::{BrokerMeta, ClusterMetadata, PartitionMeta, TopicMeta};
 
 use crate::config::ClientConfig;
@@ -385,7 +387,8 @@ impl Client {
                 }
             };
             match err.action() {
-                Action::Retry => {}
+                // The operation looks its coordinator up again on each attempt.
+                Action::Retry | Action::FindCoordinator => {}
                 // A lost connection may mean the broker moved or left: look again.
                 Action::RefreshMetadata | Action::Reconnect => {
                     let selection = if topics.is_empty() {

@@ -359,6 +359,42 @@ impl Connection {
         Ok(decode_response::<R::Response>(api, version, frame)?.1)
     }
 
+    /// Sends `request` at `version` for which the broker sends no response (Produce with
+    /// `acks=0`). Returns once the frame is queued for the socket; a write failure poisons the
+    /// connection, so the next request reports it.
+    pub async fn send_only<R: Request>(&self, request: &R, version: i16) -> Result<(), Error> {
+        let api = api_key::<R>();
+        let correlation_id = self.next_correlation_id();
+        let header = RequestHeader {
+            api_key: api,
+            api_version: version,
+            correlation_id,
+            client_id: Some(&self.inner.client_id),
+        };
+        let mut frame = BytesMut::new();
+        encode_request(&self.inner.write_codec, &header, request, &mut frame)?;
+        if let Some(cause) = self.poisoned() {
+            return Err(cause.into());
+        }
+        if self.inner.writer.send(frame.freeze()).await.is_err() {
+            return Err(self
+                .poisoned()
+                .unwrap_or_else(|| NetError::Closed {
+                    broker: self.broker().to_owned(),
+                    mid_frame: false,
+                })
+                .into());
+        }
+        Ok(())
+    }
+
+    fn next_correlation_id(&self) -> i32 {
+        self.inner
+            .next_correlation_id
+            .fetch_add(1, Ordering::Relaxed)
+            & i32::MAX
+    }
+
     /// Sends one request, encoded by `encode` (header given, frame prefix handled by the caller
     /// through [`encode_request`] or [`FrameCodec`]), and returns the whole response frame
     /// (header included) for a decoder of the caller's choice, such as [`crate::wire::fetch`].
@@ -371,11 +407,7 @@ impl Connection {
         timeout: Duration,
         encode: impl FnOnce(&RequestHeader<'_>, &mut BytesMut) -> Result<(), ProtocolError>,
     ) -> Result<Bytes, Error> {
-        let correlation_id = self
-            .inner
-            .next_correlation_id
-            .fetch_add(1, Ordering::Relaxed)
-            & i32::MAX;
+        let correlation_id = self.next_correlation_id();
         let header = RequestHeader {
             api_key: api,
             api_version: version,

@@ -50,6 +50,13 @@ impl RecordBatchBuilder {
         }
     }
 
+    /// A builder whose record buffer starts with room for `bytes` of records.
+    pub fn with_capacity(compression: Compression, bytes: usize) -> Self {
+        let mut builder = RecordBatchBuilder::new(compression);
+        builder.records.reserve(bytes);
+        builder
+    }
+
     /// Sets the base offset (producers leave 0; the broker assigns offsets).
     pub fn base_offset(mut self, base_offset: i64) -> Self {
         self.base_offset = base_offset;
@@ -254,6 +261,28 @@ impl RecordBatchBuilder {
         self.count = 0;
         self.records.clear();
     }
+}
+
+/// Rewrites the producer id, epoch, base sequence and transactional flag of an encoded v2 batch
+/// and recomputes its CRC, for a batch re-sent under a new producer epoch.
+pub fn restamp_producer(
+    batch: &mut [u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<(), RecordError> {
+    if batch.len() < BATCH_HEADER_LEN {
+        return Err(RecordError::InvalidBatchLength {
+            at: 0,
+            length: batch.len() as i32,
+        });
+    }
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
 
 #[inline]

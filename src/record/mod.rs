@@ -23,7 +23,7 @@ mod control;
 use bytes::Bytes;
 
 pub use batch::{BatchHeader, PartialBatch, RawBatch, RecordBatches};
-pub use builder::{Header, RecordBatchBuilder};
+pub use builder::{restamp_producer, Header, RecordBatchBuilder};
 pub use columnar::{ColumnarBatch, DecodeOptions, RecordRef, Span, DEFAULT_MAX_DECOMPRESSED};
 pub use compression::{Compression, CompressionError};
 pub use control::{ControlRecord, ControlRecordType};

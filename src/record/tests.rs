@@ -503,3 +503,27 @@ fn try_append_respects_the_limit_exactly() {
         Err(RecordError::EmptyBatch)
     ));
 }
+
+#[test]
+fn restamping_a_batch_keeps_it_valid() {
+    let mut b = RecordBatchBuilder::new(Compression::Lz4).producer(7, 0, 10);
+    for i in 0..50u8 {
+        b.append(i64::from(i), Some(&[i]), Some(&[i; 40]), &[])
+            .unwrap();
+    }
+    let mut bytes = b.build().unwrap().to_vec();
+    restamp_producer(&mut bytes, 7, 1, 0).unwrap();
+    let raw = RawBatch::new(Bytes::from(bytes)).unwrap();
+    let h = raw.header();
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (7, 1, 0)
+    );
+    // The CRC was recomputed: decoding checks it.
+    let decoded = raw.decode().unwrap();
+    assert_eq!(decoded.len(), 50);
+    assert!(matches!(
+        restamp_producer(&mut [0u8; 10], 1, 1, 1),
+        Err(RecordError::InvalidBatchLength { .. })
+    ));
+}

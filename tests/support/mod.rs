@@ -254,3 +254,99 @@ pub fn unique_topic(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// What librdkafka read of one partition (see `read_topic.py`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDigest {
+    /// Records read.
+    pub count: u64,
+    /// First and last offset, if any record.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// SHA-256 over keys, values and headers in offset order.
+    pub sha256: String,
+}
+
+/// Reads `topic` from the beginning to the end with librdkafka (confluent-kafka for Python,
+/// which `scripts/test.sh` installs): an independent client. Panics with its output if it fails.
+pub fn read_with_librdkafka(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<PartitionDigest> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_topic.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args([bootstrap, topic, &partitions.to_string(), isolation])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        output.status.success(),
+        "the librdkafka reader failed ({}; `pip install confluent-kafka==2.16.1` if it is \
+         missing):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the reader prints JSON");
+    (0..partitions)
+        .map(|p| {
+            let v = &json[p.to_string()];
+            PartitionDigest {
+                count: v["count"].as_u64().expect("count"),
+                first: v["first"].as_i64(),
+                last: v["last"].as_i64(),
+                sha256: v["sha256"].as_str().expect("sha256").to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The digest `read_topic.py` computes, over records as sent.
+#[derive(Default, Clone)]
+pub struct Digest {
+    hasher: sha2::Sha256,
+    pub count: u64,
+}
+
+impl Digest {
+    /// Adds one record.
+    pub fn add(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) {
+        use sha2::Digest as _;
+        fn put(h: &mut sha2::Sha256, b: Option<&[u8]>) {
+            match b {
+                None => h.update([0xff; 4]),
+                Some(b) => {
+                    h.update((b.len() as u32).to_be_bytes());
+                    h.update(b);
+                }
+            }
+        }
+        put(&mut self.hasher, key);
+        put(&mut self.hasher, value);
+        self.hasher.update((headers.len() as u32).to_be_bytes());
+        for (k, v) in headers {
+            put(&mut self.hasher, Some(k.as_bytes()));
+            put(&mut self.hasher, *v);
+        }
+        self.count += 1;
+    }
+
+    /// The hex digest.
+    pub fn hex(&self) -> String {
+        use sha2::Digest as _;
+        self.hasher
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}

@@ -1,0 +1,643 @@
+//! The producer: batched, compressed, idempotent, transactional.
+//!
+//! ```text
+//! send(record) ──▶ partitioner ──▶ accumulator (one open batch per partition)
+//!                                      │ full, linger expired, or flush
+//!                                      ▼
+//!                   sender task: one produce request per broker, ≤ max.in.flight each
+//!                                      │ responses
+//!                                      ▼
+//!               delivery futures resolved; retriable errors go back in sequence order
+//! ```
+//!
+//! [`Producer::send`] copies the record into its partition's open batch (no per-record
+//! allocation) and returns a [`Delivery`], which resolves to the record's partition and offset
+//! once the broker has acknowledged its batch. `send` waits only when `buffer.memory` is used
+//! up. Batches are encoded and compressed once, by the sender task, when they first leave.
+//!
+//! Idempotence is on by default: the producer takes a producer id (InitProducerId) and numbers
+//! each partition's batches, so a retry after a lost response is recognised by the broker as a
+//! duplicate instead of written twice, and up to 5 requests per broker stay in flight without
+//! reordering. With `transactional.id`, the same batches are written inside transactions
+//! ([`Producer::begin_transaction`], [`Producer::commit_transaction`], …).
+//!
+//! # References
+//! - Java client `RecordAccumulator`, `Sender`, `TransactionManager`.
+//! - KIP-98 (idempotence, transactions), KIP-360 (epoch bump after a failed batch), KIP-447
+//!   (`send_offsets_to_transaction` with the consumer's group metadata), KIP-794.
+
+mod accumulator;
+mod config;
+pub mod partitioner;
+mod sender;
+mod transaction;
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore};
+
+use self::accumulator::{lone_record_size, Accumulator, Limits, Outcome};
+pub use self::config::{Acks, ProducerConfig};
+pub use self::partitioner::{DefaultPartitioner, Partitioner, StickyPartitioner};
+pub use self::transaction::{GroupMetadata, OffsetToCommit};
+use crate::cluster::{Client, Topics};
+use crate::error::Error;
+use crate::record::Header;
+
+/// A record to send. Borrowed: `send` copies it into a batch and keeps nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Record<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// An explicit partition; `None` lets the partitioner choose.
+    pub partition: Option<i32>,
+    /// The key (null if `None`).
+    pub key: Option<&'a [u8]>,
+    /// The value (null if `None`).
+    pub value: Option<&'a [u8]>,
+    /// Headers.
+    pub headers: Vec<Header<'a>>,
+    /// CreateTime in milliseconds since the epoch; `None` means now.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> Record<'a> {
+    /// A record for `topic` with a null key and value.
+    pub fn new(topic: &'a str) -> Self {
+        Record {
+            topic,
+            ..Record::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: &'a [u8]) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: &'a [u8]) -> Self {
+        self.value = Some(value);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: &'a str, value: Option<&'a [u8]>) -> Self {
+        self.headers.push((key, value));
+        self
+    }
+
+    /// Sends to this partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the epoch).
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+}
+
+/// Where an acknowledged record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset; -1 when the broker does not say (`acks=0`).
+    pub offset: i64,
+    /// The broker's append time, if the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+}
+
+/// The acknowledgement of one record: `.await` it for its [`RecordMetadata`].
+#[derive(Debug)]
+pub struct Delivery {
+    outcome: Arc<Outcome>,
+    partition: i32,
+    offset_delta: i32,
+}
+
+impl Delivery {
+    /// The partition the record went to.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The result, if the batch has been answered.
+    pub fn try_result(&self) -> Option<Result<RecordMetadata, Error>> {
+        self.outcome.get().map(|r| self.resolve(r))
+    }
+
+    /// Waits for the broker's answer.
+    pub async fn wait(self) -> Result<RecordMetadata, Error> {
+        let result = self.outcome.wait().await;
+        self.resolve(result)
+    }
+
+    fn resolve(
+        &self,
+        result: &Result<accumulator::BatchAck, Error>,
+    ) -> Result<RecordMetadata, Error> {
+        let ack = result.as_ref().map_err(Clone::clone)?;
+        Ok(RecordMetadata {
+            partition: self.partition,
+            offset: if ack.base_offset < 0 {
+                -1
+            } else {
+                ack.base_offset + i64::from(self.offset_delta)
+            },
+            log_append_time: (ack.log_append_time >= 0).then_some(ack.log_append_time),
+        })
+    }
+}
+
+impl IntoFuture for Delivery {
+    type Output = Result<RecordMetadata, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}
+
+/// The acknowledgement of a whole [`Producer::send_batch`]: resolves when every batch the
+/// records went into has been answered.
+#[derive(Debug, Default)]
+pub struct BatchDelivery {
+    outcomes: Vec<Arc<Outcome>>,
+    records: usize,
+}
+
+impl BatchDelivery {
+    /// How many records were handed in.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Waits for every batch; the first error wins.
+    pub async fn wait(self) -> Result<(), Error> {
+        let mut first = Ok(());
+        for outcome in &self.outcomes {
+            if let Err(e) = outcome.wait().await {
+                if first.is_ok() {
+                    first = Err(e.clone());
+                }
+            }
+        }
+        first
+    }
+}
+
+/// A Kafka producer. Cheap to clone; every clone feeds the same batches and sender task. The
+/// sender stops once the last clone is dropped and what was buffered has been sent; call
+/// [`close`](Producer::close) to wait for that.
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("transactional_id", &self.shared().config.transactional_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// What the producer's handles share with its sender task.
+pub(crate) struct Shared {
+    pub config: ProducerConfig,
+    pub client: Client,
+    pub acc: Mutex<Accumulator>,
+    /// Wakes the sender: a batch opened or closed, a flush, close.
+    pub wake: Notify,
+    /// `buffer.memory`, in bytes.
+    pub memory: Semaphore,
+    pub closing: AtomicBool,
+    /// Set when the sender task has stopped.
+    pub stopped: Notify,
+    pub sender_done: AtomicBool,
+    /// An error that ends the producer (fenced).
+    pub fatal: Mutex<Option<Error>>,
+    pub txn: Option<transaction::Txn>,
+}
+
+impl Shared {
+    pub fn acc(&self) -> MutexGuard<'_, Accumulator> {
+        self.acc.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.memory.add_permits(bytes);
+        }
+    }
+
+    pub fn fatal(&self) -> Option<Error> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_fatal(&self, error: Error) {
+        let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_none() {
+            tracing::error!(error = %error, "producer stopped by a fatal error");
+            *fatal = Some(error);
+        }
+    }
+}
+
+impl Producer {
+    /// Connects to the cluster, takes a producer id if idempotent (a transactional producer
+    /// takes its id in [`init_transactions`](Producer::init_transactions)), and starts the
+    /// sender task. Must be called within a tokio runtime.
+    pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
+        config.validate()?;
+        let client = Client::connect(config.client.clone()).await?;
+        Producer::with_client(client, config).await
+    }
+
+    /// A producer over an existing client (its connections and metadata are shared).
+    pub async fn with_client(client: Client, config: ProducerConfig) -> Result<Producer, Error> {
+        config.validate()?;
+        let limits = Limits {
+            linger: config.linger,
+            batch_size: config.batch_size,
+            max_request_size: config.max_request_size,
+            compression: config.compression,
+            idempotent: config.is_idempotent(),
+            transactional: config.transactional_id.is_some(),
+            max_in_flight: config.max_in_flight,
+        };
+        let txn = config.transactional_id.clone().map(transaction::Txn::new);
+        let mut acc = Accumulator::new(limits);
+        if config.idempotence && txn.is_none() {
+            let id = transaction::init_producer_id(&client, None, (-1, -1), &config).await?;
+            acc.reset_sequences(id);
+        }
+        let shared = Arc::new(Shared {
+            memory: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
+            config,
+            client,
+            acc: Mutex::new(acc),
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            stopped: Notify::new(),
+            sender_done: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            txn,
+        });
+        tokio::spawn(sender::run(shared.clone()));
+        Ok(Producer {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// The cluster client underneath (metadata, admin operations).
+    pub fn client(&self) -> &Client {
+        &self.shared().client
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared().config
+    }
+
+    /// Copies `record` into its partition's batch. Waits only while `buffer.memory` is full, or
+    /// to learn a topic's partitions the first time it is used. The returned [`Delivery`]
+    /// resolves once the broker has acknowledged the record.
+    pub async fn send(&self, record: Record<'_>) -> Result<Delivery, Error> {
+        let shared = self.shared();
+        self.check_open()?;
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let size = lone_record_size(timestamp, record.key, record.value, &record.headers);
+        self.check_size(&shared.acc(), size)?;
+        let partitions = self.partition_count(record.topic).await?;
+        self.reserve(size).await?;
+        let appended = {
+            let mut acc = shared.acc();
+            let chosen = self.choose_partition(
+                &mut acc,
+                record.topic,
+                record.partition,
+                record.key,
+                partitions,
+                size,
+            );
+            let partition = match chosen {
+                Ok(p) => p,
+                Err(e) => {
+                    drop(acc);
+                    shared.release(size);
+                    return Err(e);
+                }
+            };
+            acc.append(
+                record.topic,
+                partition,
+                timestamp,
+                record.key,
+                record.value,
+                &record.headers,
+                size,
+                Instant::now(),
+            )
+        };
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                shared.release(size);
+                return Err(e);
+            }
+        };
+        if appended.wake {
+            shared.wake.notify_one();
+        }
+        Ok(Delivery {
+            outcome: appended.outcome,
+            partition: appended.partition,
+            offset_delta: appended.offset_delta,
+        })
+    }
+
+    /// Hands in many records of one topic at once: one lock, one metadata lookup, records
+    /// encoded straight into their partitions' batches. The fused path for whole batches; each
+    /// record's `topic` is ignored.
+    pub async fn send_batch<'a>(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = Record<'a>>,
+    ) -> Result<BatchDelivery, Error> {
+        let shared = self.shared();
+        self.check_open()?;
+        let partitions = self.partition_count(topic).await?;
+        let mut delivery = BatchDelivery::default();
+        let mut records = records.into_iter();
+        let now = now_ms();
+        loop {
+            let (waiting_for, wake) =
+                self.append_all(topic, &mut records, partitions, now, &mut delivery)?;
+            if wake {
+                shared.wake.notify_one();
+            }
+            let Some(record) = waiting_for else {
+                break;
+            };
+            // buffer.memory is full: wait for room like `send` does, then go on.
+            let delivered = Box::pin(self.send(Record { topic, ..record })).await?;
+            delivery.outcomes.push(delivered.outcome);
+            delivery.records += 1;
+        }
+        delivery.outcomes.sort_by_key(|o| Arc::as_ptr(o) as usize);
+        delivery.outcomes.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        Ok(delivery)
+    }
+
+    /// Appends records under one lock until they run out or `buffer.memory` does; returns the
+    /// record that found no room, and whether the sender should look now.
+    fn append_all<'a>(
+        &self,
+        topic: &str,
+        records: &mut impl Iterator<Item = Record<'a>>,
+        partitions: i32,
+        now: i64,
+        delivery: &mut BatchDelivery,
+    ) -> Result<(Option<Record<'a>>, bool), Error> {
+        let shared = self.shared();
+        let mut acc = shared.acc();
+        let mut wake = false;
+        for record in records {
+            let timestamp = record.timestamp.unwrap_or(now);
+            let size = lone_record_size(timestamp, record.key, record.value, &record.headers);
+            self.check_size(&acc, size)?;
+            match shared.memory.try_acquire_many(size as u32) {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Ok((Some(record), wake)),
+            }
+            let result = self
+                .choose_partition(
+                    &mut acc,
+                    topic,
+                    record.partition,
+                    record.key,
+                    partitions,
+                    size,
+                )
+                .and_then(|partition| {
+                    acc.append(
+                        topic,
+                        partition,
+                        timestamp,
+                        record.key,
+                        record.value,
+                        &record.headers,
+                        size,
+                        Instant::now(),
+                    )
+                });
+            match result {
+                Ok(appended) => {
+                    wake |= appended.wake;
+                    if delivery
+                        .outcomes
+                        .last()
+                        .is_none_or(|o| !Arc::ptr_eq(o, &appended.outcome))
+                    {
+                        delivery.outcomes.push(appended.outcome);
+                    }
+                    delivery.records += 1;
+                }
+                Err(e) => {
+                    shared.release(size);
+                    if wake {
+                        shared.wake.notify_one();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((None, wake))
+    }
+
+    /// Sends every batch now, whatever its linger, and waits until each record handed in before
+    /// this call has been answered (acknowledged or failed; each [`Delivery`] tells which).
+    pub async fn flush(&self) -> Result<(), Error> {
+        let outcomes = self.shared().acc().flush();
+        self.shared().wake.notify_one();
+        for outcome in outcomes {
+            let _ = outcome.wait().await;
+        }
+        match self.shared().fatal() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes, then stops the sender. Later sends fail with [`Error::ProducerClosed`].
+    pub async fn close(&self) -> Result<(), Error> {
+        let flushed = self.flush().await;
+        let shared = self.shared();
+        shared.closing.store(true, Ordering::Release);
+        loop {
+            let stopped = shared.stopped.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if shared.sender_done.load(Ordering::Acquire) {
+                break;
+            }
+            shared.wake.notify_one();
+            stopped.await;
+        }
+        flushed
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        let shared = self.shared();
+        if let Some(e) = shared.fatal() {
+            return Err(e);
+        }
+        if shared.closing.load(Ordering::Acquire) {
+            return Err(Error::ProducerClosed);
+        }
+        if let Some(txn) = &shared.txn {
+            txn.check_can_send()?;
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, acc: &Accumulator, size: usize) -> Result<(), Error> {
+        if size > acc.limits().max_batch() {
+            return Err(Error::RecordTooLarge {
+                size,
+                setting: "max.request.size",
+                limit: self.shared().config.max_request_size,
+            });
+        }
+        Ok(())
+    }
+
+    async fn reserve(&self, size: usize) -> Result<(), Error> {
+        let memory = &self.shared().memory;
+        let permits = u32::try_from(size).map_err(|_| Error::RecordTooLarge {
+            size,
+            setting: "buffer.memory",
+            limit: u32::MAX as usize,
+        })?;
+        match memory.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(_) => {
+                // Wake the sender so the buffer drains, then wait for room.
+                self.shared().wake.notify_one();
+                memory
+                    .acquire_many(permits)
+                    .await
+                    .map_err(|_| Error::ProducerClosed)?
+                    .forget();
+            }
+        }
+        Ok(())
+    }
+
+    /// The topic's partition count, from the accumulator's cache or the cluster.
+    async fn partition_count(&self, topic: &str) -> Result<i32, Error> {
+        let shared = self.shared();
+        if let Some(n) = shared.acc().partitions(topic) {
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        let client = &shared.client;
+        let count = client
+            .with_retry(&format!("metadata for topic {topic}"), &[topic], || async {
+                let metadata = client.metadata();
+                match metadata.topics.get(topic) {
+                    Some(t) if t.error.is_none() && !t.partitions.is_empty() => {
+                        Ok(t.partitions.len() as i32)
+                    }
+                    Some(t) if t.error.is_some_and(|c| c.action() == crate::Action::Fatal) => {
+                        Err(Error::kafka(
+                            t.error.expect("checked"),
+                            format!("metadata for topic {topic}"),
+                            None,
+                        ))
+                    }
+                    _ => {
+                        client.refresh_metadata(Topics::Only(&[topic])).await?;
+                        let metadata = client.metadata();
+                        match metadata.topics.get(topic) {
+                            Some(t) if t.error.is_none() && !t.partitions.is_empty() => {
+                                Ok(t.partitions.len() as i32)
+                            }
+                            Some(t) => Err(Error::kafka(
+                                t.error.unwrap_or(crate::KafkaCode(3)),
+                                format!("metadata for topic {topic}"),
+                                None,
+                            )),
+                            None => Err(Error::UnknownInMetadata(format!("topic {topic}"))),
+                        }
+                    }
+                }
+            })
+            .await?;
+        shared.acc().set_partitions(topic, count);
+        Ok(count)
+    }
+
+    fn choose_partition(
+        &self,
+        acc: &mut Accumulator,
+        topic: &str,
+        explicit: Option<i32>,
+        key: Option<&[u8]>,
+        partitions: i32,
+        size: usize,
+    ) -> Result<i32, Error> {
+        let partition = match explicit {
+            Some(p) => p,
+            None => match self
+                .shared()
+                .config
+                .partitioner
+                .partition(topic, key, partitions)
+            {
+                Some(p) => p,
+                None => acc
+                    .sticky_partition(topic, size)
+                    .ok_or_else(|| Error::UnknownInMetadata(format!("topic {topic}")))?,
+            },
+        };
+        if !(0..partitions).contains(&partition) {
+            return Err(Error::UnknownInMetadata(format!(
+                "partition {partition} of topic {topic} (it has {partitions})"
+            )));
+        }
+        Ok(partition)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,442 @@
+//! The sender task: drains ready batches into produce requests, one per broker, keeps up to
+//! `max.in.flight.requests.per.connection` of them in flight per broker, and settles each batch
+//! from the broker's answer: acknowledged, retried in order, or failed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
+use kafka_protocol::protocol::StrBytes;
+
+use super::accumulator::{Batch, BatchAck};
+use super::config::Acks;
+use super::{transaction, Shared};
+use crate::cluster::{millis_i32, Topics};
+use crate::error::{Action, Error, KafkaCode};
+use crate::record::restamp_producer;
+use crate::wire::ApiKey;
+
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+const PRODUCER_FENCED: i16 = 90;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+/// How often the sender looks at the accumulator when nothing wakes it (delivery timeouts,
+/// batches waiting for a leader).
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
+/// Error code, base offset, log append time and error message of one partition.
+type PartitionAnswer = (i16, i64, i64, Option<String>);
+
+type InFlight = Pin<Box<dyn Future<Output = Answered> + Send>>;
+
+/// A request's batches and what became of the request.
+struct Answered {
+    broker: i32,
+    batches: Vec<Batch>,
+    result: Result<Option<ProduceResponse>, Error>,
+}
+
+/// Runs until the producer is closed (or every handle dropped) and nothing is left to send.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut per_broker: HashMap<i32, usize> = HashMap::new();
+    let mut refresh: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    let config = &shared.config;
+    let max_in_flight = config.max_in_flight;
+    loop {
+        let now = Instant::now();
+        let closing = shared.closing.load(Ordering::Acquire);
+        if closing && shared.fatal().is_some() {
+            let released = shared.acc().fail_unsent(&shared.fatal().expect("checked"));
+            shared.release(released);
+        }
+        // A failed batch spent sequence numbers: once nothing is in flight, take a new epoch
+        // (idempotent producers; a transactional one does this when it aborts).
+        let bump = {
+            let acc = shared.acc();
+            acc.needs_epoch_bump && shared.txn.is_none() && acc.in_flight_batches == 0
+        };
+        if bump {
+            bump_epoch(&shared).await;
+        }
+        let metadata = shared.client.metadata();
+        let report = {
+            let mut acc = shared.acc();
+            expire(&shared, &mut acc, now);
+            let hold = acc.needs_epoch_bump;
+            acc.drain(
+                now,
+                |topic, partition| metadata.leader(topic, partition).map(|b| b.id),
+                |broker| max_in_flight.saturating_sub(*per_broker.get(&broker).unwrap_or(&0)),
+                hold,
+            )
+        };
+        for request in report.requests {
+            *per_broker.entry(request.broker).or_default() += 1;
+            in_flight.push(Box::pin(send_request(
+                shared.clone(),
+                request.broker,
+                request.batches,
+            )));
+        }
+        if !report.need_txn_add.is_empty() {
+            if let Some(txn) = &shared.txn {
+                txn.add_partitions(&shared, &report.need_txn_add).await;
+                continue;
+            }
+        }
+        if !report.need_metadata.is_empty() && refresh.is_none() {
+            let client = shared.client.clone();
+            let topics: Vec<String> = report.need_metadata.iter().map(|t| t.to_string()).collect();
+            let backoff = config.client.retry_backoff;
+            refresh = Some(Box::pin(async move {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
+                    tracing::debug!(error = %e, "metadata refresh for the producer failed");
+                }
+                tokio::time::sleep(backoff).await;
+            }));
+        }
+        let idle = shared.acc().is_idle();
+        if closing && idle && in_flight.is_empty() {
+            break;
+        }
+        let next = report
+            .next_check
+            .unwrap_or(now + IDLE_TICK)
+            .min(now + IDLE_TICK);
+        tokio::select! {
+            Some(answered) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(n) = per_broker.get_mut(&answered.broker) {
+                    *n = n.saturating_sub(1);
+                }
+                settle(&shared, answered);
+            }
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep_until(next.into()) => {}
+            () = async { refresh.as_mut().expect("guarded").await }, if refresh.is_some() => {
+                refresh = None;
+            }
+        }
+    }
+    shared.sender_done.store(true, Ordering::Release);
+    shared.stopped.notify_waiters();
+}
+
+/// Fails batches that have waited longer than `delivery.timeout.ms` without being sent.
+fn expire(shared: &Shared, acc: &mut super::accumulator::Accumulator, now: Instant) {
+    let (released, failed) = acc.expire(now, shared.config.delivery_timeout);
+    shared.release(released);
+    if failed > 0 {
+        if let Some(txn) = &shared.txn {
+            txn.batch_failed(&Error::Transaction(format!(
+                "{failed} batches were not delivered within delivery.timeout.ms"
+            )));
+        }
+    }
+}
+
+async fn bump_epoch(shared: &Shared) {
+    let current = shared.acc().producer;
+    match transaction::init_producer_id(&shared.client, None, current, &shared.config).await {
+        Ok(id) => {
+            tracing::info!(
+                producer_id = id.0,
+                epoch = id.1,
+                "new producer epoch after a failed batch"
+            );
+            shared.acc().reset_sequences(id);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not take a new producer epoch; retrying");
+            tokio::time::sleep(shared.config.client.retry_backoff).await;
+        }
+    }
+}
+
+/// Encodes the batches (first send: build and compress; after an epoch bump: re-stamp) and
+/// sends one produce request.
+async fn send_request(shared: Arc<Shared>, broker: i32, mut batches: Vec<Batch>) -> Answered {
+    let config = &shared.config;
+    let producer = shared.acc().producer;
+    let transactional = shared.txn.is_some();
+    let mut failed = Vec::new();
+    for batch in &mut batches {
+        if let Err(e) = encode(batch, producer, transactional) {
+            failed.push((batch.id, e));
+        }
+    }
+    if !failed.is_empty() {
+        // An encoding failure (a codec error) is not retriable: fail those batches alone.
+        let mut acc = shared.acc();
+        let mut released = 0;
+        let mut kept = Vec::new();
+        for batch in batches {
+            match failed.iter().position(|(id, _)| *id == batch.id) {
+                Some(i) => released += acc.failed(batch, failed[i].1.clone()),
+                None => kept.push(batch),
+            }
+        }
+        drop(acc);
+        shared.release(released);
+        batches = kept;
+        if batches.is_empty() {
+            return Answered {
+                broker,
+                batches,
+                result: Ok(None),
+            };
+        }
+    }
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for batch in &batches {
+        let data = PartitionProduceData::default()
+            .with_index(batch.partition)
+            .with_records(Some(batch.data.clone()));
+        match topics.iter_mut().find(|t| *t.name.0 == *batch.topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(batch.topic.to_string())))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    let request = ProduceRequest::default()
+        .with_transactional_id(
+            shared
+                .txn
+                .as_ref()
+                .map(|t| TransactionalId(StrBytes::from_string(t.id().to_owned()))),
+        )
+        .with_acks(config.acks.wire())
+        .with_timeout_ms(millis_i32(config.client.request_timeout))
+        .with_topic_data(topics);
+    let result = async {
+        let conn = shared.client.broker(broker).await?;
+        let version = conn.version(ApiKey::Produce)?;
+        if config.acks == Acks::None {
+            conn.send_only(&request, version).await?;
+            Ok(None)
+        } else {
+            conn.request_at(&request, version).await.map(Some)
+        }
+    }
+    .await;
+    Answered {
+        broker,
+        batches,
+        result,
+    }
+}
+
+fn encode(batch: &mut Batch, producer: (i64, i16), transactional: bool) -> Result<(), Error> {
+    let sequence = batch.sequence.unwrap_or(-1);
+    let stamp = if batch.sequence.is_some() {
+        producer
+    } else {
+        (-1, -1)
+    };
+    if let Some(builder) = batch.builder.take() {
+        let builder = builder
+            .producer(stamp.0, stamp.1, sequence)
+            .transactional(transactional);
+        batch.data = builder.build().map_err(|e| {
+            Error::Transaction(format!(
+                "cannot encode a batch of {}-{}: {e}",
+                batch.topic, batch.partition
+            ))
+        })?;
+        batch.stamped = (stamp.0, stamp.1, sequence);
+    } else if batch.stamped != (stamp.0, stamp.1, sequence) {
+        let mut data = BytesMut::from(&batch.data[..]);
+        restamp_producer(&mut data, stamp.0, stamp.1, sequence)
+            .map_err(|e| Error::Transaction(format!("cannot re-stamp a batch: {e}")))?;
+        batch.data = data.freeze();
+        batch.stamped = (stamp.0, stamp.1, sequence);
+    }
+    Ok(())
+}
+
+/// Settles a request's batches from its answer.
+fn settle(shared: &Shared, answered: Answered) {
+    let now = Instant::now();
+    let Answered {
+        broker,
+        batches,
+        result,
+    } = answered;
+    let mut refresh = false;
+    let mut released = 0;
+    let mut acc = shared.acc();
+    match result {
+        Ok(None) => {
+            // acks=0: written is all we will ever know.
+            for batch in batches {
+                released += acc.succeeded(
+                    batch,
+                    BatchAck {
+                        base_offset: -1,
+                        log_append_time: -1,
+                    },
+                );
+            }
+        }
+        Ok(Some(response)) => {
+            let mut answers: HashMap<(&str, i32), PartitionAnswer> = HashMap::new();
+            for topic in &response.responses {
+                for p in &topic.partition_responses {
+                    answers.insert(
+                        (topic.name.0.as_str(), p.index),
+                        (
+                            p.error_code,
+                            p.base_offset,
+                            p.log_append_time_ms,
+                            p.error_message.as_ref().map(|m| m.to_string()),
+                        ),
+                    );
+                }
+            }
+            for batch in batches {
+                let answer = answers.get(&(&*batch.topic, batch.partition)).cloned();
+                let (code, base_offset, log_append_time, message) = match answer {
+                    Some(a) => a,
+                    None => {
+                        // The broker did not answer for this partition: try again.
+                        let error = Error::kafka(
+                            KafkaCode(-1),
+                            format!(
+                                "produce to {}-{} on broker {broker}: no answer for the partition",
+                                batch.topic, batch.partition
+                            ),
+                            None,
+                        );
+                        released += retry_or_fail(shared, &mut acc, batch, error, true, now);
+                        continue;
+                    }
+                };
+                let ack = BatchAck {
+                    base_offset,
+                    log_append_time,
+                };
+                match code {
+                    0 => released += acc.succeeded(batch, ack),
+                    // The broker already has this batch: a retry of one whose answer was lost.
+                    DUPLICATE_SEQUENCE_NUMBER => released += acc.succeeded(batch, ack),
+                    _ => {
+                        let error = Error::kafka(
+                            KafkaCode(code),
+                            format!("produce to {}-{}", batch.topic, batch.partition),
+                            message,
+                        );
+                        let retriable = match code {
+                            OUT_OF_ORDER_SEQUENCE_NUMBER => acc.has_earlier_unacked(&batch),
+                            UNKNOWN_PRODUCER_ID if shared.txn.is_none() => {
+                                // The broker forgot this producer (its state expired): a new
+                                // epoch restarts the sequences, then the batch goes again.
+                                acc.needs_epoch_bump = true;
+                                true
+                            }
+                            INVALID_PRODUCER_EPOCH
+                            | PRODUCER_FENCED
+                            | TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
+                                let fenced = Error::ProducerFenced {
+                                    transactional_id: shared.config.transactional_id.clone(),
+                                    code: KafkaCode(code),
+                                };
+                                shared.set_fatal(fenced.clone());
+                                released += acc.failed(batch, fenced);
+                                continue;
+                            }
+                            _ => {
+                                let action = KafkaCode(code).action();
+                                refresh |= action == Action::RefreshMetadata;
+                                matches!(
+                                    action,
+                                    Action::Retry | Action::RefreshMetadata | Action::Reconnect
+                                )
+                            }
+                        };
+                        released += retry_or_fail(shared, &mut acc, batch, error, retriable, now);
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            let action = error.action();
+            let retriable = matches!(
+                action,
+                Action::Retry | Action::RefreshMetadata | Action::Reconnect
+            );
+            refresh |= matches!(action, Action::RefreshMetadata | Action::Reconnect);
+            tracing::debug!(broker, error = %error, batches = batches.len(), "produce request failed");
+            for batch in batches {
+                released += retry_or_fail(shared, &mut acc, batch, error.clone(), retriable, now);
+            }
+        }
+    }
+    drop(acc);
+    shared.release(released);
+    if refresh {
+        let client = shared.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.refresh_metadata(Topics::None).await {
+                tracing::debug!(error = %e, "metadata refresh after a produce error failed");
+            }
+        });
+    }
+}
+
+fn retry_or_fail(
+    shared: &Shared,
+    acc: &mut super::accumulator::Accumulator,
+    batch: Batch,
+    error: Error,
+    retriable: bool,
+    now: Instant,
+) -> usize {
+    let config = &shared.config;
+    let backoff = config
+        .client
+        .retry_backoff
+        .saturating_mul(1 << batch.attempts.min(10))
+        .min(config.client.retry_backoff_max);
+    let deadline = batch.created + config.delivery_timeout;
+    if retriable && batch.attempts < config.retries && now + backoff < deadline {
+        tracing::debug!(
+            topic = %batch.topic,
+            partition = batch.partition,
+            attempt = batch.attempts + 1,
+            error = %error,
+            "retrying batch"
+        );
+        acc.retry(batch, error, now + backoff);
+        return 0;
+    }
+    let error = if retriable {
+        Error::Timeout {
+            what: format!(
+                "delivery of {} records to {}-{}",
+                batch.records, batch.topic, batch.partition
+            ),
+            after_ms: config.delivery_timeout.as_millis() as u64,
+            last: Box::new(error),
+        }
+    } else {
+        error
+    };
+    if let Some(txn) = &shared.txn {
+        txn.batch_failed(&error);
+    }
+    acc.failed(batch, error)
+}
