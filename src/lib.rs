@@ -69,6 +69,8 @@
 pub mod cluster;
 pub mod config;
 pub mod error;
+#[cfg(feature = "mock")]
+pub mod mock;
 pub mod net;
 pub mod producer;
 pub mod record;

@@ -426,7 +426,10 @@ impl Accumulator {
                 .is_some_and(|b| b.created + timeout <= now)
             {
                 let batch = part.queue.pop_front().expect("checked");
-                spent_sequences |= batch.sequence.is_some();
+                if let Some(seq) = batch.sequence {
+                    part.unacked.remove(&seq);
+                    spent_sequences = true;
+                }
                 released += batch.reserved;
                 failed += 1;
                 self.incomplete.remove(&batch.id);
@@ -463,7 +466,7 @@ impl Accumulator {
         now: Instant,
         mut leader: impl FnMut(&str, i32) -> Option<i32>,
         mut broker_room: impl FnMut(i32) -> usize,
-        hold_new_batches: bool,
+        hold: bool,
     ) -> DrainReport {
         let mut report = DrainReport::default();
         let mut requests: HashMap<i32, (usize, Drained)> = HashMap::new();
@@ -513,8 +516,8 @@ impl Accumulator {
                         continue;
                     }
                 }
-                // A batch without sequence numbers waits while the producer needs a new epoch.
-                if head.sequence.is_none() && hold_new_batches {
+                // Nothing goes while the producer needs a new epoch: sequences restart then.
+                if hold {
                     continue;
                 }
                 if limits.transactional && !part.in_txn {
@@ -666,8 +669,9 @@ impl Accumulator {
         self.incomplete.remove(&batch.id);
     }
 
-    /// Whether a batch of this partition with a lower sequence is still unanswered, which
-    /// explains an OUT_OF_ORDER_SEQUENCE_NUMBER for `batch`: it is retriable then.
+    /// Whether a batch of this partition with a lower sequence is not yet acknowledged (in
+    /// flight or waiting for its retry), which explains an OUT_OF_ORDER_SEQUENCE_NUMBER for
+    /// `batch`: it is retriable then.
     pub fn has_earlier_unacked(&self, batch: &Batch) -> bool {
         match batch.sequence {
             Some(seq) => self.parts[batch.slot].unacked.range(..seq).next().is_some(),
@@ -681,9 +685,8 @@ impl Accumulator {
         let part = &mut self.parts[batch.slot];
         part.in_flight = part.in_flight.saturating_sub(1);
         self.in_flight_batches = self.in_flight_batches.saturating_sub(1);
-        if let Some(seq) = batch.sequence {
-            part.unacked.remove(&seq);
-        }
+        // Its sequence stays unacknowledged: a later batch's OUT_OF_ORDER_SEQUENCE_NUMBER is
+        // explained by this one, and is retriable.
         part.retrying = true;
         batch.attempts += 1;
         batch.not_before = Some(at);

@@ -276,7 +276,8 @@ fn settle(shared: &Shared, answered: Answered) {
         batches,
         result,
     } = answered;
-    let mut refresh = false;
+    // Topics whose leaders should be looked up again.
+    let mut refresh: Vec<String> = Vec::new();
     let mut released = 0;
     let mut acc = shared.acc();
     match result {
@@ -340,7 +341,11 @@ fn settle(shared: &Shared, answered: Answered) {
                             message,
                         );
                         let retriable = match code {
-                            OUT_OF_ORDER_SEQUENCE_NUMBER => acc.has_earlier_unacked(&batch),
+                            // An earlier batch is being retried, or failed and a new epoch
+                            // will renumber this one: either way it can go again.
+                            OUT_OF_ORDER_SEQUENCE_NUMBER => {
+                                acc.has_earlier_unacked(&batch) || acc.needs_epoch_bump
+                            }
                             UNKNOWN_PRODUCER_ID if shared.txn.is_none() => {
                                 // The broker forgot this producer (its state expired): a new
                                 // epoch restarts the sequences, then the batch goes again.
@@ -360,7 +365,11 @@ fn settle(shared: &Shared, answered: Answered) {
                             }
                             _ => {
                                 let action = KafkaCode(code).action();
-                                refresh |= action == Action::RefreshMetadata;
+                                if action == Action::RefreshMetadata
+                                    && !refresh.iter().any(|t| **t == *batch.topic)
+                                {
+                                    refresh.push(batch.topic.to_string());
+                                }
                                 matches!(
                                     action,
                                     Action::Retry | Action::RefreshMetadata | Action::Reconnect
@@ -378,19 +387,24 @@ fn settle(shared: &Shared, answered: Answered) {
                 action,
                 Action::Retry | Action::RefreshMetadata | Action::Reconnect
             );
-            refresh |= matches!(action, Action::RefreshMetadata | Action::Reconnect);
             tracing::debug!(broker, error = %error, batches = batches.len(), "produce request failed");
             for batch in batches {
+                if matches!(action, Action::RefreshMetadata | Action::Reconnect)
+                    && !refresh.iter().any(|t| **t == *batch.topic)
+                {
+                    refresh.push(batch.topic.to_string());
+                }
                 released += retry_or_fail(shared, &mut acc, batch, error.clone(), retriable, now);
             }
         }
     }
     drop(acc);
     shared.release(released);
-    if refresh {
+    if !refresh.is_empty() {
         let client = shared.client.clone();
         tokio::spawn(async move {
-            if let Err(e) = client.refresh_metadata(Topics::None).await {
+            let topics: Vec<&str> = refresh.iter().map(String::as_str).collect();
+            if let Err(e) = client.refresh_metadata(Topics::Only(&topics)).await {
                 tracing::debug!(error = %e, "metadata refresh after a produce error failed");
             }
         });

@@ -1,0 +1,382 @@
+//! An embedded Kafka cluster for hermetic tests (feature `mock`): brokers on loopback ports that
+//! speak the real wire protocol, with fault injection.
+//!
+//! What it serves so far: ApiVersions, Metadata, InitProducerId and Produce. Produce checks
+//! each batch's CRC and, for idempotent producers, the sequence numbers, as Kafka does (the last
+//! five batches per producer and partition are remembered, so a retried batch is answered
+//! DUPLICATE_SEQUENCE_NUMBER instead of written twice); batches are stored as received, with
+//! their base offset set.
+//!
+//! Faults: an error code (or a dropped connection, before or after the request is handled, or
+//! added latency) for the next N requests of an API; a partition's leader moved.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use spate::mock::{Fault, MockCluster};
+//! use spate::wire::ApiKey;
+//!
+//! let cluster = MockCluster::start(3).await?;
+//! cluster.create_topic("orders", 6);
+//! // The next two produce requests are written, but their responses are lost.
+//! cluster.inject(ApiKey::Produce, Fault::DropResponse, 2);
+//! println!("bootstrap.servers={}", cluster.bootstrap());
+//! # Ok(()) }
+//! ```
+
+mod handlers;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::record::{RawBatch, RecordBatches, RecordError};
+use crate::wire::ApiKey;
+
+/// Largest request frame the mock accepts.
+const MAX_REQUEST: usize = 64 << 20;
+
+/// What to do to a request instead of (or before) answering it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this error code (per partition for Produce) and change nothing.
+    Error(i16),
+    /// Close the connection without handling the request.
+    DropRequest,
+    /// Handle the request (a produce is written), then close the connection without answering.
+    DropResponse,
+    /// Wait this long, then handle the request normally.
+    Delay(Duration),
+}
+
+struct Rule {
+    api: ApiKey,
+    fault: Fault,
+    remaining: usize,
+}
+
+/// A stored batch.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    /// Offset of its first record.
+    pub base_offset: i64,
+    /// The batch as received, with its base offset set.
+    pub bytes: Bytes,
+}
+
+/// Idempotence state of one producer on one partition.
+#[derive(Debug, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    last_sequence: i32,
+    /// (first sequence, last sequence, base offset) of the last five batches.
+    recent: VecDeque<(i32, i32, i64)>,
+}
+
+#[derive(Debug)]
+struct PartitionLog {
+    leader: i32,
+    leader_epoch: i32,
+    batches: Vec<StoredBatch>,
+    next_offset: i64,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+struct State {
+    brokers: Vec<(i32, u16)>,
+    topics: BTreeMap<String, Vec<PartitionLog>>,
+    rules: Vec<Rule>,
+    next_producer_id: i64,
+    requests: HashMap<i16, u64>,
+}
+
+impl State {
+    /// The fault for the next request of `api`, if one is armed.
+    fn take_fault(&mut self, api: ApiKey) -> Option<Fault> {
+        *self.requests.entry(api as i16).or_default() += 1;
+        let rule = self
+            .rules
+            .iter_mut()
+            .find(|r| r.api == api && r.remaining > 0)?;
+        rule.remaining -= 1;
+        let fault = rule.fault;
+        self.rules.retain(|r| r.remaining > 0);
+        Some(fault)
+    }
+}
+
+/// An in-process cluster. Stops when dropped.
+pub struct MockCluster {
+    state: Arc<Mutex<State>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for MockCluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl MockCluster {
+    /// Starts `brokers` brokers (ids 0..n) on free loopback ports.
+    pub async fn start(brokers: usize) -> std::io::Result<MockCluster> {
+        let mut listeners = Vec::new();
+        for _ in 0..brokers.max(1) {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+        }
+        let state = Arc::new(Mutex::new(State {
+            brokers: listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Ok((i as i32, l.local_addr()?.port())))
+                .collect::<std::io::Result<_>>()?,
+            topics: BTreeMap::new(),
+            rules: Vec::new(),
+            next_producer_id: 1000,
+            requests: HashMap::new(),
+        }));
+        let tasks = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(id, listener)| tokio::spawn(accept_loop(state.clone(), id as i32, listener)))
+            .collect();
+        Ok(MockCluster { state, tasks })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// `host:port` of every broker, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.state()
+            .brokers
+            .iter()
+            .map(|(_, port)| format!("127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Creates a topic; partition `p`'s leader is broker `p % brokers`.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let mut state = self.state();
+        let n = state.brokers.len() as i32;
+        let logs = (0..partitions)
+            .map(|p| PartitionLog {
+                leader: p % n,
+                leader_epoch: 0,
+                batches: Vec::new(),
+                next_offset: 0,
+                producers: HashMap::new(),
+            })
+            .collect();
+        state.topics.insert(name.to_owned(), logs);
+    }
+
+    /// Applies `fault` to the next `times` requests of `api` (on any broker).
+    pub fn inject(&self, api: ApiKey, fault: Fault, times: usize) {
+        self.state().rules.push(Rule {
+            api,
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// Faults still armed.
+    pub fn pending_faults(&self) -> usize {
+        self.state().rules.iter().map(|r| r.remaining).sum()
+    }
+
+    /// Moves a partition's leadership to `broker` (bumping the leader epoch). Requests to the
+    /// old leader get NOT_LEADER_OR_FOLLOWER from now on.
+    pub fn move_leader(&self, topic: &str, partition: i32, broker: i32) {
+        if let Some(log) = self
+            .state()
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(partition as usize))
+        {
+            log.leader = broker;
+            log.leader_epoch += 1;
+        }
+    }
+
+    /// The leader of a partition.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.state()
+            .topics
+            .get(topic)
+            .and_then(|t| t.get(partition as usize))
+            .map(|l| l.leader)
+    }
+
+    /// How many requests of `api` the cluster has received.
+    pub fn request_count(&self, api: ApiKey) -> u64 {
+        self.state()
+            .requests
+            .get(&(api as i16))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The batches stored for a partition, in offset order.
+    pub fn batches(&self, topic: &str, partition: i32) -> Vec<StoredBatch> {
+        self.state()
+            .topics
+            .get(topic)
+            .and_then(|t| t.get(partition as usize))
+            .map(|l| l.batches.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every record of a partition as (offset, key, value), decoded from the stored batches.
+    #[allow(clippy::type_complexity)]
+    pub fn records(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(i64, Option<Bytes>, Option<Bytes>)>, RecordError> {
+        let mut out = Vec::new();
+        for batch in self.batches(topic, partition) {
+            let decoded = RawBatch::new(batch.bytes)?.decode()?;
+            for i in 0..decoded.len() {
+                out.push((
+                    decoded.offset(i),
+                    decoded.key_bytes(i),
+                    decoded.value_bytes(i),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn accept_loop(state: Arc<Mutex<State>>, broker: i32, listener: TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve(state.clone(), broker, stream));
+    }
+}
+
+/// Serves one connection: requests are answered in order.
+async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
+    let mut out = BytesMut::new();
+    loop {
+        let mut size = [0u8; 4];
+        if stream.read_exact(&mut size).await.is_err() {
+            return;
+        }
+        let size = i32::from_be_bytes(size);
+        if size < 8 || size as usize > MAX_REQUEST {
+            return;
+        }
+        let mut frame = vec![0u8; size as usize];
+        if stream.read_exact(&mut frame).await.is_err() {
+            return;
+        }
+        let frame = Bytes::from(frame);
+        let Ok(api) = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])) else {
+            return;
+        };
+        let fault = lock(&state).take_fault(api);
+        match fault {
+            Some(Fault::DropRequest) => return,
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            _ => {}
+        }
+        let error = match fault {
+            Some(Fault::Error(code)) => Some(code),
+            _ => None,
+        };
+        out.clear();
+        let answered = match handlers::handle(&state, broker, api, frame, error, &mut out) {
+            Ok(answered) => answered,
+            Err(e) => {
+                tracing::debug!(broker, ?api, error = %e, "mock: bad request; closing");
+                return;
+            }
+        };
+        if fault == Some(Fault::DropResponse) {
+            return;
+        }
+        if answered && stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Checks and appends a produce request's records for one partition; the error code to answer.
+fn append(log: &mut PartitionLog, records: Bytes) -> Result<(i64, i16), i16> {
+    const CORRUPT_MESSAGE: i16 = 2;
+    const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    let mut batches = Vec::new();
+    for batch in RecordBatches::new(records) {
+        let batch = batch.map_err(|_| CORRUPT_MESSAGE)?;
+        batch.verify_crc().map_err(|_| CORRUPT_MESSAGE)?;
+        batches.push(batch);
+    }
+    if batches.is_empty() {
+        return Err(CORRUPT_MESSAGE);
+    }
+    let first_base = log.next_offset;
+    for batch in batches {
+        let h = batch.header();
+        let count = h.records_count.max(0) as i64;
+        if h.producer_id >= 0 {
+            let entry = log.producers.entry(h.producer_id).or_insert(ProducerEntry {
+                epoch: h.producer_epoch,
+                last_sequence: -1,
+                recent: VecDeque::new(),
+            });
+            if h.producer_epoch < entry.epoch {
+                return Err(INVALID_PRODUCER_EPOCH);
+            }
+            if h.producer_epoch > entry.epoch {
+                // A new epoch starts its sequences at 0 (KIP-360).
+                *entry = ProducerEntry {
+                    epoch: h.producer_epoch,
+                    last_sequence: -1,
+                    recent: VecDeque::new(),
+                };
+            }
+            let last = h.base_sequence.wrapping_add(count as i32 - 1);
+            if let Some((_, _, offset)) = entry
+                .recent
+                .iter()
+                .find(|(first, l, _)| *first == h.base_sequence && *l == last)
+            {
+                return Ok((*offset, DUPLICATE_SEQUENCE_NUMBER));
+            }
+            if h.base_sequence != entry.last_sequence.wrapping_add(1) {
+                return Err(OUT_OF_ORDER_SEQUENCE_NUMBER);
+            }
+            entry.last_sequence = last;
+            entry
+                .recent
+                .push_back((h.base_sequence, last, log.next_offset));
+            if entry.recent.len() > 5 {
+                entry.recent.pop_front();
+            }
+        }
+        let mut bytes = BytesMut::from(&batch.as_bytes()[..]);
+        bytes[..8].copy_from_slice(&log.next_offset.to_be_bytes());
+        log.batches.push(StoredBatch {
+            base_offset: log.next_offset,
+            bytes: bytes.freeze(),
+        });
+        log.next_offset += count;
+    }
+    Ok((first_base, 0))
+}

@@ -1,0 +1,336 @@
+//! The producer under injected faults, on the embedded cluster (`--features mock`): lost
+//! responses, dropped connections, retriable and fatal errors, a moved leader, a full buffer.
+//! The cluster checks CRCs and idempotent sequences as Kafka does and keeps what it wrote, so
+//! each test compares the log with what was sent.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use spate::mock::{Fault, MockCluster};
+use spate::producer::{Acks, Delivery, Producer, ProducerConfig, Record};
+use spate::wire::ApiKey;
+use spate::ClientConfig;
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const REQUEST_TIMED_OUT: i16 = 7;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const INVALID_RECORD: i16 = 87;
+
+fn config(cluster: &MockCluster) -> ProducerConfig {
+    let mut client = ClientConfig::new(&cluster.bootstrap())
+        .request_timeout(Duration::from_secs(5))
+        .api_timeout(Duration::from_secs(10));
+    client.retry_backoff = Duration::from_millis(5);
+    ProducerConfig {
+        client,
+        ..ProducerConfig::default()
+    }
+    // Small batches and a short linger: many requests in flight when a fault lands.
+    .batch_size(2048)
+    .linger(Duration::from_millis(1))
+}
+
+fn value(i: usize) -> String {
+    format!("record-{i:08}")
+}
+
+/// Sends `n` keyed records, arming `faults` as it goes (at the record index given).
+async fn send_with_faults(
+    producer: &Producer,
+    cluster: &MockCluster,
+    topic: &str,
+    n: usize,
+    faults: &[(usize, ApiKey, Fault, usize)],
+) -> Vec<(String, Delivery)> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        for (at, api, fault, times) in faults {
+            if *at == i {
+                cluster.inject(*api, *fault, *times);
+            }
+        }
+        if i == n / 2 {
+            // A leader moves mid-stream: the old leader answers NOT_LEADER_OR_FOLLOWER.
+            let old = cluster.leader(topic, 0).unwrap();
+            cluster.move_leader(topic, 0, (old + 1) % 3);
+        }
+        let v = value(i);
+        let key = format!("k{}", i % 97);
+        let d = producer
+            .send(Record::new(topic).key(key.as_bytes()).value(v.as_bytes()))
+            .await
+            .unwrap();
+        out.push((v, d));
+        if i % 1000 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    out
+}
+
+/// What each partition's log must hold: the values sent to it, in send order.
+fn expected_logs(sent: &[(String, i32)]) -> HashMap<i32, Vec<String>> {
+    let mut logs: HashMap<i32, Vec<String>> = HashMap::new();
+    for (v, p) in sent {
+        logs.entry(*p).or_default().push(v.clone());
+    }
+    logs
+}
+
+fn log_values(cluster: &MockCluster, topic: &str, partition: i32) -> Vec<(i64, String)> {
+    cluster
+        .records(topic, partition)
+        .unwrap()
+        .into_iter()
+        .map(|(offset, _, v)| (offset, String::from_utf8(v.unwrap().to_vec()).unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_retries_never_duplicate_reorder_or_lose() {
+    let cluster = MockCluster::start(3).await.unwrap();
+    let topic = "faults";
+    cluster.create_topic(topic, 6);
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    let n = 40_000;
+    let faults = [
+        (2_000, ApiKey::Produce, Fault::DropResponse, 3),
+        (8_000, ApiKey::Produce, Fault::Error(REQUEST_TIMED_OUT), 3),
+        (14_000, ApiKey::Produce, Fault::DropRequest, 2),
+        (
+            20_000,
+            ApiKey::Produce,
+            Fault::Error(NOT_ENOUGH_REPLICAS),
+            2,
+        ),
+        (
+            26_000,
+            ApiKey::Produce,
+            Fault::Error(NOT_LEADER_OR_FOLLOWER),
+            3,
+        ),
+        (
+            26_000,
+            ApiKey::Metadata,
+            Fault::Delay(Duration::from_millis(50)),
+            1,
+        ),
+        (32_000, ApiKey::Produce, Fault::DropResponse, 2),
+        (
+            32_000,
+            ApiKey::Produce,
+            Fault::Delay(Duration::from_millis(100)),
+            2,
+        ),
+    ];
+    let deliveries = send_with_faults(&producer, &cluster, topic, n, &faults).await;
+    producer.flush().await.unwrap();
+    assert_eq!(cluster.pending_faults(), 0, "every fault was hit");
+    let mut sent = Vec::new();
+    let mut acked: HashMap<(i32, i64), String> = HashMap::new();
+    for (v, d) in deliveries {
+        let p = d.partition();
+        let meta = d
+            .await
+            .unwrap_or_else(|e| panic!("{v} was not acknowledged: {e}"));
+        assert!(
+            acked.insert((p, meta.offset), v.clone()).is_none(),
+            "two records acknowledged at {p}/{}",
+            meta.offset
+        );
+        sent.push((v, p));
+    }
+    let expected = expected_logs(&sent);
+    for p in 0..6 {
+        let log = log_values(&cluster, topic, p);
+        let values: Vec<String> = log.iter().map(|(_, v)| v.clone()).collect();
+        assert_eq!(
+            values.len(),
+            expected.get(&p).map_or(0, Vec::len),
+            "partition {p}: nothing duplicated or missing"
+        );
+        assert_eq!(
+            Some(&values),
+            expected.get(&p),
+            "partition {p}: the log is what was sent, in order"
+        );
+        for (offset, v) in &log {
+            assert_eq!(
+                acked.get(&(p, *offset)),
+                Some(v),
+                "the acknowledged offset of {v}"
+            );
+        }
+    }
+    assert!(
+        cluster.request_count(ApiKey::Produce) > 20,
+        "many produce requests were made"
+    );
+}
+
+/// Without idempotence, a lost response means the retry writes the batch twice: the check
+/// above would catch it. (This is what idempotence is for, and proves the check can fail.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idempotence_a_lost_response_duplicates() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("dups", 1);
+    let producer = Producer::new(config(&cluster).idempotence(false).acks(Acks::Leader))
+        .await
+        .unwrap();
+    let d = producer
+        .send(Record::new("dups").value(b"once"))
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+    d.await.unwrap();
+    cluster.inject(ApiKey::Produce, Fault::DropResponse, 1);
+    let d = producer
+        .send(Record::new("dups").value(b"twice"))
+        .await
+        .unwrap();
+    d.await.unwrap();
+    let values: Vec<String> = log_values(&cluster, "dups", 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, ["once", "twice", "twice"]);
+}
+
+/// A batch that fails for good (INVALID_RECORD) fails its records only; the producer takes a
+/// new epoch, and later records are written with sequences from 0 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_fails_its_records_and_the_producer_goes_on() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("fatal", 1);
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    let first = producer
+        .send(Record::new("fatal").value(b"kept-1"))
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+    first.await.unwrap();
+    cluster.inject(ApiKey::Produce, Fault::Error(INVALID_RECORD), 1);
+    let failed = producer
+        .send(Record::new("fatal").value(b"refused"))
+        .await
+        .unwrap();
+    let err = failed.await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.0), Some(INVALID_RECORD), "{err}");
+    let later = producer
+        .send(Record::new("fatal").value(b"kept-2"))
+        .await
+        .unwrap();
+    later.await.unwrap();
+    let values: Vec<String> = log_values(&cluster, "fatal", 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, ["kept-1", "kept-2"]);
+    assert_eq!(
+        cluster.request_count(ApiKey::InitProducerId),
+        2,
+        "a new epoch was taken"
+    );
+}
+
+/// A partition that keeps failing fails its records after delivery.timeout.ms, not never.
+#[tokio::test]
+async fn retries_stop_at_the_delivery_timeout() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("slow", 1);
+    cluster.inject(ApiKey::Produce, Fault::Error(REQUEST_TIMED_OUT), 100_000);
+    let producer = Producer::new(config(&cluster).delivery_timeout(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let d = producer
+        .send(Record::new("slow").value(b"v"))
+        .await
+        .unwrap();
+    let err = d.await.unwrap_err();
+    assert!(matches!(err, spate::Error::Timeout { .. }), "{err}");
+    assert_eq!(err.code().map(|c| c.0), Some(REQUEST_TIMED_OUT), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// `send` waits while buffer.memory is full, and goes on once the broker answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_makes_send_wait() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("full", 1);
+    cluster.inject(ApiKey::Produce, Fault::Delay(Duration::from_millis(500)), 1);
+    let producer = Producer::new(
+        config(&cluster)
+            .max_request_size(16 * 1024)
+            .buffer_memory(32 * 1024),
+    )
+    .await
+    .unwrap();
+    let value = vec![7u8; 1000];
+    let mut deliveries = Vec::new();
+    let mut blocked = false;
+    for _ in 0..200 {
+        let send = producer.send(Record::new("full").value(&value));
+        match tokio::time::timeout(Duration::from_millis(100), send).await {
+            Ok(d) => deliveries.push(d.unwrap()),
+            Err(_) => {
+                blocked = true;
+                break;
+            }
+        }
+    }
+    assert!(blocked, "send waited once 32 KiB were buffered");
+    assert!(
+        deliveries.len() < 40,
+        "{} records buffered",
+        deliveries.len()
+    );
+    // Once the delayed request is answered, room frees up and everything goes through.
+    for _ in 0..200 {
+        deliveries.push(
+            producer
+                .send(Record::new("full").value(&value))
+                .await
+                .unwrap(),
+        );
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn acks_0_writes_without_answers() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("fire", 2);
+    let producer = Producer::new(config(&cluster).idempotence(false).acks(Acks::None))
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..1000 {
+        let v = value(i);
+        deliveries.push(
+            producer
+                .send(
+                    Record::new("fire")
+                        .value(v.as_bytes())
+                        .partition(i as i32 % 2),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    producer.close().await.unwrap();
+    for d in deliveries {
+        assert_eq!(d.await.unwrap().offset, -1);
+    }
+    // acks=0 has no answer to wait for: give the broker a moment to read the last request.
+    for _ in 0..50 {
+        if log_values(&cluster, "fire", 0).len() + log_values(&cluster, "fire", 1).len() == 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log_values(&cluster, "fire", 0).len(), 500);
+    assert_eq!(log_values(&cluster, "fire", 1).len(), 500);
+}
