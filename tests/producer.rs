@@ -141,3 +141,175 @@ async fn unknown_topics_and_oversized_records_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(err, spate::Error::ProducerClosed), "{err}");
 }
+
+/// Every batch of a partition, fetched raw (control batches included) with Fetch v12.
+async fn fetch_batches(client: &Client, topic: &str) -> Vec<spate::record::ColumnarBatch> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let conn = client.leader(topic, 0).await.unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_max_bytes(8 << 20)
+            .with_isolation_level(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(8 << 20)])]);
+        let response = conn.request_at(&request, 12).await.unwrap();
+        let p = &response.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        let records = p.records.clone().unwrap_or_default();
+        let before = out.len();
+        for batch in spate::record::RecordBatches::new(records) {
+            let batch = batch.unwrap().decode().unwrap();
+            offset = batch.header().next_offset();
+            out.push(batch);
+        }
+        if out.len() == before || offset >= p.high_watermark {
+            return out;
+        }
+    }
+}
+
+async fn committed_offset(client: &Client, group: &str, topic: &str) -> i64 {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use spate::cluster::CoordinatorType;
+    let conn = client
+        .coordinator(CoordinatorType::Group, group)
+        .await
+        .unwrap();
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_indexes(vec![0])]));
+    let response = conn.request_at(&request, 5).await.unwrap();
+    response.topics[0].partitions[0].committed_offset
+}
+
+/// Commit, abort, commit with consumed offsets: the log holds each transaction's records as
+/// transactional batches followed by its COMMIT or ABORT marker, and the offsets are committed
+/// with the transaction. tansu does not filter aborted records for read_committed readers (no
+/// aborted-transactions list), so what a reader sees is checked through the markers here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_abort_and_commit_offsets() {
+    use spate::producer::{GroupMetadata, OffsetToCommit};
+    use spate::record::ControlRecordType;
+    let broker = TestBroker::start();
+    let client = Client::connect(broker.config()).await.unwrap();
+    let topic = unique_topic("txn");
+    client
+        .create_topics(&[NewTopic::new(&topic, 1, 1)])
+        .await
+        .unwrap();
+    let txn_id = unique_topic("txn-id");
+    let config = producer_config(&broker).transactional_id(&txn_id);
+    let producer = Producer::with_client(client.clone(), config.clone())
+        .await
+        .unwrap();
+    let err = producer
+        .send(Record::new(&topic).value(b"early"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("init_transactions"), "{err}");
+    producer.init_transactions().await.unwrap();
+    let err = producer
+        .send(Record::new(&topic).value(b"early"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("begin_transaction"), "{err}");
+
+    let mut deliveries = Vec::new();
+    for (prefix, n, commit) in [("c1", 100, true), ("ab", 50, false), ("c2", 10, true)] {
+        producer.begin_transaction().unwrap();
+        for i in 0..n {
+            let v = format!("{prefix}-{i}");
+            deliveries.push(
+                producer
+                    .send(Record::new(&topic).value(v.as_bytes()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        if commit {
+            if prefix == "c2" {
+                producer
+                    .send_offsets_to_transaction(
+                        &[OffsetToCommit {
+                            topic: topic.clone(),
+                            partition: 0,
+                            offset: 42,
+                            metadata: None,
+                        }],
+                        &GroupMetadata::new("spate-txn-group"),
+                    )
+                    .await
+                    .unwrap();
+            }
+            producer.commit_transaction().await.unwrap();
+        } else {
+            producer.flush().await.unwrap();
+            producer.abort_transaction().await.unwrap();
+        }
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let batches = fetch_batches(&client, &topic).await;
+    let mut seen = Vec::new();
+    for batch in &batches {
+        assert!(
+            batch.header().is_transactional(),
+            "every batch is transactional"
+        );
+        match batch.control_record() {
+            Some(control) => seen.push(format!("{:?}", control.unwrap().kind)),
+            None => {
+                let first = String::from_utf8(batch.value(0).unwrap().to_vec()).unwrap();
+                let prefix = first.split('-').next().unwrap().to_owned();
+                if seen.last() != Some(&prefix) {
+                    seen.push(prefix);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "c1".to_owned(),
+            format!("{:?}", ControlRecordType::Commit),
+            "ab".to_owned(),
+            format!("{:?}", ControlRecordType::Abort),
+            "c2".to_owned(),
+            format!("{:?}", ControlRecordType::Commit),
+        ]
+    );
+    assert_eq!(
+        committed_offset(&client, "spate-txn-group", &topic).await,
+        42
+    );
+
+    // A second producer with the same transactional.id fences the first.
+    let newer = Producer::with_client(client.clone(), config).await.unwrap();
+    newer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    let d = producer
+        .send(Record::new(&topic).value(b"zombie"))
+        .await
+        .unwrap();
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(
+        matches!(err, spate::Error::ProducerFenced { .. }),
+        "the old producer is fenced: {err}"
+    );
+    assert!(d.await.is_err(), "the zombie's record is not acknowledged");
+}

@@ -147,7 +147,7 @@ pub(crate) struct Appended {
     pub outcome: Arc<Outcome>,
     pub offset_delta: i32,
     pub partition: i32,
-    /// A batch was closed: the sender should look now rather than at the linger deadline.
+    /// A batch was opened (the sender must learn its linger deadline) or closed (it can go).
     pub wake: bool,
 }
 
@@ -289,7 +289,6 @@ impl Accumulator {
             })?;
         let max_batch = self.limits.max_batch();
         let batch_size = self.limits.batch_size.min(max_batch);
-        let mut wake = false;
         if let Some(open) = &mut self.parts[slot].open {
             if open
                 .builder
@@ -319,7 +318,6 @@ impl Accumulator {
                 return Ok(appended);
             }
             self.close(slot);
-            wake = true;
         }
         // A new batch.
         let mut builder =
@@ -341,13 +339,13 @@ impl Accumulator {
         });
         if full {
             self.close(slot);
-            wake = true;
         }
+        // A new batch: the sender must learn its linger deadline (or send it, if full).
         Ok(Appended {
             outcome,
             offset_delta: 0,
             partition,
-            wake,
+            wake: true,
         })
     }
 
@@ -765,3 +763,6 @@ pub(crate) fn lone_record_size(
     RecordBatchBuilder::new(Compression::None).record_size(timestamp, key, value, headers)
         + BATCH_HEADER_LEN
 }
+
+#[cfg(test)]
+mod tests;

@@ -91,8 +91,8 @@ pub(crate) fn next_sticky(current: Option<i32>, partitions: i32) -> i32 {
 mod tests {
     use super::*;
 
-    /// Java's `UtilsTest.testMurmur2` cases, and librdkafka's cases for its murmur2_random
-    /// partitioner (which uses the same hash).
+    /// Java's `UtilsTest.testMurmur2` cases, and the values Java's `Utils.murmur2` gives for
+    /// "1" to "12345" (as other Java-compatible clients test them).
     #[test]
     fn murmur2_matches_javas_test_vectors() {
         let cases: &[(&[u8], i32)] = &[
@@ -110,9 +110,6 @@ mod tests {
             (b"123", -267_702_483),
             (b"1234", -1_614_185_708),
             (b"12345", -1_188_365_604),
-            (b"0", 272_173_970),
-            (b"2187", -2_081_355_488),
-            (b"10000000", -1_778_616_326),
         ];
         for (key, want) in cases {
             assert_eq!(
