@@ -117,6 +117,7 @@ struct PartitionState {
 }
 
 struct TopicState {
+    name: Arc<str>,
     /// Accumulator slot of each partition.
     slots: Vec<usize>,
     sticky: Option<i32>,
@@ -172,7 +173,11 @@ pub(crate) struct DrainReport {
 /// The accumulator.
 pub(crate) struct Accumulator {
     limits: Limits,
-    topics: HashMap<Arc<str>, TopicState>,
+    topics: Vec<TopicState>,
+    topic_index: HashMap<Arc<str>, usize>,
+    /// The topic looked up last: most producers write one topic, and comparing its name is
+    /// cheaper than hashing it for every record.
+    last_topic: std::cell::Cell<usize>,
     parts: Vec<PartitionState>,
     next_id: u64,
     /// Batches with an id below this are ready whatever their linger (flush).
@@ -193,7 +198,9 @@ impl Accumulator {
     pub fn new(limits: Limits) -> Self {
         Accumulator {
             limits,
-            topics: HashMap::new(),
+            topics: Vec::new(),
+            topic_index: HashMap::new(),
+            last_topic: std::cell::Cell::new(0),
             parts: Vec::new(),
             next_id: 0,
             flush_below: 0,
@@ -209,23 +216,49 @@ impl Accumulator {
         &self.limits
     }
 
+    fn topic(&self, name: &str) -> Option<usize> {
+        let last = self.last_topic.get();
+        if self.topics.get(last).is_some_and(|t| *t.name == *name) {
+            return Some(last);
+        }
+        let index = *self.topic_index.get(name)?;
+        self.last_topic.set(index);
+        Some(index)
+    }
+
+    /// The accumulator slot of a partition.
+    fn slot(&self, topic: &str, partition: i32) -> Option<usize> {
+        let t = self.topic(topic)?;
+        self.topics[t]
+            .slots
+            .get(usize::try_from(partition).ok()?)
+            .copied()
+    }
+
     /// The partition count known for `topic`, if any.
     pub fn partitions(&self, topic: &str) -> Option<i32> {
-        self.topics.get(topic).map(|t| t.slots.len() as i32)
+        self.topic(topic).map(|t| self.topics[t].slots.len() as i32)
     }
 
     /// Records (or updates) a topic's partition count. Counts only grow.
     pub fn set_partitions(&mut self, topic: &str, count: i32) {
         let count = count.max(0) as usize;
-        let name: Arc<str> = match self.topics.get_key_value(topic) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(topic),
+        let index = match self.topic(topic) {
+            Some(i) => i,
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.topics.push(TopicState {
+                    name: name.clone(),
+                    slots: Vec::new(),
+                    sticky: None,
+                    sticky_bytes: 0,
+                });
+                self.topic_index.insert(name, self.topics.len() - 1);
+                self.topics.len() - 1
+            }
         };
-        let state = self.topics.entry(name.clone()).or_insert(TopicState {
-            slots: Vec::new(),
-            sticky: None,
-            sticky_bytes: 0,
-        });
+        let state = &mut self.topics[index];
+        let name = state.name.clone();
         while state.slots.len() < count {
             state.slots.push(self.parts.len());
             self.parts.push(PartitionState {
@@ -246,7 +279,8 @@ impl Accumulator {
     /// once it has had `batch.size` bytes or its batch has left.
     pub fn sticky_partition(&mut self, topic: &str, size: usize) -> Option<i32> {
         let batch_size = self.limits.batch_size;
-        let state = self.topics.get_mut(topic)?;
+        let index = self.topic(topic)?;
+        let state = &mut self.topics[index];
         let count = state.slots.len() as i32;
         let current = state.sticky.filter(|p| *p < count);
         let moved_on = match current {
@@ -279,14 +313,9 @@ impl Accumulator {
         reserved: usize,
         now: Instant,
     ) -> Result<Appended, Error> {
-        let slot = self
-            .topics
-            .get(topic)
-            .and_then(|t| t.slots.get(usize::try_from(partition).ok()?))
-            .copied()
-            .ok_or_else(|| {
-                Error::UnknownInMetadata(format!("partition {partition} of topic {topic}"))
-            })?;
+        let slot = self.slot(topic, partition).ok_or_else(|| {
+            Error::UnknownInMetadata(format!("partition {partition} of topic {topic}"))
+        })?;
         let max_batch = self.limits.max_batch();
         let batch_size = self.limits.batch_size.min(max_batch);
         if let Some(open) = &mut self.parts[slot].open {
@@ -721,12 +750,8 @@ impl Accumulator {
 
     /// Marks a partition as added to the current transaction.
     pub fn added_to_txn(&mut self, topic: &str, partition: i32) {
-        if let Some(slot) = self
-            .topics
-            .get(topic)
-            .and_then(|t| t.slots.get(partition as usize))
-        {
-            self.parts[*slot].in_txn = true;
+        if let Some(slot) = self.slot(topic, partition) {
+            self.parts[slot].in_txn = true;
         }
     }
 
@@ -753,15 +778,29 @@ fn record_error(e: crate::record::RecordError) -> Error {
     }
 }
 
-/// The encoded size a lone record would give its batch (header included).
-pub(crate) fn lone_record_size(
-    timestamp: i64,
+/// An upper bound of the size a lone record gives its batch (header included): lengths at their
+/// widest varint encoding. Cheaper than the exact size, and what `buffer.memory` and
+/// `max.request.size` are checked against.
+pub(crate) fn record_size_bound(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     headers: &[Header<'_>],
 ) -> usize {
-    RecordBatchBuilder::new(Compression::None).record_size(timestamp, key, value, headers)
-        + BATCH_HEADER_LEN
+    const VARINT: usize = 5;
+    const VARLONG: usize = 10;
+    let bytes = |b: Option<&[u8]>| VARINT + b.map_or(0, <[u8]>::len);
+    BATCH_HEADER_LEN
+        + VARINT // length
+        + 1 // attributes
+        + VARLONG // timestamp delta
+        + VARINT // offset delta
+        + bytes(key)
+        + bytes(value)
+        + VARINT // header count
+        + headers
+            .iter()
+            .map(|(k, v)| VARINT + k.len() + bytes(*v))
+            .sum::<usize>()
 }
 
 #[cfg(test)]

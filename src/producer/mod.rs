@@ -40,7 +40,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, Semaphore};
 
-use self::accumulator::{lone_record_size, Accumulator, Limits, Outcome};
+use self::accumulator::{record_size_bound, Accumulator, Limits, Outcome};
 pub use self::config::{Acks, ProducerConfig};
 pub use self::partitioner::{DefaultPartitioner, Partitioner, StickyPartitioner};
 pub use self::transaction::{GroupMetadata, OffsetToCommit};
@@ -331,7 +331,7 @@ impl Producer {
         let shared = self.shared();
         self.check_open()?;
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let size = lone_record_size(timestamp, record.key, record.value, &record.headers);
+        let size = record_size_bound(record.key, record.value, &record.headers);
         self.check_size(&shared.acc(), size)?;
         let partitions = self.partition_count(record.topic).await?;
         self.reserve(size).await?;
@@ -427,9 +427,10 @@ impl Producer {
         let shared = self.shared();
         let mut acc = shared.acc();
         let mut wake = false;
+        let appended_at = Instant::now();
         for record in records {
             let timestamp = record.timestamp.unwrap_or(now);
-            let size = lone_record_size(timestamp, record.key, record.value, &record.headers);
+            let size = record_size_bound(record.key, record.value, &record.headers);
             self.check_size(&acc, size)?;
             match shared.memory.try_acquire_many(size as u32) {
                 Ok(permit) => permit.forget(),
@@ -453,7 +454,7 @@ impl Producer {
                         record.value,
                         &record.headers,
                         size,
-                        Instant::now(),
+                        appended_at,
                     )
                 });
             match result {

@@ -149,12 +149,14 @@ impl RecordBatchBuilder {
         headers: &[Header<'_>],
         max_size: usize,
     ) -> Result<bool, RecordError> {
+        let body = self.body_size(timestamp, key, value, headers);
         if !self.is_empty()
-            && self.size_in_bytes() + self.record_size(timestamp, key, value, headers) > max_size
+            && self.size_in_bytes() + varint_size(body.min(i32::MAX as usize) as i32) + body
+                > max_size
         {
             return Ok(false);
         }
-        self.append(timestamp, key, value, headers)?;
+        self.append_sized(body, timestamp, key, value, headers)?;
         Ok(true)
     }
 
@@ -166,8 +168,20 @@ impl RecordBatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) -> Result<i32, RecordError> {
-        const LIMIT: usize = i32::MAX as usize;
         let body = self.body_size(timestamp, key, value, headers);
+        self.append_sized(body, timestamp, key, value, headers)
+    }
+
+    /// Appends a record whose body size (`body_size`) is already known.
+    fn append_sized(
+        &mut self,
+        body: usize,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> Result<i32, RecordError> {
+        const LIMIT: usize = i32::MAX as usize;
         let record = varint_size(body.min(LIMIT) as i32) + body;
         if body > LIMIT || self.size_in_bytes() + record > LIMIT {
             return Err(RecordError::TooLarge {

@@ -17,8 +17,8 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
-    /// The client configuration: `-b`, then every `-X` in order.
-    pub fn client_config(&self) -> Result<ClientConfig, String> {
+    /// `bootstrap.servers` from `-b`, then every `-X` in order.
+    pub fn pairs(&self) -> Result<Vec<(String, String)>, String> {
         let mut pairs = vec![("bootstrap.servers".to_owned(), self.brokers.clone())];
         for kv in &self.config {
             let (k, v) = kv
@@ -26,7 +26,12 @@ impl ConnArgs {
                 .ok_or_else(|| format!("-X {kv}: expected key=value"))?;
             pairs.push((k.trim().to_owned(), v.to_owned()));
         }
-        ClientConfig::from_pairs(pairs).map_err(|e| format!("configuration: {e}"))
+        Ok(pairs)
+    }
+
+    /// The client configuration: `-b`, then every `-X` in order.
+    pub fn client_config(&self) -> Result<ClientConfig, String> {
+        ClientConfig::from_pairs(self.pairs()?).map_err(|e| format!("configuration: {e}"))
     }
 
     /// Sets up logging, builds a runtime, connects, and runs `f` with the client.
@@ -35,6 +40,18 @@ impl ConnArgs {
         F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
+        let config = self.client_config()?;
+        self.block_on(async move {
+            let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+            f(client).await
+        })
+    }
+
+    /// Sets up logging, builds a runtime, and runs `fut` on it.
+    pub fn block_on<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
         let level = match self.debug {
             0 => tracing::Level::WARN,
             1 => tracing::Level::DEBUG,
@@ -46,14 +63,10 @@ impl ConnArgs {
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init();
-        let config = self.client_config()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
-        runtime.block_on(async move {
-            let client = Client::connect(config).await.map_err(|e| e.to_string())?;
-            f(client).await
-        })
+        runtime.block_on(fut)
     }
 }

@@ -4,6 +4,7 @@ mod common;
 mod dump;
 mod format;
 mod metadata;
+mod produce;
 mod topic;
 
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     Dump(dump::Args),
     /// Show brokers, topics, partitions and leaders (like `kcat -L`).
     Metadata(metadata::Args),
+    /// Produce messages from stdin or files, one per line (like `kcat -P`).
+    Produce(produce::Args),
     /// Create, delete or list topics.
     Topic {
         #[command(subcommand)]
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dump(args) => dump::run(&args),
         Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Produce(args) => produce::run(&args),
         Command::Topic { action } => topic::run(&action).map(|()| ExitCode::SUCCESS),
     };
     match result {
