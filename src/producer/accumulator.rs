@@ -212,10 +212,6 @@ impl Accumulator {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     fn topic(&self, name: &str) -> Option<usize> {
         let last = self.last_topic.get();
         if self.topics.get(last).is_some_and(|t| *t.name == *name) {

@@ -237,6 +237,12 @@ pub(crate) struct Shared {
     pub sender_done: AtomicBool,
     /// An error that ends the producer (fenced).
     pub fatal: Mutex<Option<Error>>,
+    /// Whether `fatal` is set (read on every send without taking the lock).
+    pub has_fatal: AtomicBool,
+    /// The largest record a batch can take (`max.request.size` less request overhead).
+    pub max_batch: usize,
+    /// Record timestamps.
+    pub clock: Clock,
     pub txn: Option<transaction::Txn>,
 }
 
@@ -252,6 +258,9 @@ impl Shared {
     }
 
     pub fn fatal(&self) -> Option<Error> {
+        if !self.has_fatal.load(Ordering::Acquire) {
+            return None;
+        }
         self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -260,6 +269,7 @@ impl Shared {
         if fatal.is_none() {
             tracing::error!(error = %error, "producer stopped by a fatal error");
             *fatal = Some(error);
+            self.has_fatal.store(true, Ordering::Release);
         }
     }
 }
@@ -287,12 +297,17 @@ impl Producer {
             max_in_flight: config.max_in_flight,
         };
         let txn = config.transactional_id.clone().map(transaction::Txn::new);
+        let limits_max_batch = limits.max_batch();
         let mut acc = Accumulator::new(limits);
         if config.idempotence && txn.is_none() {
             let id = transaction::init_producer_id(&client, None, (-1, -1), &config).await?;
             acc.reset_sequences(id);
         }
+        let max_batch = limits_max_batch;
         let shared = Arc::new(Shared {
+            has_fatal: AtomicBool::new(false),
+            max_batch,
+            clock: Clock::new(),
             memory: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
             config,
             client,
@@ -330,55 +345,66 @@ impl Producer {
     pub async fn send(&self, record: Record<'_>) -> Result<Delivery, Error> {
         let shared = self.shared();
         self.check_open()?;
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let size = record_size_bound(record.key, record.value, &record.headers);
-        self.check_size(&shared.acc(), size)?;
-        let partitions = self.partition_count(record.topic).await?;
+        if size > shared.max_batch {
+            return Err(self.too_large(size));
+        }
         self.reserve(size).await?;
-        let appended = {
-            let mut acc = shared.acc();
-            let chosen = self.choose_partition(
-                &mut acc,
-                record.topic,
-                record.partition,
-                record.key,
-                partitions,
-                size,
-            );
-            let partition = match chosen {
-                Ok(p) => p,
-                Err(e) => {
-                    drop(acc);
+        let now = Instant::now();
+        let timestamp = record.timestamp.unwrap_or_else(|| shared.clock.millis(now));
+        loop {
+            // One lock for the common case: the topic's partitions are known.
+            let appended = {
+                let mut acc = shared.acc();
+                match acc.partitions(record.topic) {
+                    Some(partitions) if partitions > 0 => Some(
+                        self.choose_partition(
+                            &mut acc,
+                            record.topic,
+                            record.partition,
+                            record.key,
+                            partitions,
+                            size,
+                        )
+                        .and_then(|partition| {
+                            acc.append(
+                                record.topic,
+                                partition,
+                                timestamp,
+                                record.key,
+                                record.value,
+                                &record.headers,
+                                size,
+                                now,
+                            )
+                        }),
+                    ),
+                    _ => None,
+                }
+            };
+            match appended {
+                Some(Ok(appended)) => {
+                    if appended.wake {
+                        shared.wake.notify_one();
+                    }
+                    return Ok(Delivery {
+                        outcome: appended.outcome,
+                        partition: appended.partition,
+                        offset_delta: appended.offset_delta,
+                    });
+                }
+                Some(Err(e)) => {
                     shared.release(size);
                     return Err(e);
                 }
-            };
-            acc.append(
-                record.topic,
-                partition,
-                timestamp,
-                record.key,
-                record.value,
-                &record.headers,
-                size,
-                Instant::now(),
-            )
-        };
-        let appended = match appended {
-            Ok(a) => a,
-            Err(e) => {
-                shared.release(size);
-                return Err(e);
+                None => {
+                    if let Err(e) = self.partition_count(record.topic).await {
+                        shared.release(size);
+                        return Err(e);
+                    }
+                }
             }
-        };
-        if appended.wake {
-            shared.wake.notify_one();
         }
-        Ok(Delivery {
-            outcome: appended.outcome,
-            partition: appended.partition,
-            offset_delta: appended.offset_delta,
-        })
     }
 
     /// Hands in many records of one topic at once: one lock, one metadata lookup, records
@@ -394,7 +420,7 @@ impl Producer {
         let partitions = self.partition_count(topic).await?;
         let mut delivery = BatchDelivery::default();
         let mut records = records.into_iter();
-        let now = now_ms();
+        let now = shared.clock.millis(Instant::now());
         loop {
             let (waiting_for, wake) =
                 self.append_all(topic, &mut records, partitions, now, &mut delivery)?;
@@ -431,7 +457,9 @@ impl Producer {
         for record in records {
             let timestamp = record.timestamp.unwrap_or(now);
             let size = record_size_bound(record.key, record.value, &record.headers);
-            self.check_size(&acc, size)?;
+            if size > shared.max_batch {
+                return Err(self.too_large(size));
+            }
             match shared.memory.try_acquire_many(size as u32) {
                 Ok(permit) => permit.forget(),
                 Err(_) => return Ok((Some(record), wake)),
@@ -527,15 +555,12 @@ impl Producer {
         Ok(())
     }
 
-    fn check_size(&self, acc: &Accumulator, size: usize) -> Result<(), Error> {
-        if size > acc.limits().max_batch() {
-            return Err(Error::RecordTooLarge {
-                size,
-                setting: "max.request.size",
-                limit: self.shared().config.max_request_size,
-            });
+    fn too_large(&self, size: usize) -> Error {
+        Error::RecordTooLarge {
+            size,
+            setting: "max.request.size",
+            limit: self.shared().config.max_request_size,
         }
-        Ok(())
     }
 
     async fn reserve(&self, size: usize) -> Result<(), Error> {
@@ -641,4 +666,38 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Wall-clock milliseconds from a monotonic reading: one clock read per record serves both the
+/// record's timestamp and the batch's linger. The sender task re-reads the wall clock on every
+/// turn of its loop, so a stepped system clock is followed within a tick.
+pub(crate) struct Clock {
+    base: Instant,
+    /// Wall-clock milliseconds at `base`, as last measured.
+    base_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let clock = Clock {
+            base: Instant::now(),
+            base_ms: std::sync::atomic::AtomicI64::new(0),
+        };
+        clock.resync();
+        clock
+    }
+
+    /// Measures the wall clock against the monotonic one again.
+    pub fn resync(&self) {
+        let mono = Instant::now()
+            .saturating_duration_since(self.base)
+            .as_millis() as i64;
+        self.base_ms.store(now_ms() - mono, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the epoch at `now`.
+    pub fn millis(&self, now: Instant) -> i64 {
+        self.base_ms.load(Ordering::Relaxed)
+            + now.saturating_duration_since(self.base).as_millis() as i64
+    }
 }

@@ -55,6 +55,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let max_in_flight = config.max_in_flight;
     loop {
         let now = Instant::now();
+        shared.clock.resync();
         let closing = shared.closing.load(Ordering::Acquire);
         if closing && shared.fatal().is_some() {
             let released = shared.acc().fail_unsent(&shared.fatal().expect("checked"));
