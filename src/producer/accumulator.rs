@@ -479,6 +479,14 @@ impl Accumulator {
         (released, failed)
     }
 
+    /// Fails every batch not yet answered, in flight included (the sender has stopped).
+    pub fn fail_all(&mut self, error: &Error) {
+        self.fail_unsent(error);
+        for (_, outcome) in self.incomplete.drain() {
+            outcome.complete(Err(error.clone()));
+        }
+    }
+
     /// Picks the batches to send now: for each broker with room for another request, one batch
     /// per ready partition, up to `max.request.size`.
     ///

@@ -46,8 +46,22 @@ struct Answered {
     result: Result<Option<ProduceResponse>, Error>,
 }
 
+/// Marks the sender stopped however it ends (a panic included), so no delivery, `flush` or
+/// `close` waits for it forever.
+struct Stopped(Arc<Shared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        shared.acc().fail_all(&Error::ProducerClosed);
+        shared.sender_done.store(true, Ordering::Release);
+        shared.stopped.notify_waiters();
+    }
+}
+
 /// Runs until the producer is closed (or every handle dropped) and nothing is left to send.
 pub(crate) async fn run(shared: Arc<Shared>) {
+    let _stopped = Stopped(shared.clone());
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut per_broker: HashMap<i32, usize> = HashMap::new();
     let mut refresh: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
@@ -130,8 +144,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
     }
-    shared.sender_done.store(true, Ordering::Release);
-    shared.stopped.notify_waiters();
 }
 
 /// Fails batches that have waited longer than `delivery.timeout.ms` without being sent.
@@ -149,7 +161,14 @@ fn expire(shared: &Shared, acc: &mut super::accumulator::Accumulator, now: Insta
 
 async fn bump_epoch(shared: &Shared) {
     let current = shared.acc().producer;
-    match transaction::init_producer_id(&shared.client, None, current, &shared.config).await {
+    let mut result =
+        transaction::init_producer_id(&shared.client, None, current, &shared.config).await;
+    if matches!(&result, Err(e) if e.action() == Action::Fatal) {
+        // A broker that cannot bump this id's epoch (before KIP-360) gives a new id instead.
+        result =
+            transaction::init_producer_id(&shared.client, None, (-1, -1), &shared.config).await;
+    }
+    match result {
         Ok(id) => {
             tracing::info!(
                 producer_id = id.0,
