@@ -334,3 +334,93 @@ async fn acks_0_writes_without_answers() {
     assert_eq!(log_values(&cluster, "fire", 0).len(), 500);
     assert_eq!(log_values(&cluster, "fire", 1).len(), 500);
 }
+
+/// Batches are sized exactly: with the broker's `message.max.bytes` equal to the producer's
+/// `max.request.size`, records of every size up to the limit are accepted, none gets
+/// MESSAGE_TOO_LARGE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_never_exceed_the_brokers_message_limit() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("sized", 2);
+    let limit = 12_000;
+    cluster.set_max_message_bytes(limit);
+    let producer = Producer::new(
+        config(&cluster)
+            .batch_size(1 << 20)
+            .max_request_size(limit)
+            .linger(Duration::from_millis(20)),
+    )
+    .await
+    .unwrap();
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut deliveries = Vec::new();
+    for i in 0..3000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let len = (rng % 3000) as usize;
+        let value = vec![(i % 251) as u8; len];
+        let key = format!("{i}");
+        deliveries.push(
+            producer
+                .send(
+                    Record::new("sized")
+                        .key(key.as_bytes())
+                        .value(&value)
+                        .header("h", Some(&value[..len.min(40)])),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let batches: Vec<usize> = (0..2)
+        .flat_map(|p| cluster.batches("sized", p))
+        .map(|b| b.bytes.len())
+        .collect();
+    assert!(batches.iter().all(|len| *len <= limit));
+    assert!(
+        batches.iter().any(|len| *len > limit * 3 / 4),
+        "batches are filled close to the limit: {batches:?}"
+    );
+    // A record that cannot fit in any request is refused before it is queued.
+    let big = vec![0u8; limit];
+    let err = producer
+        .send(Record::new("sized").value(&big))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, spate::Error::RecordTooLarge { .. }), "{err}");
+}
+
+/// A custom partitioner decides where keyless and keyed records go.
+#[tokio::test]
+async fn a_custom_partitioner_places_records() {
+    #[derive(Debug)]
+    struct LastPartition;
+    impl spate::producer::Partitioner for LastPartition {
+        fn partition(&self, _topic: &str, _key: Option<&[u8]>, partitions: i32) -> Option<i32> {
+            Some(partitions - 1)
+        }
+    }
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("custom", 4);
+    let producer = Producer::new(config(&cluster).partitioner(std::sync::Arc::new(LastPartition)))
+        .await
+        .unwrap();
+    for key in ["a", "b", "c"] {
+        let d = producer
+            .send(Record::new("custom").key(key.as_bytes()).value(b"v"))
+            .await
+            .unwrap();
+        assert_eq!(d.await.unwrap().partition, 3);
+    }
+    // An explicit partition still wins.
+    let d = producer
+        .send(Record::new("custom").value(b"v").partition(1))
+        .await
+        .unwrap();
+    assert_eq!(d.await.unwrap().partition, 1);
+    assert_eq!(cluster.records("custom", 3).unwrap().len(), 3);
+}

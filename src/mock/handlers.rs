@@ -173,6 +173,7 @@ fn produce(
         .topic_data
         .into_iter()
         .map(|topic| {
+            let max_bytes = state.max_message_bytes;
             let mut logs = state.topics.get_mut(topic.name.0.as_str());
             let partitions = topic
                 .partition_data
@@ -195,7 +196,7 @@ fn produce(
                     if log.leader != broker {
                         return answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
                     }
-                    match append(log, p.records.unwrap_or_default()) {
+                    match append(log, p.records.unwrap_or_default(), max_bytes) {
                         Ok((base_offset, code)) => {
                             answer.with_error_code(code).with_base_offset(base_offset)
                         }

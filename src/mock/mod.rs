@@ -39,6 +39,8 @@ use crate::wire::ApiKey;
 
 /// Largest request frame the mock accepts.
 const MAX_REQUEST: usize = 64 << 20;
+/// Kafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
 /// What to do to a request instead of (or before) answering it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,8 @@ struct State {
     rules: Vec<Rule>,
     next_producer_id: i64,
     requests: HashMap<i16, u64>,
+    /// The largest batch accepted (`message.max.bytes`), log overhead included.
+    max_message_bytes: usize,
 }
 
 impl State {
@@ -140,6 +144,7 @@ impl MockCluster {
             rules: Vec::new(),
             next_producer_id: 1000,
             requests: HashMap::new(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }));
         let tasks = listeners
             .into_iter()
@@ -186,6 +191,12 @@ impl MockCluster {
             fault,
             remaining: times,
         });
+    }
+
+    /// Sets the largest batch the brokers accept (`message.max.bytes`); a larger one is
+    /// answered MESSAGE_TOO_LARGE.
+    pub fn set_max_message_bytes(&self, bytes: usize) {
+        self.state().max_message_bytes = bytes;
     }
 
     /// Faults still armed.
@@ -316,8 +327,9 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
 }
 
 /// Checks and appends a produce request's records for one partition; the error code to answer.
-fn append(log: &mut PartitionLog, records: Bytes) -> Result<(i64, i16), i16> {
+fn append(log: &mut PartitionLog, records: Bytes, max_bytes: usize) -> Result<(i64, i16), i16> {
     const CORRUPT_MESSAGE: i16 = 2;
+    const MESSAGE_TOO_LARGE: i16 = 10;
     const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
     const INVALID_PRODUCER_EPOCH: i16 = 47;
@@ -325,6 +337,9 @@ fn append(log: &mut PartitionLog, records: Bytes) -> Result<(i64, i16), i16> {
     for batch in RecordBatches::new(records) {
         let batch = batch.map_err(|_| CORRUPT_MESSAGE)?;
         batch.verify_crc().map_err(|_| CORRUPT_MESSAGE)?;
+        if batch.len() > max_bytes {
+            return Err(MESSAGE_TOO_LARGE);
+        }
         batches.push(batch);
     }
     if batches.is_empty() {
