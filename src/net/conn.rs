@@ -363,8 +363,30 @@ impl Connection {
     /// `acks=0`). Returns once the frame is queued for the socket; a write failure poisons the
     /// connection, so the next request reports it.
     pub async fn send_only<R: Request>(&self, request: &R, version: i16) -> Result<(), Error> {
-        let api = api_key::<R>();
-        let correlation_id = self.next_correlation_id();
+        let (_, frame) = self.frame(api_key::<R>(), version, |h, dst| {
+            encode_request(&self.inner.write_codec, h, request, dst)
+        })?;
+        if let Some(cause) = self.poisoned() {
+            return Err(cause.into());
+        }
+        if self.inner.writer.send(frame.freeze()).await.is_err() {
+            return Err(self.failure().into());
+        }
+        Ok(())
+    }
+
+    /// Encodes one request frame under the next correlation id.
+    fn frame(
+        &self,
+        api: ApiKey,
+        version: i16,
+        encode: impl FnOnce(&RequestHeader<'_>, &mut BytesMut) -> Result<(), ProtocolError>,
+    ) -> Result<(i32, BytesMut), ProtocolError> {
+        let correlation_id = self
+            .inner
+            .next_correlation_id
+            .fetch_add(1, Ordering::Relaxed)
+            & i32::MAX;
         let header = RequestHeader {
             api_key: api,
             api_version: version,
@@ -372,27 +394,16 @@ impl Connection {
             client_id: Some(&self.inner.client_id),
         };
         let mut frame = BytesMut::new();
-        encode_request(&self.inner.write_codec, &header, request, &mut frame)?;
-        if let Some(cause) = self.poisoned() {
-            return Err(cause.into());
-        }
-        if self.inner.writer.send(frame.freeze()).await.is_err() {
-            return Err(self
-                .poisoned()
-                .unwrap_or_else(|| NetError::Closed {
-                    broker: self.broker().to_owned(),
-                    mid_frame: false,
-                })
-                .into());
-        }
-        Ok(())
+        encode(&header, &mut frame)?;
+        Ok((correlation_id, frame))
     }
 
-    fn next_correlation_id(&self) -> i32 {
-        self.inner
-            .next_correlation_id
-            .fetch_add(1, Ordering::Relaxed)
-            & i32::MAX
+    /// Why the connection cannot carry requests: its poison, or a plain close.
+    fn failure(&self) -> NetError {
+        self.poisoned().unwrap_or_else(|| NetError::Closed {
+            broker: self.broker().to_owned(),
+            mid_frame: false,
+        })
     }
 
     /// Sends one request, encoded by `encode` (header given, frame prefix handled by the caller
@@ -407,15 +418,7 @@ impl Connection {
         timeout: Duration,
         encode: impl FnOnce(&RequestHeader<'_>, &mut BytesMut) -> Result<(), ProtocolError>,
     ) -> Result<Bytes, Error> {
-        let correlation_id = self.next_correlation_id();
-        let header = RequestHeader {
-            api_key: api,
-            api_version: version,
-            correlation_id,
-            client_id: Some(&self.inner.client_id),
-        };
-        let mut frame = BytesMut::new();
-        encode(&header, &mut frame)?;
+        let (correlation_id, frame) = self.frame(api, version, encode)?;
         let span = tracing::debug_span!(
             "request",
             api = ?api,
@@ -448,17 +451,11 @@ impl Connection {
         }
         if self.inner.writer.send(frame).await.is_err() {
             // The writer stopped: the connection is poisoned, and our entry failed with it.
-            return Err(self.poisoned().unwrap_or_else(|| NetError::Closed {
-                broker: self.broker().to_owned(),
-                mid_frame: false,
-            }));
+            return Err(self.failure());
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.poisoned().unwrap_or_else(|| NetError::Closed {
-                broker: self.broker().to_owned(),
-                mid_frame: false,
-            })),
+            Ok(Err(_)) => Err(self.failure()),
             Err(_) => {
                 let cause = NetError::RequestTimeout {
                     broker: self.broker().to_owned(),

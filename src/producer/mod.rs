@@ -357,28 +357,13 @@ impl Producer {
             let appended = {
                 let mut acc = shared.acc();
                 match acc.partitions(record.topic) {
-                    Some(partitions) if partitions > 0 => Some(
-                        self.choose_partition(
-                            &mut acc,
-                            record.topic,
-                            record.partition,
-                            record.key,
-                            partitions,
-                            size,
-                        )
-                        .and_then(|partition| {
-                            acc.append(
-                                record.topic,
-                                partition,
-                                timestamp,
-                                record.key,
-                                record.value,
-                                &record.headers,
-                                size,
-                                now,
-                            )
-                        }),
-                    ),
+                    Some(partitions) if partitions > 0 => Some(self.place(
+                        &mut acc,
+                        record.topic,
+                        &record,
+                        partitions,
+                        (size, timestamp, now),
+                    )),
                     _ => None,
                 }
             };
@@ -464,27 +449,13 @@ impl Producer {
                 Ok(permit) => permit.forget(),
                 Err(_) => return Ok((Some(record), wake)),
             }
-            let result = self
-                .choose_partition(
-                    &mut acc,
-                    topic,
-                    record.partition,
-                    record.key,
-                    partitions,
-                    size,
-                )
-                .and_then(|partition| {
-                    acc.append(
-                        topic,
-                        partition,
-                        timestamp,
-                        record.key,
-                        record.value,
-                        &record.headers,
-                        size,
-                        appended_at,
-                    )
-                });
+            let result = self.place(
+                &mut acc,
+                topic,
+                &record,
+                partitions,
+                (size, timestamp, appended_at),
+            );
             match result {
                 Ok(appended) => {
                     wake |= appended.wake;
@@ -628,6 +599,31 @@ impl Producer {
             .await?;
         shared.acc().set_partitions(topic, count);
         Ok(count)
+    }
+
+    /// Chooses the record's partition and appends it there. `at` is the record's reserved
+    /// size, its timestamp, and the time of the append.
+    fn place(
+        &self,
+        acc: &mut Accumulator,
+        topic: &str,
+        record: &Record<'_>,
+        partitions: i32,
+        at: (usize, i64, Instant),
+    ) -> Result<accumulator::Appended, Error> {
+        let (size, timestamp, now) = at;
+        let partition =
+            self.choose_partition(acc, topic, record.partition, record.key, partitions, size)?;
+        acc.append(
+            topic,
+            partition,
+            timestamp,
+            record.key,
+            record.value,
+            &record.headers,
+            size,
+            now,
+        )
     }
 
     fn choose_partition(
