@@ -27,6 +27,7 @@
 //!   (`send_offsets_to_transaction` with the consumer's group metadata), KIP-794.
 
 mod accumulator;
+mod batch;
 mod config;
 pub mod partitioner;
 mod sender;
