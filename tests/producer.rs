@@ -8,7 +8,7 @@ use std::time::Duration;
 use spate::cluster::{Client, NewTopic};
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::record::Compression;
-use support::{read_with_librdkafka, unique_topic, Digest, TestBroker};
+use support::{committed_offset, read_with_librdkafka, unique_topic, Digest, TestBroker};
 
 /// Records per codec in the interop test (`SPATE_INTEROP_MESSAGES`; the figure is
 /// 1,000,000).
@@ -176,24 +176,6 @@ async fn fetch_batches(client: &Client, topic: &str) -> Vec<spate::record::Colum
             return out;
         }
     }
-}
-
-async fn committed_offset(client: &Client, group: &str, topic: &str) -> i64 {
-    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-    use kafka_protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    use spate::cluster::CoordinatorType;
-    let conn = client
-        .coordinator(CoordinatorType::Group, group)
-        .await
-        .unwrap();
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_indexes(vec![0])]));
-    let response = conn.request_at(&request, 5).await.unwrap();
-    response.topics[0].partitions[0].committed_offset
 }
 
 /// Commit, abort, commit with consumed offsets: the log holds each transaction's records as

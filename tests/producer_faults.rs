@@ -3,6 +3,8 @@
 //! The cluster checks CRCs and idempotent sequences as Kafka does and keeps what it wrote, so
 //! each test compares the log with what was sent.
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use spate::mock::{Fault, MockCluster};
 use spate::producer::{Acks, Delivery, Producer, ProducerConfig, Record};
 use spate::wire::ApiKey;
 use spate::ClientConfig;
+use support::{committed_offset, read_with_librdkafka, Digest};
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const REQUEST_TIMED_OUT: i16 = 7;
@@ -423,4 +426,85 @@ async fn a_custom_partitioner_places_records() {
         .unwrap();
     assert_eq!(d.await.unwrap().partition, 1);
     assert_eq!(cluster.records("custom", 3).unwrap().len(), 3);
+}
+
+/// Transactions on the embedded cluster, read back by librdkafka with read_committed: committed
+/// records are visible, aborted ones are not, and a producer fenced by a newer session cannot
+/// commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_sees_committed_transactions_only() {
+    use spate::producer::{GroupMetadata, OffsetToCommit};
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("txn", 3);
+    let config = config(&cluster).transactional_id("mock-txn");
+    let producer = Producer::new(config.clone()).await.unwrap();
+    producer.init_transactions().await.unwrap();
+    let mut committed = [Digest::default(), Digest::default(), Digest::default()];
+    let mut uncommitted = 0;
+    for (round, commit) in [true, false, true, false, true].into_iter().enumerate() {
+        producer.begin_transaction().unwrap();
+        let mut sent = Vec::new();
+        for i in 0..500 {
+            let v = format!("round-{round}-{i}");
+            let d = producer
+                .send(
+                    Record::new("txn")
+                        .key(format!("{i}").as_bytes())
+                        .value(v.as_bytes()),
+                )
+                .await
+                .unwrap();
+            sent.push((d.partition(), format!("{i}"), v, d));
+        }
+        if commit {
+            producer
+                .send_offsets_to_transaction(
+                    &[OffsetToCommit {
+                        topic: "in".into(),
+                        partition: 0,
+                        offset: round as i64 * 100,
+                        metadata: None,
+                    }],
+                    &GroupMetadata::new("job"),
+                )
+                .await
+                .unwrap();
+            producer.commit_transaction().await.unwrap();
+            for (p, k, v, d) in sent {
+                d.await.unwrap();
+                committed[p as usize].add(Some(k.as_bytes()), Some(v.as_bytes()), &[]);
+            }
+        } else {
+            producer.flush().await.unwrap();
+            producer.abort_transaction().await.unwrap();
+            uncommitted += sent.len();
+        }
+    }
+    assert_eq!(uncommitted, 1000);
+    let read = read_with_librdkafka(&cluster.bootstrap(), "txn", 3, "read_committed");
+    for p in 0..3 {
+        assert_eq!(read[p].count, committed[p].count, "partition {p}");
+        assert_eq!(read[p].sha256, committed[p].hex(), "partition {p}");
+    }
+    let everything = read_with_librdkafka(&cluster.bootstrap(), "txn", 3, "read_uncommitted");
+    assert_eq!(
+        everything.iter().map(|d| d.count).sum::<u64>(),
+        2500,
+        "read_uncommitted sees the aborted records too"
+    );
+    // The offsets of the last committed transaction (round 4) are the group's.
+    let client = spate::cluster::Client::connect(ClientConfig::new(&cluster.bootstrap()))
+        .await
+        .unwrap();
+    assert_eq!(committed_offset(&client, "job", "in").await, 400);
+    // A new session with the same transactional.id fences this one.
+    let newer = Producer::new(config).await.unwrap();
+    newer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    producer
+        .send(Record::new("txn").value(b"zombie"))
+        .await
+        .unwrap();
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, spate::Error::ProducerFenced { .. }), "{err}");
 }

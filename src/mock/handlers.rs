@@ -1,38 +1,93 @@
 //! The embedded cluster's request handlers.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    ApiVersionsResponse, BrokerId, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader, ResponseHeader,
-    TopicName,
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{append, lock, State};
-use crate::wire::versions::{supported, supported_api_versions};
+use super::{lock, State};
+use crate::wire::versions::supported;
 use crate::wire::ApiKey;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const UNSUPPORTED_VERSION: i16 = 35;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
 
-/// The APIs the mock answers.
-const SERVED: &[ApiKey] = &[
-    ApiKey::ApiVersions,
-    ApiKey::Metadata,
-    ApiKey::Produce,
-    ApiKey::InitProducerId,
+/// The APIs the mock answers, and the highest version of each it has been written for (within
+/// spate's own range). Fetch stops at v12, the last version that names topics.
+const SERVED: &[(ApiKey, i16)] = &[
+    (ApiKey::ApiVersions, 3),
+    (ApiKey::Metadata, 12),
+    (ApiKey::Produce, 11),
+    (ApiKey::Fetch, 12),
+    (ApiKey::ListOffsets, 7),
+    (ApiKey::FindCoordinator, 4),
+    (ApiKey::OffsetFetch, 7),
+    (ApiKey::InitProducerId, 4),
+    (ApiKey::AddPartitionsToTxn, 3),
+    (ApiKey::AddOffsetsToTxn, 3),
+    (ApiKey::EndTxn, 3),
+    (ApiKey::TxnOffsetCommit, 3),
 ];
 
+/// A transaction the mock's coordinator knows.
+#[derive(Debug, Default)]
+pub(super) struct Transaction {
+    producer_id: i64,
+    epoch: i16,
+    partitions: BTreeSet<(String, i32)>,
+    /// (group, topic, partition, offset) committed with the transaction.
+    offsets: Vec<(String, String, i32, i64)>,
+}
+
+/// How to answer.
+pub(super) enum Reply {
+    /// Write the response now.
+    Now,
+    /// Write it after this long (a long-poll fetch that found nothing).
+    After(Duration),
+    /// No response (Produce with acks=0).
+    Nothing,
+}
+
+fn served(api: ApiKey) -> Option<(i16, i16)> {
+    let max = SERVED.iter().find(|(a, _)| *a == api)?.1;
+    let ours = supported(api)?;
+    Some((ours.min, ours.max.min(max)))
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
 /// Handles one request frame (size prefix removed), writing the response frame to `out`.
-/// Returns whether there is a response (Produce with acks=0 has none). `error` is an injected
-/// error code. A request the mock cannot read is an `Err` naming why; the connection closes.
+/// `error` is an injected error code. A request the mock cannot read is an `Err` naming why;
+/// the connection closes.
 pub(super) fn handle(
     state: &Mutex<State>,
     broker: i32,
@@ -40,20 +95,27 @@ pub(super) fn handle(
     mut frame: Bytes,
     error: Option<i16>,
     out: &mut BytesMut,
-) -> Result<bool, String> {
+) -> Result<Reply, String> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| format!("request header: {e:#}"))?;
-    let in_range = supported(api).is_some_and(|r| (r.min..=r.max).contains(&version));
-    if !SERVED.contains(&api) || (!in_range && api != ApiKey::ApiVersions) {
+    let range = served(api).ok_or_else(|| format!("{api:?} is not served by the mock"))?;
+    let in_range = (range.0..=range.1).contains(&version);
+    if !in_range && api != ApiKey::ApiVersions {
         return Err(format!("{api:?} v{version} is not served by the mock"));
     }
     let start = out.len();
     out.put_i32(0);
-    let response_header = ResponseHeader::default().with_correlation_id(header.correlation_id);
-    response_header
+    ResponseHeader::default()
+        .with_correlation_id(header.correlation_id)
         .encode(out, api.response_header_version(version))
         .map_err(|e| format!("{e:#}"))?;
+    let mut reply = Reply::Now;
+    macro_rules! decode {
+        ($t:ty) => {
+            <$t>::decode(&mut frame, version).map_err(|e| format!("{api:?} v{version}: {e:#}"))?
+        };
+    }
     let encoded = match api {
         ApiKey::ApiVersions => {
             let (code, version) = if in_range {
@@ -62,9 +124,17 @@ pub(super) fn handle(
                 // KIP-511: answer in v0 with what we do speak.
                 (UNSUPPORTED_VERSION, 0)
             };
-            let keys = supported_api_versions()
-                .into_iter()
-                .filter(|k| ApiKey::try_from(k.api_key).is_ok_and(|api| SERVED.contains(&api)))
+            let keys = SERVED
+                .iter()
+                .filter_map(|(api, _)| {
+                    let (min, max) = served(*api)?;
+                    Some(
+                        api_versions_response::ApiVersion::default()
+                            .with_api_key(*api as i16)
+                            .with_min_version(min)
+                            .with_max_version(max),
+                    )
+                })
                 .collect();
             ApiVersionsResponse::default()
                 .with_error_code(code)
@@ -72,46 +142,215 @@ pub(super) fn handle(
                 .encode(out, version)
         }
         ApiKey::Metadata => {
-            let request =
-                MetadataRequest::decode(&mut frame, version).map_err(|e| format!("{e:#}"))?;
+            let request = decode!(MetadataRequest);
             metadata(&lock(state), &request, error).encode(out, version)
         }
-        ApiKey::InitProducerId => {
-            let _request =
-                InitProducerIdRequest::decode(&mut frame, version).map_err(|e| format!("{e:#}"))?;
-            let mut state = lock(state);
-            let response = match error {
-                Some(code) => InitProducerIdResponse::default()
-                    .with_error_code(code)
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1),
-                None => {
-                    // Every call gets a fresh id at epoch 0: a new id also restarts sequences.
-                    state.next_producer_id += 1;
-                    InitProducerIdResponse::default()
-                        .with_producer_id(ProducerId(state.next_producer_id))
-                        .with_producer_epoch(0)
-                }
-            };
-            response.encode(out, version)
-        }
         ApiKey::Produce => {
-            let request =
-                ProduceRequest::decode(&mut frame, version).map_err(|e| format!("{e:#}"))?;
-            let acks = request.acks;
-            let response = produce(&mut lock(state), broker, request, error);
-            if acks == 0 {
-                out.truncate(start);
-                return Ok(false);
+            let request = decode!(ProduceRequest);
+            if request.acks == 0 {
+                reply = Reply::Nothing;
+            }
+            produce(&mut lock(state), broker, request, error).encode(out, version)
+        }
+        ApiKey::Fetch => {
+            let request = decode!(FetchRequest);
+            let (response, empty) = fetch(&lock(state), broker, &request, error);
+            if empty && request.max_wait_ms > 0 {
+                reply = Reply::After(Duration::from_millis(request.max_wait_ms.min(500) as u64));
             }
             response.encode(out, version)
         }
-        _ => unreachable!("checked against SERVED"),
+        ApiKey::ListOffsets => {
+            let request = decode!(ListOffsetsRequest);
+            list_offsets(&lock(state), broker, &request, error).encode(out, version)
+        }
+        ApiKey::FindCoordinator => {
+            let request = decode!(FindCoordinatorRequest);
+            let state = lock(state);
+            let (id, port) = state.brokers[0];
+            let code = error.unwrap_or(0);
+            let host = StrBytes::from_static_str("127.0.0.1");
+            let coordinators = request
+                .coordinator_keys
+                .iter()
+                .map(|key| {
+                    Coordinator::default()
+                        .with_key(key.clone())
+                        .with_node_id(BrokerId(id))
+                        .with_host(host.clone())
+                        .with_port(i32::from(port))
+                        .with_error_code(code)
+                })
+                .collect();
+            // v4 answers per key; earlier versions answer for the one key at the top level.
+            let response = if version >= 4 {
+                FindCoordinatorResponse::default().with_coordinators(coordinators)
+            } else {
+                FindCoordinatorResponse::default()
+                    .with_error_code(code)
+                    .with_node_id(BrokerId(id))
+                    .with_host(host)
+                    .with_port(i32::from(port))
+            };
+            response.encode(out, version)
+        }
+        ApiKey::OffsetFetch => {
+            let request = decode!(OffsetFetchRequest);
+            offset_fetch(&lock(state), &request, error).encode(out, version)
+        }
+        ApiKey::InitProducerId => {
+            let request = decode!(InitProducerIdRequest);
+            let (code, id, epoch) = match error {
+                Some(code) => (code, -1, -1),
+                None => init_producer_id(&mut lock(state), &request),
+            };
+            InitProducerIdResponse::default()
+                .with_error_code(code)
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch)
+                .encode(out, version)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let request = decode!(AddPartitionsToTxnRequest);
+            let mut state = lock(state);
+            let code = error.unwrap_or_else(|| {
+                check_txn(
+                    &state,
+                    &request.v3_and_below_transactional_id.0,
+                    request.v3_and_below_producer_id.0,
+                    request.v3_and_below_producer_epoch,
+                )
+            });
+            let results = request
+                .v3_and_below_topics
+                .iter()
+                .map(|t| {
+                    let known = state.topics.get(t.name.0.as_str()).map_or(0, Vec::len) as i32;
+                    let results = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let code = match code {
+                                0 if *p >= known => UNKNOWN_TOPIC_OR_PARTITION,
+                                c => c,
+                            };
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(code)
+                        })
+                        .collect::<Vec<_>>();
+                    (t, results)
+                })
+                .collect::<Vec<_>>();
+            if let Some(txn) = state
+                .transactions
+                .get_mut(request.v3_and_below_transactional_id.0.as_str())
+            {
+                for (t, results) in &results {
+                    for r in results {
+                        if r.partition_error_code == 0 {
+                            txn.partitions
+                                .insert((t.name.0.to_string(), r.partition_index));
+                        }
+                    }
+                }
+            }
+            let results = results
+                .into_iter()
+                .map(|(t, results)| {
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_results_by_partition(results)
+                })
+                .collect();
+            AddPartitionsToTxnResponse::default()
+                .with_results_by_topic_v3_and_below(results)
+                .encode(out, version)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let request = decode!(AddOffsetsToTxnRequest);
+            let state = lock(state);
+            let code = error.unwrap_or_else(|| {
+                check_txn(
+                    &state,
+                    &request.transactional_id.0,
+                    request.producer_id.0,
+                    request.producer_epoch,
+                )
+            });
+            AddOffsetsToTxnResponse::default()
+                .with_error_code(code)
+                .encode(out, version)
+        }
+        ApiKey::TxnOffsetCommit => {
+            let request = decode!(TxnOffsetCommitRequest);
+            let mut state = lock(state);
+            let code = error.unwrap_or_else(|| {
+                check_txn(
+                    &state,
+                    &request.transactional_id.0,
+                    request.producer_id.0,
+                    request.producer_epoch,
+                )
+            });
+            if code == 0 {
+                let txn = state
+                    .transactions
+                    .get_mut(request.transactional_id.0.as_str())
+                    .expect("checked");
+                for t in &request.topics {
+                    for p in &t.partitions {
+                        txn.offsets.push((
+                            request.group_id.0.to_string(),
+                            t.name.0.to_string(),
+                            p.partition_index,
+                            p.committed_offset,
+                        ));
+                    }
+                }
+            }
+            let topics = request
+                .topics
+                .iter()
+                .map(|t| {
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            TxnOffsetCommitResponse::default()
+                .with_topics(topics)
+                .encode(out, version)
+        }
+        ApiKey::EndTxn => {
+            let request = decode!(EndTxnRequest);
+            let code = match error {
+                Some(code) => code,
+                None => end_txn(&mut lock(state), &request),
+            };
+            EndTxnResponse::default()
+                .with_error_code(code)
+                .encode(out, version)
+        }
+        _ => return Err(format!("{api:?} is not served by the mock")),
     };
     encoded.map_err(|e| format!("encode {api:?} v{version}: {e:#}"))?;
+    if matches!(reply, Reply::Nothing) {
+        out.truncate(start);
+        return Ok(reply);
+    }
     let len = (out.len() - start - 4) as i32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    Ok(true)
+    Ok(reply)
 }
 
 fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> MetadataResponse {
@@ -134,13 +373,12 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
     };
     let topics = names
         .into_iter()
-        .map(|name| {
-            let topic = MetadataResponseTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
-            match (state.topics.get(&name), error) {
-                (_, Some(code)) => topic.with_error_code(code),
-                (None, None) => topic.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
-                (Some(logs), None) => topic.with_partitions(
+        .map(|topic| {
+            let response = MetadataResponseTopic::default().with_name(Some(name(&topic)));
+            match (state.topics.get(&topic), error) {
+                (_, Some(code)) => response.with_error_code(code),
+                (None, None) => response.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
+                (Some(logs), None) => response.with_partitions(
                     logs.iter()
                         .enumerate()
                         .map(|(p, log)| {
@@ -169,12 +407,12 @@ fn produce(
     request: ProduceRequest,
     error: Option<i16>,
 ) -> ProduceResponse {
+    let txn_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
+    let max_bytes = state.max_message_bytes;
     let responses = request
         .topic_data
         .into_iter()
         .map(|topic| {
-            let max_bytes = state.max_message_bytes;
-            let mut logs = state.topics.get_mut(topic.name.0.as_str());
             let partitions = topic
                 .partition_data
                 .into_iter()
@@ -184,19 +422,27 @@ fn produce(
                         .with_base_offset(-1)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(0);
-                    let Some(log) = logs
-                        .as_deref_mut()
+                    if let Some(code) = error {
+                        return answer.with_error_code(code);
+                    }
+                    let txn = txn_id.as_deref().and_then(|id| state.transactions.get(id));
+                    let added = |producer_id: i64| {
+                        txn.is_some_and(|t| {
+                            t.producer_id == producer_id
+                                && t.partitions.contains(&(topic.name.0.to_string(), p.index))
+                        })
+                    };
+                    let Some(log) = state
+                        .topics
+                        .get_mut(topic.name.0.as_str())
                         .and_then(|l| l.get_mut(p.index as usize))
                     else {
                         return answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
                     };
-                    if let Some(code) = error {
-                        return answer.with_error_code(code);
-                    }
                     if log.leader != broker {
                         return answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
                     }
-                    match append(log, p.records.unwrap_or_default(), max_bytes) {
+                    match log.append(p.records.unwrap_or_default(), max_bytes, added) {
                         Ok((base_offset, code)) => {
                             answer.with_error_code(code).with_base_offset(base_offset)
                         }
@@ -210,4 +456,227 @@ fn produce(
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Answers a fetch; the flag says whether it found no records at all.
+fn fetch(
+    state: &State,
+    broker: i32,
+    request: &FetchRequest,
+    error: Option<i16>,
+) -> (FetchResponse, bool) {
+    let committed_only = request.isolation_level == 1;
+    let mut budget = request.max_bytes.max(0) as usize;
+    let mut empty = true;
+    let responses = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(0)
+                        .with_preferred_read_replica(BrokerId(-1));
+                    if let Some(code) = error {
+                        return answer.with_error_code(code);
+                    }
+                    let Some(log) = state
+                        .topics
+                        .get(t.topic.0.as_str())
+                        .and_then(|l| l.get(p.partition as usize))
+                    else {
+                        return answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+                    };
+                    if log.leader != broker {
+                        return answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
+                    }
+                    let max = (p.partition_max_bytes.max(0) as usize).min(budget);
+                    match log.read(p.fetch_offset, max, committed_only) {
+                        Err(code) => answer.with_error_code(code),
+                        Ok(read) => {
+                            budget = budget.saturating_sub(read.records.len());
+                            empty &= read.records.is_empty();
+                            let aborted = committed_only.then(|| {
+                                read.aborted
+                                    .iter()
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(a.producer_id))
+                                            .with_first_offset(a.first_offset)
+                                    })
+                                    .collect()
+                            });
+                            answer
+                                .with_high_watermark(read.high_watermark)
+                                .with_last_stable_offset(read.last_stable_offset)
+                                .with_aborted_transactions(aborted)
+                                .with_records(Some(read.records))
+                        }
+                    }
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    (FetchResponse::default().with_responses(responses), empty)
+}
+
+fn list_offsets(
+    state: &State,
+    broker: i32,
+    request: &ListOffsetsRequest,
+    error: Option<i16>,
+) -> ListOffsetsResponse {
+    let committed_only = request.isolation_level == 1;
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    let log = state
+                        .topics
+                        .get(t.name.0.as_str())
+                        .and_then(|l| l.get(p.partition_index as usize));
+                    match (error, log) {
+                        (Some(code), _) => answer.with_error_code(code),
+                        (None, None) => answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
+                        (None, Some(log)) if log.leader != broker => {
+                            answer.with_error_code(NOT_LEADER_OR_FOLLOWER)
+                        }
+                        (None, Some(log)) => answer
+                            .with_offset(log.offset_for(p.timestamp, committed_only))
+                            .with_leader_epoch(log.leader_epoch),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn offset_fetch(
+    state: &State,
+    request: &OffsetFetchRequest,
+    error: Option<i16>,
+) -> OffsetFetchResponse {
+    let group = request.group_id.0.to_string();
+    let topics = request
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|p| {
+                    let key = (group.clone(), t.name.0.to_string(), *p);
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(*p)
+                        .with_committed_offset(*state.offsets.get(&key).unwrap_or(&-1))
+                        .with_committed_leader_epoch(-1)
+                        .with_error_code(error.unwrap_or(0))
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+fn init_producer_id(state: &mut State, request: &InitProducerIdRequest) -> (i16, i64, i16) {
+    let Some(txn_id) = request.transactional_id.as_ref().map(|t| t.0.to_string()) else {
+        // Idempotent only: a fresh id at epoch 0 (which also restarts sequences).
+        state.next_producer_id += 1;
+        return (0, state.next_producer_id, 0);
+    };
+    if !state.transactions.contains_key(&txn_id) {
+        state.next_producer_id += 1;
+        let txn = Transaction {
+            producer_id: state.next_producer_id,
+            ..Transaction::default()
+        };
+        state.transactions.insert(txn_id.clone(), txn);
+        let txn = &state.transactions[&txn_id];
+        return (0, txn.producer_id, txn.epoch);
+    }
+    // A new session of a known id: abort what the previous one left open, bump the epoch
+    // (which fences the previous producer).
+    let txn = state.transactions.get_mut(&txn_id).expect("checked");
+    let (producer_id, epoch) = (txn.producer_id, txn.epoch);
+    let open: Vec<(String, i32)> = std::mem::take(&mut txn.partitions).into_iter().collect();
+    txn.offsets.clear();
+    txn.epoch += 1;
+    let new_epoch = txn.epoch;
+    for (topic, partition) in open {
+        if let Some(log) = state
+            .topics
+            .get_mut(&topic)
+            .and_then(|l| l.get_mut(partition as usize))
+        {
+            log.end_transaction(producer_id, epoch, false);
+        }
+    }
+    (0, producer_id, new_epoch)
+}
+
+/// INVALID_PRODUCER_EPOCH for a fenced producer, INVALID_PRODUCER_ID_MAPPING for an unknown
+/// one, else 0.
+fn check_txn(state: &State, txn_id: &str, producer_id: i64, epoch: i16) -> i16 {
+    match state.transactions.get(txn_id) {
+        None => INVALID_PRODUCER_ID_MAPPING,
+        Some(t) if t.producer_id != producer_id => INVALID_PRODUCER_ID_MAPPING,
+        Some(t) if t.epoch != epoch => INVALID_PRODUCER_EPOCH,
+        Some(_) => 0,
+    }
+}
+
+fn end_txn(state: &mut State, request: &EndTxnRequest) -> i16 {
+    let txn_id = request.transactional_id.0.to_string();
+    let code = check_txn(
+        state,
+        &txn_id,
+        request.producer_id.0,
+        request.producer_epoch,
+    );
+    if code != 0 {
+        return code;
+    }
+    let txn = state.transactions.get_mut(&txn_id).expect("checked");
+    let (producer_id, epoch) = (txn.producer_id, txn.epoch);
+    let partitions = std::mem::take(&mut txn.partitions);
+    let offsets = std::mem::take(&mut txn.offsets);
+    for (topic, partition) in partitions {
+        if let Some(log) = state
+            .topics
+            .get_mut(&topic)
+            .and_then(|l| l.get_mut(partition as usize))
+        {
+            log.end_transaction(producer_id, epoch, request.committed);
+        }
+    }
+    if request.committed {
+        for (group, topic, partition, offset) in offsets {
+            state.offsets.insert((group, topic, partition), offset);
+        }
+    }
+    0
 }

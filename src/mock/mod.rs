@@ -1,11 +1,18 @@
 //! An embedded Kafka cluster for hermetic tests (feature `mock`): brokers on loopback ports that
 //! speak the real wire protocol, with fault injection.
 //!
-//! What it serves so far: ApiVersions, Metadata, InitProducerId and Produce. Produce checks
-//! each batch's CRC and, for idempotent producers, the sequence numbers, as Kafka does (the last
-//! five batches per producer and partition are remembered, so a retried batch is answered
-//! DUPLICATE_SEQUENCE_NUMBER instead of written twice); batches are stored as received, with
-//! their base offset set.
+//! What it serves so far: ApiVersions, Metadata, Produce, Fetch (v4–v12, with read_committed),
+//! ListOffsets, FindCoordinator, OffsetFetch, and the transaction APIs (InitProducerId,
+//! AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
+//! - Produce checks each batch's CRC and size and, for idempotent producers, the sequence
+//!   numbers, as Kafka does (the last five batches per producer and partition are remembered,
+//!   so a retried batch is answered DUPLICATE_SEQUENCE_NUMBER instead of written twice); a
+//!   transactional batch must be in a partition added to its transaction. Batches are stored as
+//!   received, with their base offset set.
+//! - EndTxn writes COMMIT or ABORT markers; Fetch with read_committed stops at the last stable
+//!   offset and lists the aborted transactions, so a read_committed consumer (spate's, or
+//!   librdkafka's) drops aborted records. A second InitProducerId for a transactional id aborts
+//!   what the previous session left open and bumps the epoch, fencing it.
 //!
 //! Faults: an error code (or a dropped connection, before or after the request is handled, or
 //! added latency) for the next N requests of an API; a partition's leader moved.
@@ -24,8 +31,12 @@
 //! ```
 
 mod handlers;
+mod log;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use log::PartitionLog;
+pub use log::StoredBatch;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,7 +45,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::record::{RawBatch, RecordBatches, RecordError};
+use crate::record::{RawBatch, RecordError};
 use crate::wire::ApiKey;
 
 /// Largest request frame the mock accepts.
@@ -61,39 +72,16 @@ struct Rule {
     remaining: usize,
 }
 
-/// A stored batch.
-#[derive(Debug, Clone)]
-pub struct StoredBatch {
-    /// Offset of its first record.
-    pub base_offset: i64,
-    /// The batch as received, with its base offset set.
-    pub bytes: Bytes,
-}
-
-/// Idempotence state of one producer on one partition.
-#[derive(Debug, Default)]
-struct ProducerEntry {
-    epoch: i16,
-    last_sequence: i32,
-    /// (first sequence, last sequence, base offset) of the last five batches.
-    recent: VecDeque<(i32, i32, i64)>,
-}
-
-#[derive(Debug)]
-struct PartitionLog {
-    leader: i32,
-    leader_epoch: i32,
-    batches: Vec<StoredBatch>,
-    next_offset: i64,
-    producers: HashMap<i64, ProducerEntry>,
-}
-
 struct State {
     brokers: Vec<(i32, u16)>,
     topics: BTreeMap<String, Vec<PartitionLog>>,
     rules: Vec<Rule>,
     next_producer_id: i64,
     requests: HashMap<i16, u64>,
+    /// Transactions by transactional id.
+    transactions: HashMap<String, handlers::Transaction>,
+    /// Committed offsets by (group, topic, partition).
+    offsets: HashMap<(String, String, i32), i64>,
     /// The largest batch accepted (`message.max.bytes`), log overhead included.
     max_message_bytes: usize,
 }
@@ -144,6 +132,8 @@ impl MockCluster {
             rules: Vec::new(),
             next_producer_id: 1000,
             requests: HashMap::new(),
+            transactions: HashMap::new(),
+            offsets: HashMap::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }));
         let tasks = listeners
@@ -172,15 +162,7 @@ impl MockCluster {
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let mut state = self.state();
         let n = state.brokers.len() as i32;
-        let logs = (0..partitions)
-            .map(|p| PartitionLog {
-                leader: p % n,
-                leader_epoch: 0,
-                batches: Vec::new(),
-                next_offset: 0,
-                producers: HashMap::new(),
-            })
-            .collect();
+        let logs = (0..partitions).map(|p| PartitionLog::new(p % n)).collect();
         state.topics.insert(name.to_owned(), logs);
     }
 
@@ -310,8 +292,8 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
             _ => None,
         };
         out.clear();
-        let answered = match handlers::handle(&state, broker, api, frame, error, &mut out) {
-            Ok(answered) => answered,
+        let reply = match handlers::handle(&state, broker, api, frame, error, &mut out) {
+            Ok(reply) => reply,
             Err(e) => {
                 tracing::debug!(broker, ?api, error = %e, "mock: bad request; closing");
                 return;
@@ -320,78 +302,13 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
         if fault == Some(Fault::DropResponse) {
             return;
         }
-        if answered && stream.write_all(&out).await.is_err() {
+        match reply {
+            handlers::Reply::Nothing => continue,
+            handlers::Reply::After(d) => tokio::time::sleep(d).await,
+            handlers::Reply::Now => {}
+        }
+        if stream.write_all(&out).await.is_err() {
             return;
         }
     }
-}
-
-/// Checks and appends a produce request's records for one partition; the error code to answer.
-fn append(log: &mut PartitionLog, records: Bytes, max_bytes: usize) -> Result<(i64, i16), i16> {
-    const CORRUPT_MESSAGE: i16 = 2;
-    const MESSAGE_TOO_LARGE: i16 = 10;
-    const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-    const INVALID_PRODUCER_EPOCH: i16 = 47;
-    let mut batches = Vec::new();
-    for batch in RecordBatches::new(records) {
-        let batch = batch.map_err(|_| CORRUPT_MESSAGE)?;
-        batch.verify_crc().map_err(|_| CORRUPT_MESSAGE)?;
-        if batch.len() > max_bytes {
-            return Err(MESSAGE_TOO_LARGE);
-        }
-        batches.push(batch);
-    }
-    if batches.is_empty() {
-        return Err(CORRUPT_MESSAGE);
-    }
-    let first_base = log.next_offset;
-    for batch in batches {
-        let h = batch.header();
-        let count = h.records_count.max(0) as i64;
-        if h.producer_id >= 0 {
-            let entry = log.producers.entry(h.producer_id).or_insert(ProducerEntry {
-                epoch: h.producer_epoch,
-                last_sequence: -1,
-                recent: VecDeque::new(),
-            });
-            if h.producer_epoch < entry.epoch {
-                return Err(INVALID_PRODUCER_EPOCH);
-            }
-            if h.producer_epoch > entry.epoch {
-                // A new epoch starts its sequences at 0 (KIP-360).
-                *entry = ProducerEntry {
-                    epoch: h.producer_epoch,
-                    last_sequence: -1,
-                    recent: VecDeque::new(),
-                };
-            }
-            let last = h.base_sequence.wrapping_add(count as i32 - 1);
-            if let Some((_, _, offset)) = entry
-                .recent
-                .iter()
-                .find(|(first, l, _)| *first == h.base_sequence && *l == last)
-            {
-                return Ok((*offset, DUPLICATE_SEQUENCE_NUMBER));
-            }
-            if h.base_sequence != entry.last_sequence.wrapping_add(1) {
-                return Err(OUT_OF_ORDER_SEQUENCE_NUMBER);
-            }
-            entry.last_sequence = last;
-            entry
-                .recent
-                .push_back((h.base_sequence, last, log.next_offset));
-            if entry.recent.len() > 5 {
-                entry.recent.pop_front();
-            }
-        }
-        let mut bytes = BytesMut::from(&batch.as_bytes()[..]);
-        bytes[..8].copy_from_slice(&log.next_offset.to_be_bytes());
-        log.batches.push(StoredBatch {
-            base_offset: log.next_offset,
-            bytes: bytes.freeze(),
-        });
-        log.next_offset += count;
-    }
-    Ok((first_base, 0))
 }

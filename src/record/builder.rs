@@ -27,6 +27,7 @@ pub struct RecordBatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     transactional: bool,
+    control: bool,
     base_timestamp: Option<i64>,
     max_timestamp: i64,
     count: i32,
@@ -43,6 +44,7 @@ impl RecordBatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             transactional: false,
+            control: false,
             base_timestamp: None,
             max_timestamp: -1,
             count: 0,
@@ -74,6 +76,12 @@ impl RecordBatchBuilder {
     /// Marks the batch as part of a transaction.
     pub fn transactional(mut self, transactional: bool) -> Self {
         self.transactional = transactional;
+        self
+    }
+
+    /// Marks the batch as a control batch (transaction markers; brokers write these).
+    pub fn control(mut self, control: bool) -> Self {
+        self.control = control;
         self
     }
 
@@ -252,7 +260,9 @@ impl RecordBatchBuilder {
         out.put_i8(MAGIC_V2);
         let crc_at = out.len();
         out.put_u32(0);
-        let attributes = codec as i16 | if self.transactional { 0x10 } else { 0 };
+        let attributes = codec as i16
+            | if self.transactional { 0x10 } else { 0 }
+            | if self.control { 0x20 } else { 0 };
         out.put_i16(attributes);
         out.put_i32(self.count - 1);
         out.put_i64(self.base_timestamp.unwrap_or(-1));

@@ -350,3 +350,22 @@ impl Digest {
             .collect()
     }
 }
+
+/// The offset `group` has committed for partition 0 of `topic` (OffsetFetch v5), -1 if none.
+pub async fn committed_offset(client: &spate::cluster::Client, group: &str, topic: &str) -> i64 {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use spate::cluster::CoordinatorType;
+    let conn = client
+        .coordinator(CoordinatorType::Group, group)
+        .await
+        .unwrap();
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_indexes(vec![0])]));
+    let response = conn.request_at(&request, 5).await.unwrap();
+    response.topics[0].partitions[0].committed_offset
+}
