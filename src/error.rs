@@ -200,6 +200,20 @@ pub enum Error {
         /// PRODUCER_FENCED, INVALID_PRODUCER_EPOCH or TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
         code: KafkaCode,
     },
+    /// The consumer was closed.
+    #[error("the consumer is closed")]
+    ConsumerClosed,
+    /// A fetched record batch is corrupt (CRC mismatch, truncated, a decompression bomb, …).
+    /// The consumer does not move past it.
+    #[error("{topic}-{partition}: {source}")]
+    Records {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// What is wrong with the batch.
+        source: crate::record::RecordError,
+    },
     /// A transaction call in a state that does not allow it (commit with none begun, a send
     /// after a failed batch until the transaction is aborted, …).
     #[error("transaction: {0}")]
@@ -237,6 +251,8 @@ impl Error {
             | Error::Timeout { .. }
             | Error::RecordTooLarge { .. }
             | Error::ProducerClosed
+            | Error::ConsumerClosed
+            | Error::Records { .. }
             | Error::ProducerFenced { .. }
             | Error::Transaction(_) => Action::Fatal,
         }

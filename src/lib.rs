@@ -74,6 +74,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod consumer;
 pub mod error;
 #[cfg(feature = "mock")]
 pub mod mock;

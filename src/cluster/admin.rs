@@ -47,7 +47,7 @@ impl NewTopic {
 }
 
 /// Which offset [`Client::list_offsets`] asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OffsetSpec {
     /// The log start offset.
     Earliest,
@@ -195,6 +195,19 @@ impl Client {
         partitions: &[i32],
         spec: OffsetSpec,
     ) -> Result<Vec<ListedOffset>, Error> {
+        self.list_offsets_isolated(topic, partitions, spec, false)
+            .await
+    }
+
+    /// [`list_offsets`](Client::list_offsets), with `read_committed`: the latest offset is then
+    /// the last stable offset (below any open transaction).
+    pub async fn list_offsets_isolated(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+        read_committed: bool,
+    ) -> Result<Vec<ListedOffset>, Error> {
         let mut out = Vec::with_capacity(partitions.len());
         // One request per leader, all that leader's partitions in it.
         let metadata = self.topic_metadata(topic).await?;
@@ -216,6 +229,7 @@ impl Client {
                 .with_retry("list offsets", &[topic], || async {
                     let request = ListOffsetsRequest::default()
                         .with_replica_id(BrokerId(-1))
+                        .with_isolation_level(i8::from(read_committed))
                         .with_timeout_ms(millis_i32(self.config().request_timeout))
                         .with_topics(vec![ListOffsetsTopic::default()
                             .with_name(topic_name(topic))

@@ -93,6 +93,35 @@ impl ColumnarBatch {
         self.offset_deltas.len()
     }
 
+    /// Drops the records with an offset below `offset` (a fetch from the middle of a
+    /// compressed batch returns the whole batch). Returns how many were dropped.
+    pub fn skip_before(&mut self, offset: i64) -> usize {
+        let Some(base) = self.header.as_ref().map(|h| h.base_offset) else {
+            return 0;
+        };
+        let n = self
+            .offset_deltas
+            .iter()
+            .take_while(|d| base + i64::from(**d) < offset)
+            .count();
+        if n > 0 {
+            self.offset_deltas.drain(..n);
+            self.timestamp_deltas.drain(..n);
+            self.keys.drain(..n);
+            self.values.drain(..n);
+            // Entry i + 1 ends record i's headers: keep the start of the first kept record.
+            self.header_starts.drain(..n);
+        }
+        n
+    }
+
+    /// Bytes this batch holds: its record buffer and its columns.
+    pub fn memory_size(&self) -> usize {
+        self.data.len()
+            + self.offset_deltas.len() * (4 + 8 + 2 * std::mem::size_of::<Span>() + 4)
+            + self.headers.len() * 2 * std::mem::size_of::<Span>()
+    }
+
     /// Whether the batch holds no record.
     pub fn is_empty(&self) -> bool {
         self.offset_deltas.is_empty()

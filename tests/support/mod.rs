@@ -319,6 +319,16 @@ impl Digest {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) {
+        self.add_raw(key, value, headers.iter().map(|(k, v)| (k.as_bytes(), *v)));
+    }
+
+    /// Adds one record whose header keys are bytes (as a consumer reads them).
+    pub fn add_raw<'a>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) {
         use sha2::Digest as _;
         fn put(h: &mut sha2::Sha256, b: Option<&[u8]>) {
             match b {
@@ -333,8 +343,8 @@ impl Digest {
         put(&mut self.hasher, value);
         self.hasher.update((headers.len() as u32).to_be_bytes());
         for (k, v) in headers {
-            put(&mut self.hasher, Some(k.as_bytes()));
-            put(&mut self.hasher, *v);
+            put(&mut self.hasher, Some(k));
+            put(&mut self.hasher, v);
         }
         self.count += 1;
     }
@@ -368,4 +378,52 @@ pub async fn committed_offset(client: &spate::cluster::Client, group: &str, topi
             .with_partition_indexes(vec![0])]));
     let response = conn.request_at(&request, 5).await.unwrap();
     response.topics[0].partitions[0].committed_offset
+}
+
+/// Writes `count` records to `topic` with librdkafka (`write_topic.py`); returns the digest of
+/// each partition as that script lays the records out.
+pub fn write_with_librdkafka(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    codec: &str,
+) -> Vec<Digest> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/write_topic.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args([
+            bootstrap,
+            topic,
+            &partitions.to_string(),
+            &count.to_string(),
+            codec,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        output.status.success(),
+        "the librdkafka writer failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut digests = vec![Digest::default(); partitions as usize];
+    let pad = "x".repeat(60);
+    for i in 0..count {
+        let key = format!("key-{}", i % 1000);
+        let value = format!("value-{i:09}-{pad}");
+        let seq = (i as i64).to_be_bytes();
+        let headers: Vec<(&str, Option<&[u8]>)> = if i % 2 == 1 {
+            vec![("seq", Some(&seq[..]))]
+        } else {
+            vec![]
+        };
+        digests[i % partitions as usize].add(
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            &headers,
+        );
+    }
+    digests
 }

@@ -1,0 +1,438 @@
+//! The consumer: batch-native fetching.
+//!
+//! ```text
+//! fetcher task: one fetch in flight per broker (incremental sessions, long poll)
+//!      │ answer: positions move on, the next fetch goes out at once
+//!      ▼
+//! decode tasks (worker threads): CRC, decompress once, columns; aborted and control batches
+//!      │ dropped (read_committed); room taken from fetch.buffer.bytes
+//!      ▼
+//! Consumer::next ──▶ PartitionBatch (one partition's ColumnarBatch, zero-copy) ──▶ application
+//! ```
+//!
+//! A [`PartitionBatch`] holds its share of `fetch.buffer.bytes` (counted in *decoded* bytes)
+//! until it is dropped, so what the consumer buffers is bounded however compressed the topic
+//! is; fetching pauses while the buffer is full. [`PartitionBatch::records`] iterates records
+//! on top of the columns for code that wants one at a time.
+//!
+//! This is assignment mode (you pick the partitions, and where to start). Consumer groups
+//! build on it.
+
+mod aborted;
+mod config;
+mod decode;
+mod fetcher;
+mod session;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
+use self::decode::{Buffer, Pending, Room};
+use self::fetcher::{Chunk, Command, Tp};
+use crate::cluster::Client;
+use crate::error::Error;
+use crate::record::{ColumnarBatch, DecodeOptions, RecordRef};
+
+/// Decoded fetches waiting for the application, besides `fetch.buffer.bytes` (each holds one
+/// partition's share of one fetch).
+const CHUNK_QUEUE: usize = 64;
+
+/// Where to start reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// This offset.
+    At(i64),
+    /// The log start.
+    Beginning,
+    /// The log end (the last stable offset under read_committed).
+    End,
+    /// The first record with a timestamp at or after this one (milliseconds since the epoch);
+    /// the end if there is none.
+    Timestamp(i64),
+    /// Per `auto.offset.reset`.
+    Reset,
+}
+
+/// One partition's records from one batch, decoded, zero-copy. Holds its share of the
+/// consumer's buffer until dropped.
+pub struct PartitionBatch {
+    topic: Arc<str>,
+    partition: i32,
+    batch: ColumnarBatch,
+    high_watermark: i64,
+    _room: Room,
+}
+
+impl std::fmt::Debug for PartitionBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionBatch")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("records", &self.batch.len())
+            .field("first_offset", &self.first_offset())
+            .finish()
+    }
+}
+
+impl PartitionBatch {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The records, as columns.
+    pub fn batch(&self) -> &ColumnarBatch {
+        &self.batch
+    }
+
+    /// The partition's high watermark when this was fetched.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Offset of the first record.
+    pub fn first_offset(&self) -> i64 {
+        if self.batch.is_empty() {
+            return self.next_offset();
+        }
+        self.batch.offset(0)
+    }
+
+    /// The offset after this batch: where the partition's position moves once it is consumed.
+    pub fn next_offset(&self) -> i64 {
+        self.batch.header().next_offset()
+    }
+
+    /// The records one at a time.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> + '_ {
+        self.batch.records()
+    }
+}
+
+/// What [`Consumer::next`] yields.
+// A batch is returned by value: boxing it would allocate once per batch.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Event {
+    /// Records.
+    Batch(PartitionBatch),
+    /// The partition has no more records for now: the position reached the high watermark
+    /// (the last stable offset under read_committed). Reported once each time it gets there.
+    EndOfPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The position.
+        offset: i64,
+    },
+}
+
+struct View {
+    epoch: u64,
+    position: Option<i64>,
+    paused: bool,
+}
+
+/// A consumer of assigned partitions. Dropping it stops its fetcher.
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    commands: mpsc::UnboundedSender<Command>,
+    chunks: mpsc::Receiver<Chunk>,
+    /// The fetch being handed out, and the ones after it that a seek left in place.
+    current: VecDeque<Pending>,
+    views: HashMap<Tp, View>,
+    next_epoch: u64,
+    buffer: Arc<Buffer>,
+    options: DecodeOptions,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("assigned", &self.views.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Connects to the cluster and starts the fetcher (with nothing assigned yet). Must be
+    /// called within a tokio runtime.
+    pub async fn new(config: ConsumerConfig) -> Result<Consumer, Error> {
+        config.validate()?;
+        let client = Client::connect(config.client.clone()).await?;
+        Ok(Consumer::with_client(client, config))
+    }
+
+    /// A consumer over an existing client (its connections and metadata are shared).
+    pub fn with_client(client: Client, config: ConsumerConfig) -> Consumer {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (chunk_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
+        let buffer = Buffer::new(config.buffer_bytes);
+        let task = tokio::spawn(fetcher::run(
+            client.clone(),
+            config.clone(),
+            command_rx,
+            chunk_tx,
+            buffer.clone(),
+        ));
+        Consumer {
+            client,
+            options: DecodeOptions {
+                max_decompressed: config.max_decompressed,
+            },
+            config,
+            commands,
+            chunks,
+            current: VecDeque::new(),
+            views: HashMap::new(),
+            next_epoch: 1,
+            buffer,
+            task,
+        }
+    }
+
+    /// The cluster client underneath.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// Bytes of decoded records held by the application or waiting for it: at most
+    /// `fetch.buffer.bytes` plus one batch per partition being decoded.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.used()
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands
+            .send(command)
+            .map_err(|_| Error::ConsumerClosed)
+    }
+
+    /// Reads exactly these partitions, each from its starting point (replacing any earlier
+    /// assignment).
+    pub fn assign(&mut self, partitions: &[(&str, i32, Offset)]) -> Result<(), Error> {
+        self.views.clear();
+        self.current.clear();
+        let mut list = Vec::with_capacity(partitions.len());
+        for (topic, partition, start) in partitions {
+            let tp: Tp = (Arc::from(*topic), *partition);
+            let epoch = self.bump();
+            self.views.insert(
+                tp.clone(),
+                View {
+                    epoch,
+                    position: match start {
+                        Offset::At(o) => Some(*o),
+                        _ => None,
+                    },
+                    paused: false,
+                },
+            );
+            list.push((tp, *start, epoch));
+        }
+        self.send(Command::Assign(list))
+    }
+
+    /// Reads every partition of `topics` from `start`.
+    pub async fn assign_topics(&mut self, topics: &[&str], start: Offset) -> Result<(), Error> {
+        let mut partitions = Vec::new();
+        for topic in topics {
+            let meta = self.client.topic_metadata(topic).await?;
+            for p in &meta.partitions {
+                partitions.push((*topic, p.partition, start));
+            }
+        }
+        self.assign(&partitions)
+    }
+
+    /// Stops reading these partitions; what was fetched for them is dropped.
+    pub fn unassign(&mut self, partitions: &[(&str, i32)]) -> Result<(), Error> {
+        let tps: Vec<Tp> = partitions
+            .iter()
+            .map(|(t, p)| (Arc::from(*t), *p))
+            .collect();
+        for tp in &tps {
+            self.views.remove(tp);
+        }
+        self.current.retain(|p| !tps.contains(&p.tp));
+        self.send(Command::Unassign(tps))
+    }
+
+    /// The partitions assigned, sorted.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        let mut out: Vec<(String, i32)> = self
+            .views
+            .keys()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    fn view(&mut self, topic: &str, partition: i32) -> Result<(Tp, &mut View), Error> {
+        let tp: Tp = (Arc::from(topic), partition);
+        match self.views.get_mut(&tp) {
+            Some(view) => Ok((tp, view)),
+            None => Err(Error::UnknownInMetadata(format!(
+                "{topic}-{partition} is not assigned to this consumer"
+            ))),
+        }
+    }
+
+    /// Reads a partition from `start` next; records fetched before are dropped.
+    pub fn seek(&mut self, topic: &str, partition: i32, start: Offset) -> Result<(), Error> {
+        let epoch = self.bump();
+        let (tp, view) = self.view(topic, partition)?;
+        view.epoch = epoch;
+        view.position = match start {
+            Offset::At(o) => Some(o),
+            _ => None,
+        };
+        self.current.retain(|p| p.tp != tp);
+        self.send(Command::Seek(tp, start, epoch))
+    }
+
+    /// Stops fetching a partition (what is already buffered is still delivered).
+    pub fn pause(&mut self, topic: &str, partition: i32) -> Result<(), Error> {
+        let (tp, view) = self.view(topic, partition)?;
+        view.paused = true;
+        self.send(Command::Pause(tp, true))
+    }
+
+    /// Fetches a paused partition again.
+    pub fn resume(&mut self, topic: &str, partition: i32) -> Result<(), Error> {
+        let (tp, view) = self.view(topic, partition)?;
+        view.paused = false;
+        self.send(Command::Pause(tp, false))
+    }
+
+    /// Whether a partition is paused.
+    pub fn is_paused(&self, topic: &str, partition: i32) -> bool {
+        self.views
+            .get(&(Arc::from(topic), partition))
+            .is_some_and(|v| v.paused)
+    }
+
+    /// The offset of the next record the application will get from a partition: after the
+    /// last batch handed out, or the starting offset. `None` while a start (beginning, end,
+    /// timestamp) is still being looked up.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.views
+            .get(&(Arc::from(topic), partition))
+            .and_then(|v| v.position)
+    }
+
+    /// The next batch of any assigned partition, or the news that one reached its end. Waits
+    /// for records; fails on a corrupt batch or a partition that cannot start
+    /// (`auto.offset.reset=error`).
+    pub async fn next(&mut self) -> Result<Event, Error> {
+        loop {
+            while let Some(pending) = self.current.front_mut() {
+                let current = self
+                    .views
+                    .get(&pending.tp)
+                    .is_some_and(|v| v.epoch == pending.epoch);
+                if !current {
+                    self.current.pop_front();
+                    continue;
+                }
+                match pending.next(&self.buffer, &self.options)? {
+                    Some((batch, room)) => {
+                        let batch = PartitionBatch {
+                            topic: pending.tp.0.clone(),
+                            partition: pending.tp.1,
+                            batch,
+                            high_watermark: pending.high_watermark,
+                            _room: room,
+                        };
+                        if pending.is_done() {
+                            self.current.pop_front();
+                        }
+                        let view = self
+                            .views
+                            .get_mut(&(batch.topic.clone(), batch.partition))
+                            .expect("checked above");
+                        view.position = Some(batch.next_offset());
+                        return Ok(Event::Batch(batch));
+                    }
+                    None => {
+                        self.current.pop_front();
+                    }
+                }
+            }
+            let chunk = self.chunks.recv().await.ok_or(Error::ConsumerClosed)?;
+            match chunk {
+                Chunk::Failed(e) => return Err(e),
+                Chunk::End(tp, epoch, offset) => {
+                    if let Some(view) = self.views.get_mut(&tp) {
+                        if view.epoch == epoch {
+                            view.position = Some(offset);
+                            return Ok(Event::EndOfPartition {
+                                topic: tp.0.to_string(),
+                                partition: tp.1,
+                                offset,
+                            });
+                        }
+                    }
+                }
+                Chunk::Decoding(handle) => match handle.await {
+                    Ok(pending) => self.current.push_back(pending?),
+                    Err(join) => {
+                        return Err(Error::Protocol(crate::wire::ProtocolError::Decode {
+                            api: crate::wire::ApiKey::Fetch,
+                            version: 0,
+                            reason: format!("a decode task failed: {join}"),
+                        }))
+                    }
+                },
+            }
+        }
+    }
+
+    /// The next batch, skipping end-of-partition news.
+    pub async fn next_batch(&mut self) -> Result<PartitionBatch, Error> {
+        loop {
+            if let Event::Batch(b) = self.next().await? {
+                return Ok(b);
+            }
+        }
+    }
+
+    /// The batches as a [`Stream`](futures_util::Stream).
+    pub fn stream(
+        &mut self,
+    ) -> impl futures_util::Stream<Item = Result<PartitionBatch, Error>> + '_ {
+        futures_util::stream::unfold(self, |consumer| async move {
+            let next = consumer.next_batch().await;
+            Some((next, consumer))
+        })
+    }
+}

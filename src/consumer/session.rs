@@ -1,0 +1,212 @@
+//! Incremental fetch sessions (KIP-227), without I/O: what a fetch request to one broker holds,
+//! and what the broker's session is told to forget.
+//!
+//! The first request of a session is full (session id 0, epoch 0: "make me a session"). If the
+//! broker answers with a session id, the next requests are incremental: they name only the
+//! partitions whose fetch offset or size changed, and list in `forgotten_topics_data` the ones
+//! no longer wanted. Any session error, or a request that failed, starts over with a full
+//! request.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A partition a fetch asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: i32,
+}
+
+/// What the next request holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub session_id: i32,
+    pub epoch: i32,
+    pub partitions: Vec<Target>,
+    pub forgotten: Vec<(Arc<str>, i32)>,
+    /// Whether this is a full request (the broker's answer names every partition).
+    pub full: bool,
+}
+
+/// The client's view of one broker's fetch session.
+#[derive(Debug, Default)]
+pub(crate) struct FetchSession {
+    id: i32,
+    /// The epoch of the next request (0: full).
+    epoch: i32,
+    /// What the broker's session holds: partition → (fetch offset, max bytes).
+    held: BTreeMap<(Arc<str>, i32), (i64, i32)>,
+    /// The plan in flight, applied to `held` when it succeeds.
+    pending: Option<Plan>,
+}
+
+impl FetchSession {
+    /// The next request for `wanted` (the partitions to fetch, at their positions).
+    pub fn plan(&mut self, wanted: &[Target]) -> Plan {
+        let full = self.id == 0 || self.epoch == 0;
+        let plan = if full {
+            Plan {
+                session_id: self.id,
+                epoch: 0,
+                partitions: wanted.to_vec(),
+                forgotten: Vec::new(),
+                full: true,
+            }
+        } else {
+            let partitions = wanted
+                .iter()
+                .filter(|t| {
+                    self.held.get(&(t.topic.clone(), t.partition)) != Some(&(t.offset, t.max_bytes))
+                })
+                .cloned()
+                .collect();
+            let forgotten = self
+                .held
+                .keys()
+                .filter(|(topic, p)| {
+                    !wanted
+                        .iter()
+                        .any(|t| t.topic == *topic && t.partition == *p)
+                })
+                .cloned()
+                .collect();
+            Plan {
+                session_id: self.id,
+                epoch: self.epoch,
+                partitions,
+                forgotten,
+                full: false,
+            }
+        };
+        self.pending = Some(plan.clone());
+        plan
+    }
+
+    /// The broker answered the pending request with `error_code` and `session_id`.
+    pub fn answered(&mut self, error_code: i16, session_id: i32) {
+        const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+        const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+        let Some(plan) = self.pending.take() else {
+            return;
+        };
+        if matches!(
+            error_code,
+            FETCH_SESSION_ID_NOT_FOUND | INVALID_FETCH_SESSION_EPOCH
+        ) || error_code != 0
+        {
+            self.reset();
+            return;
+        }
+        if plan.full {
+            self.held.clear();
+        }
+        for (topic, partition) in &plan.forgotten {
+            self.held.remove(&(topic.clone(), *partition));
+        }
+        for t in &plan.partitions {
+            self.held
+                .insert((t.topic.clone(), t.partition), (t.offset, t.max_bytes));
+        }
+        if session_id == 0 {
+            // The broker keeps no session: every request is full.
+            self.id = 0;
+            self.epoch = 0;
+            self.held.clear();
+        } else {
+            self.id = session_id;
+            self.epoch = if self.epoch == i32::MAX || plan.full {
+                1
+            } else {
+                self.epoch + 1
+            };
+        }
+    }
+
+    /// The request failed (no answer): start over with a full request.
+    pub fn failed(&mut self) {
+        self.reset();
+    }
+
+    fn reset(&mut self) {
+        self.id = 0;
+        self.epoch = 0;
+        self.held.clear();
+        self.pending = None;
+    }
+
+    /// The offset the broker's session holds for a partition, if any.
+    #[cfg(test)]
+    pub fn held(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.held
+            .get(&(Arc::from(topic), partition))
+            .map(|(o, _)| *o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(topic: &str, partition: i32, offset: i64) -> Target {
+        Target {
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            max_bytes: 1000,
+        }
+    }
+
+    #[test]
+    fn a_session_sends_only_what_changed_and_forgets_what_is_gone() {
+        let mut s = FetchSession::default();
+        let plan = s.plan(&[t("a", 0, 0), t("a", 1, 0), t("b", 0, 5)]);
+        assert!(plan.full);
+        assert_eq!(
+            (plan.session_id, plan.epoch, plan.partitions.len()),
+            (0, 0, 3)
+        );
+        s.answered(0, 77);
+        // a-0 moved on, a-1 did not, b-0 is no longer wanted, c-0 is new.
+        let plan = s.plan(&[t("a", 0, 10), t("a", 1, 0), t("c", 0, 0)]);
+        assert!(!plan.full);
+        assert_eq!((plan.session_id, plan.epoch), (77, 1));
+        assert_eq!(plan.partitions, [t("a", 0, 10), t("c", 0, 0)]);
+        assert_eq!(plan.forgotten, [(Arc::from("b"), 0)]);
+        s.answered(0, 77);
+        assert_eq!(s.held("b", 0), None);
+        assert_eq!(s.held("a", 0), Some(10));
+        // Nothing changed: an empty incremental request, epoch 2.
+        let plan = s.plan(&[t("a", 0, 10), t("a", 1, 0), t("c", 0, 0)]);
+        assert_eq!(
+            (plan.epoch, plan.partitions.len(), plan.forgotten.len()),
+            (2, 0, 0)
+        );
+    }
+
+    #[test]
+    fn session_errors_and_failures_start_over_with_a_full_request() {
+        let mut s = FetchSession::default();
+        s.plan(&[t("a", 0, 0)]);
+        s.answered(0, 5);
+        s.plan(&[t("a", 0, 3)]);
+        s.answered(71, 0); // INVALID_FETCH_SESSION_EPOCH
+        let plan = s.plan(&[t("a", 0, 3)]);
+        assert!(plan.full && plan.session_id == 0 && plan.epoch == 0);
+        s.answered(0, 6);
+        s.plan(&[t("a", 0, 4)]);
+        s.failed();
+        assert!(s.plan(&[t("a", 0, 4)]).full);
+    }
+
+    #[test]
+    fn a_broker_without_sessions_gets_full_requests() {
+        let mut s = FetchSession::default();
+        s.plan(&[t("a", 0, 0)]);
+        s.answered(0, 0);
+        let plan = s.plan(&[t("a", 0, 9)]);
+        assert!(plan.full);
+        assert_eq!(plan.partitions, [t("a", 0, 9)]);
+    }
+}
