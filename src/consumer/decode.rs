@@ -45,7 +45,7 @@ impl Buffer {
         self.used.load(Ordering::Acquire)
     }
 
-    fn take(self: &Arc<Self>, bytes: usize) -> Room {
+    pub fn take(self: &Arc<Self>, bytes: usize) -> Room {
         self.used.fetch_add(bytes, Ordering::AcqRel);
         Room {
             buffer: self.clone(),
@@ -78,9 +78,15 @@ pub(crate) struct Pending {
     pub high_watermark: i64,
     pub decoded: VecDeque<(ColumnarBatch, Room)>,
     raw: VecDeque<RawBatch>,
-    /// Records below this offset were asked for by nobody (a fetch from the middle of a batch).
-    from: i64,
+    /// The fetch offset: records below it were asked for by nobody (a fetch from the middle
+    /// of a batch).
+    pub from: i64,
     filter: Option<AbortedFilter>,
+    /// The fetched bytes behind `raw`, counted until this is done with: the fetcher stops
+    /// while compressed data waits, not only decoded data.
+    _raw_room: Room,
+    /// A batch failed to decode: handed out after the batches before it.
+    failed: Option<Error>,
 }
 
 impl Pending {
@@ -91,6 +97,7 @@ impl Pending {
         from: i64,
         raw: Vec<RawBatch>,
         filter: Option<AbortedFilter>,
+        raw_room: Room,
     ) -> Pending {
         Pending {
             tp,
@@ -100,30 +107,30 @@ impl Pending {
             raw: raw.into(),
             from,
             filter,
+            _raw_room: raw_room,
+            failed: None,
         }
     }
 
     /// Whether nothing is left.
     pub fn is_done(&self) -> bool {
-        self.decoded.is_empty() && self.raw.is_empty()
+        self.decoded.is_empty() && self.raw.is_empty() && self.failed.is_none()
     }
 
-    /// Decodes raw batches while the buffer has room (the background part).
-    pub fn decode_while_room(
-        &mut self,
-        buffer: &Arc<Buffer>,
-        options: &DecodeOptions,
-    ) -> Result<(), Error> {
-        while buffer.has_room() {
-            match self.decode_one(buffer, options)? {
-                Some(batch) => self.decoded.push_back(batch),
-                None => break,
+    /// Decodes raw batches while the buffer has room (the background part). A failure is kept
+    /// for after the batches before it.
+    pub fn decode_while_room(&mut self, buffer: &Arc<Buffer>, options: &DecodeOptions) {
+        while buffer.has_room() && self.failed.is_none() {
+            match self.decode_one(buffer, options) {
+                Ok(Some(batch)) => self.decoded.push_back(batch),
+                Ok(None) => break,
+                Err(e) => self.failed = Some(e),
             }
         }
-        Ok(())
     }
 
-    /// The next batch for the application: a decoded one, or the next raw one decoded now.
+    /// The next batch for the application: a decoded one, or the next raw one decoded now;
+    /// then the failure, if decoding failed.
     pub fn next(
         &mut self,
         buffer: &Arc<Buffer>,
@@ -131,6 +138,10 @@ impl Pending {
     ) -> Result<Option<(ColumnarBatch, Room)>, Error> {
         if let Some(batch) = self.decoded.pop_front() {
             return Ok(Some(batch));
+        }
+        if let Some(e) = self.failed.take() {
+            self.raw.clear();
+            return Err(e);
         }
         self.decode_one(buffer, options)
     }

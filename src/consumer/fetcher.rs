@@ -55,7 +55,7 @@ pub(crate) enum Command {
 /// A fetch's worth of one partition, decoding (or decoded) in the background. Handed to the
 /// consumer in the order the answers arrived, so each partition's order holds.
 pub(crate) enum Chunk {
-    Decoding(JoinHandle<Result<Pending, Error>>),
+    Decoding(JoinHandle<Pending>),
     /// A partition failed in a way the application must hear about (reset policy `error`).
     Failed(Error),
     /// The partition's fetch position reached its end (high watermark, or last stable offset
@@ -99,6 +99,14 @@ pub(crate) async fn run(
         max_decompressed: config.max_decompressed,
     };
     loop {
+        // Apply every command already sent before deciding what to fetch.
+        loop {
+            match commands.try_recv() {
+                Ok(command) => apply(&mut parts, command, &config),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
         // Offsets to look up: a start that is not an exact offset.
         resolve_starts(&client, &config, &mut parts, &chunks).await;
         // One fetch per broker without one in flight, while the buffer has room.
@@ -384,11 +392,10 @@ fn handle_response(
     buffer: &Arc<Buffer>,
     options: &DecodeOptions,
 ) -> Vec<Chunk> {
-    for (tp, epoch, _) in &epochs {
+    // The broker's fetch is over, whatever epoch each partition is in now.
+    for (tp, _, _) in &epochs {
         if let Some(state) = parts.get_mut(tp) {
-            if state.epoch == *epoch {
-                state.in_flight = false;
-            }
+            state.in_flight = false;
         }
     }
     let response = match result {
@@ -489,12 +496,20 @@ fn handle_response(
                 .then(|| AbortedFilter::new(aborted));
             let reached_end = next >= end;
             state.at_end = reached_end;
-            let mut pending =
-                Pending::new(tp.clone(), epoch, p.high_watermark, fetched_at, raw, filter);
+            let raw_bytes = p.records.len();
+            let mut pending = Pending::new(
+                tp.clone(),
+                epoch,
+                p.high_watermark,
+                fetched_at,
+                raw,
+                filter,
+                buffer.take(raw_bytes),
+            );
             let (buffer, options) = (buffer.clone(), *options);
             chunks.push(Chunk::Decoding(tokio::spawn(async move {
-                pending.decode_while_room(&buffer, &options)?;
-                Ok(pending)
+                pending.decode_while_room(&buffer, &options);
+                pending
             })));
             if reached_end {
                 chunks.push(Chunk::End(tp, epoch, next));

@@ -364,7 +364,19 @@ impl Consumer {
                     self.current.pop_front();
                     continue;
                 }
-                match pending.next(&self.buffer, &self.options)? {
+                let next = match pending.next(&self.buffer, &self.options) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        // Do not move past a bad batch: fetch it again from the position,
+                        // so the application sees this error until it seeks past it.
+                        let tp = pending.tp.clone();
+                        let position = self.views.get(&tp).and_then(|v| v.position);
+                        let offset = position.unwrap_or(pending.from);
+                        self.seek(&tp.0, tp.1, Offset::At(offset))?;
+                        return Err(e);
+                    }
+                };
+                match next {
                     Some((batch, room)) => {
                         let batch = PartitionBatch {
                             topic: pending.tp.0.clone(),
@@ -404,7 +416,7 @@ impl Consumer {
                     }
                 }
                 Chunk::Decoding(handle) => match handle.await {
-                    Ok(pending) => self.current.push_back(pending?),
+                    Ok(pending) => self.current.push_back(pending),
                     Err(join) => {
                         return Err(Error::Protocol(crate::wire::ProtocolError::Decode {
                             api: crate::wire::ApiKey::Fetch,

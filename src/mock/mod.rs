@@ -228,6 +228,23 @@ impl MockCluster {
             .unwrap_or_default()
     }
 
+    /// Flips a byte in the records of a partition's `index`-th stored batch, so its CRC no
+    /// longer matches (a corrupt log, or a broker that lies).
+    pub fn corrupt_batch(&self, topic: &str, partition: i32, index: usize) {
+        let mut state = self.state();
+        if let Some(batch) = state
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(partition as usize))
+            .and_then(|l| l.batches.get_mut(index))
+        {
+            let mut bytes = BytesMut::from(&batch.bytes[..]);
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            batch.bytes = bytes.freeze();
+        }
+    }
+
     /// Every record of a partition as (offset, key, value), decoded from the stored batches.
     #[allow(clippy::type_complexity)]
     pub fn records(

@@ -527,3 +527,29 @@ fn restamping_a_batch_keeps_it_valid() {
         Err(RecordError::InvalidBatchLength { .. })
     ));
 }
+
+#[test]
+fn skip_before_drops_leading_records_and_keeps_headers_aligned() {
+    let mut b = RecordBatchBuilder::new(Compression::Lz4).base_offset(100);
+    for i in 0..10u8 {
+        let h = [i];
+        b.append(
+            i64::from(i),
+            Some(&[i]),
+            Some(&[i; 3]),
+            &[("h", Some(&h[..]))],
+        )
+        .unwrap();
+    }
+    let mut batch = RawBatch::new(b.build().unwrap()).unwrap().decode().unwrap();
+    let full = batch.memory_size();
+    assert_eq!(batch.skip_before(104), 4);
+    assert_eq!(batch.len(), 6);
+    assert_eq!(batch.offset(0), 104);
+    assert_eq!(batch.key(0), Some(&[4u8][..]));
+    let headers: Vec<_> = batch.headers(0).collect();
+    assert_eq!(headers, [(&b"h"[..], Some(&[4u8][..]))]);
+    assert_eq!(batch.headers(5).next().unwrap().1, Some(&[9u8][..]));
+    assert!(batch.memory_size() < full);
+    assert_eq!(batch.skip_before(0), 0);
+}

@@ -1,0 +1,367 @@
+//! The consumer on the embedded cluster (`--features mock`): seeks, pauses, read_committed,
+//! the buffer bound, offset resets, corrupt batches and a moved leader.
+
+use std::time::Duration;
+
+use spate::consumer::{Consumer, ConsumerConfig, Event, IsolationLevel, Offset, OffsetReset};
+use spate::mock::MockCluster;
+use spate::producer::{Producer, ProducerConfig, Record};
+use spate::record::Compression;
+use spate::ClientConfig;
+
+fn client_config(cluster: &MockCluster) -> ClientConfig {
+    let mut c = ClientConfig::new(&cluster.bootstrap())
+        .request_timeout(Duration::from_secs(5))
+        .api_timeout(Duration::from_secs(10));
+    c.retry_backoff = Duration::from_millis(10);
+    c
+}
+
+fn consumer_config(cluster: &MockCluster) -> ConsumerConfig {
+    ConsumerConfig {
+        client: client_config(cluster),
+        ..ConsumerConfig::default()
+    }
+    .fetch_max_wait(Duration::from_millis(50))
+}
+
+/// Writes `n` records "v<i>" (key "k<i>") to `partition`, in batches of about `batch` bytes.
+async fn fill(cluster: &MockCluster, topic: &str, partition: i32, n: usize, codec: Compression) {
+    let producer = Producer::new(
+        ProducerConfig {
+            client: client_config(cluster),
+            ..ProducerConfig::default()
+        }
+        .compression(codec)
+        .batch_size(4096),
+    )
+    .await
+    .unwrap();
+    for i in 0..n {
+        producer
+            .send(
+                Record::new(topic)
+                    .key(format!("k{i}").as_bytes())
+                    .value(format!("v{i}").as_bytes())
+                    .partition(partition),
+            )
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+}
+
+async fn next_batch_of(consumer: &mut Consumer) -> spate::consumer::PartitionBatch {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next_batch())
+        .await
+        .expect("a batch within 10 s")
+        .unwrap()
+}
+
+fn values(b: &spate::consumer::PartitionBatch) -> Vec<String> {
+    b.records()
+        .map(|r| String::from_utf8(r.value().unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeks_to_offsets_timestamps_and_ends() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("seek", 1);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    fill(&cluster, "seek", 0, 1000, Compression::Lz4).await;
+    let mut consumer = Consumer::new(consumer_config(&cluster)).await.unwrap();
+    consumer.assign(&[("seek", 0, Offset::Beginning)]).unwrap();
+    let first = next_batch_of(&mut consumer).await;
+    assert_eq!(first.first_offset(), 0);
+    assert_eq!(values(&first)[0], "v0");
+    assert_eq!(consumer.position("seek", 0), Some(first.next_offset()));
+    // Into the middle of a compressed batch: records before 537 are not handed out.
+    consumer.seek("seek", 0, Offset::At(537)).unwrap();
+    let b = next_batch_of(&mut consumer).await;
+    assert_eq!(b.first_offset(), 537);
+    assert_eq!(values(&b)[0], "v537");
+    // The end: nothing more, and the end is reported at 1000.
+    consumer.seek("seek", 0, Offset::End).unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Event::EndOfPartition { offset, .. } => assert_eq!(offset, 1000),
+        other => panic!("expected the end, got {other:?}"),
+    }
+    // A timestamp before every record: the beginning.
+    consumer
+        .seek("seek", 0, Offset::Timestamp(before - 1000))
+        .unwrap();
+    assert_eq!(next_batch_of(&mut consumer).await.first_offset(), 0);
+    // Not assigned: a typed error naming it.
+    let err = consumer.seek("seek", 3, Offset::At(0)).unwrap_err();
+    assert!(err.to_string().contains("seek-3"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_partitions_are_not_fetched_until_resumed() {
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("pause", 2);
+    fill(&cluster, "pause", 0, 2000, Compression::None).await;
+    fill(&cluster, "pause", 1, 2000, Compression::None).await;
+    // Small fetches: a partition takes many of them.
+    let mut consumer = Consumer::new(consumer_config(&cluster).max_partition_fetch_bytes(4096))
+        .await
+        .unwrap();
+    consumer
+        .assign(&[
+            ("pause", 0, Offset::Beginning),
+            ("pause", 1, Offset::Beginning),
+        ])
+        .unwrap();
+    consumer.pause("pause", 0).unwrap();
+    assert!(consumer.is_paused("pause", 0));
+    let mut seen = [0usize; 2];
+    while seen[1] < 2000 {
+        let b = next_batch_of(&mut consumer).await;
+        seen[b.partition() as usize] += b.batch().len();
+    }
+    // Partition 0 may have had one fetch in flight when paused; nothing after that.
+    let before_resume = seen[0];
+    assert!(before_resume < 200, "{before_resume}");
+    consumer.resume("pause", 0).unwrap();
+    while seen[0] < 2000 {
+        let b = next_batch_of(&mut consumer).await;
+        assert_eq!(b.partition(), 0);
+        seen[b.partition() as usize] += b.batch().len();
+    }
+    assert_eq!(seen, [2000, 2000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_drops_aborted_transactions() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("txn", 1);
+    let producer = Producer::new(
+        ProducerConfig {
+            client: client_config(&cluster),
+            ..ProducerConfig::default()
+        }
+        .transactional_id("t1"),
+    )
+    .await
+    .unwrap();
+    producer.init_transactions().await.unwrap();
+    for (round, commit) in [(0, true), (1, false), (2, true)] {
+        producer.begin_transaction().unwrap();
+        for i in 0..50 {
+            producer
+                .send(Record::new("txn").value(format!("r{round}-{i}").as_bytes()))
+                .await
+                .unwrap();
+        }
+        if commit {
+            producer.commit_transaction().await.unwrap();
+        } else {
+            producer.flush().await.unwrap();
+            producer.abort_transaction().await.unwrap();
+        }
+    }
+    for (level, want) in [
+        (IsolationLevel::ReadCommitted, 100),
+        (IsolationLevel::ReadUncommitted, 150),
+    ] {
+        let mut consumer = Consumer::new(consumer_config(&cluster).isolation_level(level))
+            .await
+            .unwrap();
+        consumer.assign(&[("txn", 0, Offset::Beginning)]).unwrap();
+        let mut got = Vec::new();
+        while let Event::Batch(b) = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            got.extend(values(&b));
+        }
+        assert_eq!(got.len(), want, "{level:?}");
+        if level == IsolationLevel::ReadCommitted {
+            assert!(
+                got.iter().all(|v| !v.starts_with("r1-")),
+                "no aborted record"
+            );
+            assert_eq!(got[50], "r2-0");
+        }
+    }
+}
+
+/// Large compressed batches (lz4 squeezes 512 KiB of one byte into a few KiB) and a 2 MiB
+/// buffer: while the application holds what it got, the consumer holds at most the buffer
+/// plus one batch per decoding partition, not the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buffer_bound_holds_for_highly_compressed_batches() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("big", 1);
+    cluster.set_max_message_bytes(64 << 20);
+    let producer = Producer::new(
+        ProducerConfig {
+            client: client_config(&cluster),
+            ..ProducerConfig::default()
+        }
+        .compression(Compression::Lz4)
+        .batch_size(600 * 1024)
+        .max_request_size(8 << 20)
+        .buffer_memory(64 << 20),
+    )
+    .await
+    .unwrap();
+    let value = vec![b'a'; 64 * 1024];
+    for _ in 0..400 {
+        producer
+            .send(Record::new("big").value(&value))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let total_decoded = 400 * 64 * 1024;
+    let budget = 2 << 20;
+    let mut consumer = Consumer::new(consumer_config(&cluster).buffer_bytes(budget))
+        .await
+        .unwrap();
+    consumer.assign(&[("big", 0, Offset::Beginning)]).unwrap();
+    // Hold two batches: the consumer must stop fetching and decoding near the bound.
+    let mut held = Vec::new();
+    let mut largest = 0;
+    for _ in 0..2 {
+        let b = next_batch_of(&mut consumer).await;
+        largest = largest.max(b.batch().memory_size());
+        held.push(b);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let buffered = consumer.buffered_bytes();
+    // The buffer, plus one batch a decoding task may take past it, plus the compressed
+    // bytes of a fetch in flight.
+    let bound = budget + 2 * largest + (1 << 20);
+    assert!(buffered <= bound, "buffered {buffered} > {bound}");
+    assert!(buffered < total_decoded / 4, "not the whole topic");
+    // Consuming (and dropping) goes on to the end within the bound.
+    let mut records: usize = held.iter().map(|b| b.batch().len()).sum();
+    drop(held);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Batch(b) => {
+                records += b.batch().len();
+                let buffered = consumer.buffered_bytes();
+                assert!(buffered <= bound, "buffered {buffered} > {bound}");
+            }
+            Event::EndOfPartition { offset, .. } => {
+                assert_eq!(offset, 400);
+                break;
+            }
+        }
+    }
+    assert_eq!(records, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_resets_follow_the_policy() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("reset", 1);
+    fill(&cluster, "reset", 0, 10, Compression::None).await;
+    // error: no offset to start from is an error, not a guess.
+    let mut consumer =
+        Consumer::new(consumer_config(&cluster).auto_offset_reset(OffsetReset::Error))
+            .await
+            .unwrap();
+    consumer.assign(&[("reset", 0, Offset::Reset)]).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("auto.offset.reset"), "{err}");
+    // latest: only records written after the start.
+    let mut consumer =
+        Consumer::new(consumer_config(&cluster).auto_offset_reset(OffsetReset::Latest))
+            .await
+            .unwrap();
+    consumer.assign(&[("reset", 0, Offset::Reset)]).unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Event::EndOfPartition { offset, .. } => assert_eq!(offset, 10),
+        other => panic!("{other:?}"),
+    }
+    fill(&cluster, "reset", 0, 5, Compression::None).await;
+    let b = next_batch_of(&mut consumer).await;
+    assert_eq!(b.first_offset(), 10);
+    // Out of range: a position past the end resets (earliest here).
+    let mut consumer =
+        Consumer::new(consumer_config(&cluster).auto_offset_reset(OffsetReset::Earliest))
+            .await
+            .unwrap();
+    consumer.assign(&[("reset", 0, Offset::At(1_000))]).unwrap();
+    assert_eq!(next_batch_of(&mut consumer).await.first_offset(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_batch_is_a_typed_error_and_the_position_stays() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("bad", 1);
+    fill(&cluster, "bad", 0, 3000, Compression::Snappy).await;
+    let batches = cluster.batches("bad", 0);
+    assert!(batches.len() > 3);
+    cluster.corrupt_batch("bad", 0, 2);
+    let bad_offset = batches[2].base_offset;
+    let mut consumer = Consumer::new(consumer_config(&cluster)).await.unwrap();
+    consumer.assign(&[("bad", 0, Offset::Beginning)]).unwrap();
+    let mut last_good = 0;
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .unwrap()
+        {
+            Ok(Event::Batch(b)) => last_good = b.next_offset(),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(err, spate::Error::Records { partition: 0, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("CRC"), "{err}");
+    assert_eq!(
+        last_good, bad_offset,
+        "every record before the bad batch was delivered"
+    );
+    assert_eq!(consumer.position("bad", 0), Some(bad_offset));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_leader_is_followed() {
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("moving", 1);
+    fill(&cluster, "moving", 0, 100, Compression::None).await;
+    let mut consumer = Consumer::new(consumer_config(&cluster)).await.unwrap();
+    consumer
+        .assign(&[("moving", 0, Offset::Beginning)])
+        .unwrap();
+    let mut next = 0;
+    while next < 100 {
+        next = next_batch_of(&mut consumer).await.next_offset();
+    }
+    let old = cluster.leader("moving", 0).unwrap();
+    cluster.move_leader("moving", 0, (old + 1) % 2);
+    fill(&cluster, "moving", 0, 100, Compression::None).await;
+    while next < 200 {
+        let b = next_batch_of(&mut consumer).await;
+        assert_eq!(b.first_offset(), next);
+        next = b.next_offset();
+    }
+}
