@@ -94,6 +94,10 @@ async fn seeks_to_offsets_timestamps_and_ends() {
         Event::EndOfPartition { offset, .. } => assert_eq!(offset, 1000),
         other => panic!("expected the end, got {other:?}"),
     }
+    // Five before the end.
+    consumer.seek("seek", 0, Offset::FromEnd(5)).unwrap();
+    let b = next_batch_of(&mut consumer).await;
+    assert_eq!((b.first_offset(), values(&b)[0].as_str()), (995, "v995"));
     // A timestamp before every record: the beginning.
     consumer
         .seek("seek", 0, Offset::Timestamp(before - 1000))

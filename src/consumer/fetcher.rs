@@ -76,6 +76,11 @@ struct PartitionState {
     in_flight: bool,
     /// No retry before this time (after an error).
     retry_at: Option<tokio::time::Instant>,
+    /// Start this many records before the end, as the next fetch answer reports the end. The
+    /// end comes from the fetch's high watermark (or last stable offset), which every broker
+    /// reports exactly, rather than from ListOffsets alone, which some (tansu) answer with the
+    /// last batch's base offset + 1.
+    snap: Option<i64>,
     /// The end was reported and nothing new has arrived since.
     at_end: bool,
 }
@@ -205,6 +210,7 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
         in_flight: false,
         retry_at: None,
         at_end: false,
+        snap: None,
     };
     match command {
         Command::Assign(list) => {
@@ -252,7 +258,7 @@ async fn resolve_starts(
         let spec = match state.start {
             Offset::At(_) => continue,
             Offset::Beginning => OffsetSpec::Earliest,
-            Offset::End => OffsetSpec::Latest,
+            Offset::End | Offset::FromEnd(_) => OffsetSpec::Latest,
             Offset::Timestamp(ts) => OffsetSpec::Timestamp(ts),
             Offset::Reset => match config.auto_offset_reset {
                 OffsetReset::Earliest => OffsetSpec::Earliest,
@@ -295,6 +301,12 @@ async fn resolve_starts(
                     if let Some(state) = parts.get_mut(&(topic.clone(), o.partition)) {
                         // A timestamp past the last record resolves to the end.
                         state.offset = Some(if o.offset < 0 { i64::MAX } else { o.offset });
+                        if spec == OffsetSpec::Latest {
+                            state.snap = Some(match state.start {
+                                Offset::FromEnd(n) => n.max(0),
+                                _ => 0,
+                            });
+                        }
                     }
                 }
                 // i64::MAX above is "the end": look it up.
@@ -451,6 +463,15 @@ fn handle_response(
                 IsolationLevel::ReadCommitted if p.last_stable_offset >= 0 => p.last_stable_offset,
                 _ => p.high_watermark,
             };
+            if let Some(before_end) = state.snap.take() {
+                let log_start = p.log_start_offset.max(0);
+                let target = (end - before_end).max(log_start);
+                if target != fetched_at {
+                    // Fetch again from where the end says to start; drop these records.
+                    state.offset = Some(target);
+                    continue;
+                }
+            }
             if p.records.is_empty() {
                 if fetched_at >= end && !state.at_end {
                     state.at_end = true;

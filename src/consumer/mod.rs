@@ -50,6 +50,8 @@ pub enum Offset {
     Beginning,
     /// The log end (the last stable offset under read_committed).
     End,
+    /// This many records before the end (the log start if there are fewer).
+    FromEnd(i64),
     /// The first record with a timestamp at or after this one (milliseconds since the epoch);
     /// the end if there is none.
     Timestamp(i64),

@@ -1,6 +1,7 @@
 //! The `spate` command-line tool. Options follow kcat's where they overlap.
 
 mod common;
+mod consume;
 mod dump;
 mod format;
 mod metadata;
@@ -24,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the records of a topic (like `kcat -C`).
+    Consume(consume::Args),
     /// Decode Kafka log segments (`*.log`) or files of raw record batches.
     Dump(dump::Args),
     /// Show brokers, topics, partitions and leaders (like `kcat -L`).
@@ -40,6 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Consume(args) => consume::run(&args),
         Command::Dump(args) => dump::run(&args),
         Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Produce(args) => produce::run(&args),

@@ -1,0 +1,161 @@
+//! `spate consume`: records of a topic to stdout, like `kcat -C`.
+
+use std::collections::HashSet;
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+
+use crate::common::ConnArgs;
+use crate::format::{Fields, Format};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Topic to read.
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Read only this partition (repeatable; default: every partition).
+    #[arg(short = 'p', long = "partition")]
+    pub partitions: Vec<i32>,
+    /// Where to start: beginning, end, an offset, -N (N before the end), or s@TIMESTAMP_MS.
+    #[arg(
+        short = 'o',
+        long = "offset",
+        default_value = "beginning",
+        allow_hyphen_values = true
+    )]
+    pub offset: String,
+    /// Stop after this many records.
+    #[arg(short = 'c', long = "count")]
+    pub count: Option<u64>,
+    /// Exit once every partition has been read to its end.
+    #[arg(short = 'e')]
+    pub exit_at_end: bool,
+    /// Output format, with kcat's tokens: %t %p %o %T %k %K %s %S %h, escapes \n \t \r \\.
+    #[arg(short = 'f', long = "format", default_value = "%s\\n")]
+    pub format: String,
+    /// Print the key and DELIM before each value (kcat's -K; ignored with -f).
+    #[arg(short = 'K', value_name = "DELIM")]
+    pub key_delimiter: Option<String>,
+    /// Consumer group (consumer groups come in a later version of spate).
+    #[arg(short = 'G', value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+fn parse_offset(s: &str) -> Result<Offset, String> {
+    match s {
+        "beginning" | "earliest" => Ok(Offset::Beginning),
+        "end" | "latest" => Ok(Offset::End),
+        _ => {
+            if let Some(ts) = s.strip_prefix("s@") {
+                return ts
+                    .parse()
+                    .map(Offset::Timestamp)
+                    .map_err(|_| format!("-o {s}: expected s@MILLISECONDS"));
+            }
+            match s.parse::<i64>() {
+                Ok(n) if n < 0 => Ok(Offset::FromEnd(-n)),
+                Ok(n) => Ok(Offset::At(n)),
+                Err(_) => Err(format!(
+                    "-o {s}: expected beginning, end, an offset, -N or s@TIMESTAMP"
+                )),
+            }
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<ExitCode, String> {
+    if args.group.is_some() {
+        return Err("-G: consumer groups are not supported yet; use -p to pick partitions".into());
+    }
+    let start = parse_offset(&args.offset)?;
+    let format = if args.format == "%s\\n" {
+        match &args.key_delimiter {
+            Some(d) => Format::parse(&format!("%k{d}%s\\n")),
+            None => Format::parse(&args.format),
+        }
+    } else {
+        Format::parse(&args.format)
+    }
+    .map_err(|e| format!("-f: {e}"))?;
+    let mut config = ConsumerConfig::from_pairs(args.conn.pairs()?)
+        .map_err(|e| format!("configuration: {e}"))?;
+    config.client.client_id = "spate-consume".into();
+    args.conn.block_on(async {
+        let mut consumer = Consumer::new(config).await.map_err(|e| e.to_string())?;
+        let topic = args.topic.as_str();
+        let partitions: Vec<i32> = if args.partitions.is_empty() {
+            let meta = consumer
+                .client()
+                .topic_metadata(topic)
+                .await
+                .map_err(|e| e.to_string())?;
+            meta.partitions.iter().map(|p| p.partition).collect()
+        } else {
+            args.partitions.clone()
+        };
+        let assignment: Vec<(&str, i32, Offset)> =
+            partitions.iter().map(|p| (topic, *p, start)).collect();
+        consumer.assign(&assignment).map_err(|e| e.to_string())?;
+        let stdout = io::stdout();
+        let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+        let mut printed = 0u64;
+        let mut at_end = HashSet::new();
+        let limit = args.count.unwrap_or(u64::MAX);
+        while printed < limit && !(args.exit_at_end && at_end.len() == partitions.len()) {
+            match consumer.next().await.map_err(|e| e.to_string())? {
+                Event::Batch(b) => {
+                    at_end.remove(&b.partition());
+                    let batch = b.batch();
+                    for i in 0..batch.len() {
+                        if printed == limit {
+                            break;
+                        }
+                        format
+                            .write(
+                                &mut out,
+                                &Fields {
+                                    topic: Some(topic),
+                                    partition: Some(b.partition()),
+                                    offset: batch.offset(i),
+                                    timestamp: batch.timestamp(i),
+                                    key: batch.key(i),
+                                    value: batch.value(i),
+                                    headers: batch.headers(i),
+                                },
+                            )
+                            .map_err(|e| format!("writing output: {e}"))?;
+                        printed += 1;
+                    }
+                }
+                Event::EndOfPartition { partition, .. } => {
+                    at_end.insert(partition);
+                    // Let a pipe reader see everything up to here.
+                    out.flush().map_err(|e| format!("writing output: {e}"))?;
+                }
+            }
+        }
+        out.flush().map_err(|e| format!("writing output: {e}"))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_parse_like_kcat() {
+        assert_eq!(parse_offset("beginning"), Ok(Offset::Beginning));
+        assert_eq!(parse_offset("end"), Ok(Offset::End));
+        assert_eq!(parse_offset("42"), Ok(Offset::At(42)));
+        assert_eq!(parse_offset("-10"), Ok(Offset::FromEnd(10)));
+        assert_eq!(
+            parse_offset("s@1700000000000"),
+            Ok(Offset::Timestamp(1_700_000_000_000))
+        );
+        assert!(parse_offset("stored").unwrap_err().contains("-o stored"));
+    }
+}
