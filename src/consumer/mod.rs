@@ -22,6 +22,7 @@ mod aborted;
 mod config;
 mod decode;
 mod fetcher;
+pub mod group;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
