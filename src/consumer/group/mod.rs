@@ -2,3 +2,4 @@
 //! membership state machine (sans-IO).
 
 pub mod assignor;
+pub mod membership;
