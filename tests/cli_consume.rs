@@ -93,7 +93,7 @@ fn bad_options_are_clear_errors() {
     for (args, needle) in [
         (vec!["-t", "x", "-o", "stored"], "-o stored"),
         (vec!["-t", "x", "-f", "%z"], "-f"),
-        (vec!["-t", "x", "-G", "g"], "consumer groups"),
+        (vec!["-t", "x", "-G", "g", "-p", "0"], "-G and -p"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(["consume", "-b", &broker.bootstrap])

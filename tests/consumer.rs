@@ -58,6 +58,7 @@ async fn read_all(client: &Client, topic: &str, partitions: i32) -> Vec<Digest> 
                 assert_eq!(offset, next[partition as usize]);
                 ended.insert(partition as usize);
             }
+            other => panic!("assignment mode has no group events: {other:?}"),
         }
     }
     digests

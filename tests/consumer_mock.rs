@@ -266,6 +266,7 @@ async fn the_buffer_bound_holds_for_highly_compressed_batches() {
                 assert_eq!(offset, 400);
                 break;
             }
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(records, 400);

@@ -86,6 +86,21 @@ pub struct ConsumerConfig {
     pub buffer_bytes: usize,
     /// The largest size a compressed batch may decompress to (a bigger one is an error).
     pub max_decompressed: usize,
+    /// `group.instance.id`: static membership (KIP-345).
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms`: the rebalance timeout.
+    pub rebalance_timeout: Duration,
+    /// `partition.assignment.strategy`: assignor names in order of preference.
+    pub assignors: Vec<String>,
+    /// `enable.auto.commit`: commit positions every `auto.commit.interval.ms` and before a
+    /// revocation.
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms`.
+    pub auto_commit_interval: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -101,6 +116,13 @@ impl Default for ConsumerConfig {
             fetch_max_wait: Duration::from_millis(500),
             buffer_bytes: 64 << 20,
             max_decompressed: crate::record::DEFAULT_MAX_DECOMPRESSED,
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            rebalance_timeout: Duration::from_secs(300),
+            assignors: vec!["range".into(), "cooperative-sticky".into()],
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
         }
     }
 }
@@ -146,6 +168,40 @@ impl ConsumerConfig {
             "queued.max.messages.kbytes" => {
                 self.buffer_bytes = parse::<usize>(key, v)?.saturating_mul(1024)
             }
+            "group.instance.id" => self.group_instance_id = (!v.is_empty()).then(|| v.to_owned()),
+            "session.timeout.ms" => self.session_timeout = ms(key, v)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = ms(key, v)?,
+            "max.poll.interval.ms" => self.rebalance_timeout = ms(key, v)?,
+            "partition.assignment.strategy" => {
+                let names: Vec<String> = v
+                    .split(',')
+                    .map(|n| {
+                        let n = n.trim();
+                        // Java's class names name the same assignors.
+                        match n.rsplit('.').next().unwrap_or(n) {
+                            "RangeAssignor" => "range",
+                            "RoundRobinAssignor" => "roundrobin",
+                            "CooperativeStickyAssignor" => "cooperative-sticky",
+                            other => other,
+                        }
+                        .to_owned()
+                    })
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| crate::consumer::group::assignor::by_name(n).is_none())
+                {
+                    return Err(invalid(
+                        key,
+                        v,
+                        format!("unknown assignor `{bad}` (range, roundrobin, cooperative-sticky)"),
+                    ));
+                }
+                self.assignors = names;
+            }
+            "enable.auto.commit" => self.enable_auto_commit = parse(key, v)?,
+            "auto.commit.interval.ms" => self.auto_commit_interval = ms(key, v)?,
             // spate always checks CRCs; librdkafka's switch is accepted for compatibility.
             "check.crcs" => {
                 if !parse::<bool>(key, v)? {
@@ -181,6 +237,31 @@ impl ConsumerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Sets `session.timeout.ms` and `heartbeat.interval.ms`.
+    pub fn session_timeout(mut self, session: Duration, heartbeat: Duration) -> Self {
+        self.session_timeout = session;
+        self.heartbeat_interval = heartbeat;
+        self
+    }
+
+    /// Sets `partition.assignment.strategy` (assignor names).
+    pub fn assignors(mut self, names: &[&str]) -> Self {
+        self.assignors = names.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    /// Sets `group.instance.id` (static membership).
+    pub fn group_instance_id(mut self, id: &str) -> Self {
+        self.group_instance_id = Some(id.to_owned());
+        self
+    }
+
+    /// Sets `enable.auto.commit`.
+    pub fn auto_commit(mut self, on: bool) -> Self {
+        self.enable_auto_commit = on;
+        self
     }
 
     /// Sets `group.id`.

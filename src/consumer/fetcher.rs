@@ -44,6 +44,8 @@ pub(crate) type Tp = (Arc<str>, i32);
 pub(crate) enum Command {
     /// Fetch these partitions from these starting points (replacing any earlier assignment).
     Assign(Vec<(Tp, Offset, u64)>),
+    /// Also fetch these partitions (a group assigned them).
+    Add(Vec<(Tp, Offset, u64)>),
     /// Stop fetching these partitions.
     Unassign(Vec<Tp>),
     /// Start again from `Offset`, under epoch `u64`.
@@ -215,6 +217,11 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
     match command {
         Command::Assign(list) => {
             parts.clear();
+            for (tp, start, epoch) in list {
+                parts.insert(tp, new(start, epoch));
+            }
+        }
+        Command::Add(list) => {
             for (tp, start, epoch) in list {
                 parts.insert(tp, new(start, epoch));
             }

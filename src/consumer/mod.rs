@@ -15,8 +15,13 @@
 //! is; fetching pauses while the buffer is full. [`PartitionBatch::records`] iterates records
 //! on top of the columns for code that wants one at a time.
 //!
-//! This is assignment mode (you pick the partitions, and where to start). Consumer groups
-//! build on it.
+//! Two modes: [`Consumer::assign`] (you pick the partitions and where to start), and
+//! [`Consumer::subscribe`] (a member of `group.id`, classic protocol type "consumer", so it can
+//! share a group with Java or librdkafka members). In a group, [`Consumer::next`] also yields
+//! the rebalance listener's news as typed events ([`Event::Assigned`], [`Event::Revoked`],
+//! [`Event::Lost`]); positions are committed before a revocation and every
+//! `auto.commit.interval.ms` when `enable.auto.commit` is on, and [`Consumer::commit`] commits
+//! on demand.
 
 mod aborted;
 mod config;
@@ -26,14 +31,18 @@ pub mod group;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use self::decode::{Buffer, Pending, Room};
 use self::fetcher::{Chunk, Command, Tp};
+use self::group::assignor::TopicPartition;
+use self::group::driver::{GroupEvent, GroupSettings, Identity};
+use self::group::membership::Change;
 use crate::cluster::Client;
 use crate::error::Error;
 use crate::record::{ColumnarBatch, DecodeOptions, RecordRef};
@@ -125,9 +134,19 @@ impl PartitionBatch {
 // A batch is returned by value: boxing it would allocate once per batch.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// Records.
     Batch(PartitionBatch),
+    /// The group assigned these partitions (they start at their committed offsets, or per
+    /// `auto.offset.reset`).
+    Assigned(Vec<TopicPartition>),
+    /// These partitions were taken away in a rebalance; their positions were committed first
+    /// if `enable.auto.commit` is on.
+    Revoked(Vec<TopicPartition>),
+    /// These partitions were lost: the member was fenced (a missed session, a newer
+    /// generation), and their positions could not be committed.
+    Lost(Vec<TopicPartition>),
     /// The partition has no more records for now: the position reached the high watermark
     /// (the last stable offset under read_committed). Reported once each time it gets there.
     EndOfPartition {
@@ -159,11 +178,31 @@ pub struct Consumer {
     buffer: Arc<Buffer>,
     options: DecodeOptions,
     task: JoinHandle<()>,
+    group: Option<Group>,
+    /// Group news already turned into events, waiting to be returned.
+    events: VecDeque<Event>,
+    /// Group changes not yet acted on (kept here so a cancelled `next` loses none), and the
+    /// group task's acknowledgement to send once they are done.
+    changes: VecDeque<Change>,
+    changes_ack: Option<oneshot::Sender<()>>,
+}
+
+/// A subscribed consumer's group membership.
+struct Group {
+    events: mpsc::Receiver<GroupEvent>,
+    identity: Arc<Mutex<Identity>>,
+    leave: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    task: JoinHandle<()>,
+    last_commit: Instant,
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(group) = &self.group {
+            // Dropped without close: no LeaveGroup; the group notices at the session timeout.
+            group.task.abort();
+        }
     }
 }
 
@@ -209,6 +248,10 @@ impl Consumer {
             next_epoch: 1,
             buffer,
             task,
+            group: None,
+            events: VecDeque::new(),
+            changes: VecDeque::new(),
+            changes_ack: None,
         }
     }
 
@@ -353,11 +396,241 @@ impl Consumer {
             .and_then(|v| v.position)
     }
 
+    /// Joins `group.id` with this subscription; partitions come and go by rebalances, reported
+    /// through [`next`](Consumer::next).
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<(), Error> {
+        let group_id = self.config.group_id.clone().ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::Missing {
+                key: "group.id".into(),
+                context: "to subscribe".into(),
+            })
+        })?;
+        if self.group.is_some() {
+            return Err(Error::Transaction(
+                "already subscribed (one subscription per consumer)".into(),
+            ));
+        }
+        self.assign(&[])?;
+        let settings = GroupSettings {
+            group_id,
+            group_instance_id: self.config.group_instance_id.clone(),
+            session_timeout: self.config.session_timeout,
+            rebalance_timeout: self.config.rebalance_timeout,
+            heartbeat_interval: self.config.heartbeat_interval,
+            assignors: self.config.assignors.clone(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        let identity = Arc::new(Mutex::new(Identity {
+            member_id: String::new(),
+            generation: -1,
+        }));
+        let (events_tx, events) = mpsc::channel(16);
+        let (leave_tx, leave_rx) = oneshot::channel();
+        let task = tokio::spawn(group::driver::run(
+            self.client.clone(),
+            settings,
+            identity.clone(),
+            events_tx,
+            leave_rx,
+        ));
+        self.group = Some(Group {
+            events,
+            identity,
+            leave: Some(leave_tx),
+            task,
+            last_commit: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// The positions to commit: every partition with a known position.
+    fn positions(&self, only: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64)> {
+        let mut out: Vec<(TopicPartition, i64)> = self
+            .views
+            .iter()
+            .filter_map(|((t, p), v)| Some(((t.to_string(), *p), v.position?)))
+            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Commits the positions of the partitions this consumer reads (needs `group.id`).
+    pub async fn commit(&self) -> Result<(), Error> {
+        self.commit_positions(self.positions(None)).await
+    }
+
+    async fn commit_positions(&self, offsets: Vec<(TopicPartition, i64)>) -> Result<(), Error> {
+        let group_id = self.config.group_id.as_deref().ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::Missing {
+                key: "group.id".into(),
+                context: "to commit offsets".into(),
+            })
+        })?;
+        let identity = match &self.group {
+            Some(g) => g.identity.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => Identity {
+                member_id: String::new(),
+                generation: -1,
+            },
+        };
+        group::offsets::commit(
+            &self.client,
+            group_id,
+            self.config.group_instance_id.as_deref(),
+            &identity,
+            &offsets,
+        )
+        .await
+    }
+
+    /// The group's committed offsets for these partitions (`None`: nothing committed).
+    pub async fn committed(
+        &self,
+        partitions: &[(&str, i32)],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, Error> {
+        let group_id = self.config.group_id.as_deref().ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::Missing {
+                key: "group.id".into(),
+                context: "to read committed offsets".into(),
+            })
+        })?;
+        let tps: Vec<TopicPartition> = partitions
+            .iter()
+            .map(|(t, p)| ((*t).to_owned(), *p))
+            .collect();
+        let stable = self.config.isolation_level == IsolationLevel::ReadCommitted;
+        group::offsets::fetch(&self.client, group_id, &tps, stable).await
+    }
+
+    /// Leaves the group cleanly: commits (with `enable.auto.commit`), revokes, sends
+    /// LeaveGroup (not for a static member), and stops.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        if self.group.is_some() && self.config.enable_auto_commit {
+            result = self.commit().await;
+        }
+        if let Some(group) = &mut self.group {
+            if let Some(leave) = group.leave.take() {
+                let (done_tx, mut done) = oneshot::channel();
+                if leave.send(done_tx).is_ok() {
+                    // The group task hands over the revocation, then leaves.
+                    loop {
+                        tokio::select! {
+                            _ = &mut done => break,
+                            event = group.events.recv() => match event {
+                                Some(GroupEvent::Changes(_, ack)) => { let _ = ack.send(()); }
+                                _ => break,
+                            },
+                        }
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Takes group news in; [`act_on_changes`](Self::act_on_changes) does the work.
+    fn on_group_event(&mut self, event: GroupEvent) -> Result<(), Error> {
+        match event {
+            GroupEvent::Failed(e) => Err(e),
+            GroupEvent::Changes(changes, ack) => {
+                self.changes.extend(changes);
+                self.changes_ack = Some(ack);
+                Ok(())
+            }
+        }
+    }
+
+    /// Acts on group changes: commit before revoking, let go, look up the committed offsets of
+    /// new partitions, and queue the events for the application. A change is removed only once
+    /// done, so a cancelled call picks up where it stopped.
+    async fn act_on_changes(&mut self) -> Result<(), Error> {
+        while let Some(change) = self.changes.front().cloned() {
+            match change {
+                Change::Revoked(tps) => {
+                    if self.config.enable_auto_commit {
+                        let offsets = self.positions(Some(&tps));
+                        if let Err(e) = self.commit_positions(offsets).await {
+                            tracing::warn!(error = %e, "commit before revocation failed");
+                        }
+                    }
+                    let list: Vec<(&str, i32)> =
+                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                    self.unassign(&list)?;
+                    self.events.push_back(Event::Revoked(tps));
+                }
+                Change::Lost(tps) => {
+                    let list: Vec<(&str, i32)> =
+                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                    self.unassign(&list)?;
+                    self.events.push_back(Event::Lost(tps));
+                }
+                Change::Assigned(tps) => {
+                    let list: Vec<(&str, i32)> =
+                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                    let committed = self.committed(&list).await?;
+                    let mut add = Vec::with_capacity(committed.len());
+                    for ((topic, partition), offset) in committed {
+                        let start = offset.map_or(Offset::Reset, Offset::At);
+                        let epoch = self.bump();
+                        let tp: Tp = (Arc::from(topic.as_str()), partition);
+                        self.views.insert(
+                            tp.clone(),
+                            View {
+                                epoch,
+                                position: offset,
+                                paused: false,
+                            },
+                        );
+                        add.push((tp, start, epoch));
+                    }
+                    self.send(Command::Add(add))?;
+                    self.events.push_back(Event::Assigned(tps));
+                }
+            }
+            self.changes.pop_front();
+        }
+        if let Some(ack) = self.changes_ack.take() {
+            let _ = ack.send(());
+        }
+        Ok(())
+    }
+
+    /// Commits positions if `auto.commit.interval.ms` has passed.
+    async fn auto_commit(&mut self) {
+        let due = self.group.as_ref().is_some_and(|g| {
+            self.config.enable_auto_commit
+                && g.last_commit.elapsed() >= self.config.auto_commit_interval
+        });
+        if due {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(error = %e, "auto-commit failed");
+            }
+            if let Some(g) = &mut self.group {
+                g.last_commit = Instant::now();
+            }
+        }
+    }
+
     /// The next batch of any assigned partition, or the news that one reached its end. Waits
     /// for records; fails on a corrupt batch or a partition that cannot start
     /// (`auto.offset.reset=error`).
     pub async fn next(&mut self) -> Result<Event, Error> {
+        self.auto_commit().await;
         loop {
+            if !self.changes.is_empty() || self.changes_ack.is_some() {
+                self.act_on_changes().await?;
+            }
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            if let Some(group) = &mut self.group {
+                if let Ok(event) = group.events.try_recv() {
+                    self.on_group_event(event)?;
+                    continue;
+                }
+            }
             while let Some(pending) = self.current.front_mut() {
                 let current = self
                     .views
@@ -403,7 +676,30 @@ impl Consumer {
                     }
                 }
             }
-            let chunk = self.chunks.recv().await.ok_or(Error::ConsumerClosed)?;
+            let commit_due = self
+                .group
+                .as_ref()
+                .filter(|_| self.config.enable_auto_commit)
+                .map(|g| {
+                    tokio::time::Instant::from_std(g.last_commit + self.config.auto_commit_interval)
+                });
+            let chunk = match &mut self.group {
+                Some(group) => tokio::select! {
+                    () = tokio::time::sleep_until(commit_due.unwrap_or_else(tokio::time::Instant::now)), if commit_due.is_some() => {
+                        self.auto_commit().await;
+                        continue;
+                    }
+                    event = group.events.recv() => {
+                        match event {
+                            Some(event) => self.on_group_event(event)?,
+                            None => return Err(Error::ConsumerClosed),
+                        }
+                        continue;
+                    }
+                    chunk = self.chunks.recv() => chunk.ok_or(Error::ConsumerClosed)?,
+                },
+                None => self.chunks.recv().await.ok_or(Error::ConsumerClosed)?,
+            };
             match chunk {
                 Chunk::Failed(e) => return Err(e),
                 Chunk::End(tp, epoch, offset) => {

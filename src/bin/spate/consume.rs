@@ -39,7 +39,8 @@ pub struct Args {
     /// Print the key and DELIM before each value (kcat's -K; ignored with -f).
     #[arg(short = 'K', value_name = "DELIM")]
     pub key_delimiter: Option<String>,
-    /// Consumer group (consumer groups come in a later version of spate).
+    /// Join this consumer group and read the partitions it assigns (committing positions as
+    /// it goes) instead of every partition.
     #[arg(short = 'G', value_name = "GROUP")]
     pub group: Option<String>,
 }
@@ -67,8 +68,8 @@ fn parse_offset(s: &str) -> Result<Offset, String> {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, String> {
-    if args.group.is_some() {
-        return Err("-G: consumer groups are not supported yet; use -p to pick partitions".into());
+    if args.group.is_some() && !args.partitions.is_empty() {
+        return Err("-G and -p: a group assigns the partitions; give one or the other".into());
     }
     let start = parse_offset(&args.offset)?;
     let format = if args.format == "%s\\n" {
@@ -80,31 +81,51 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         Format::parse(&args.format)
     }
     .map_err(|e| format!("-f: {e}"))?;
-    let mut config = ConsumerConfig::from_pairs(args.conn.pairs()?)
-        .map_err(|e| format!("configuration: {e}"))?;
+    let mut pairs = args.conn.pairs()?;
+    if let Some(group) = &args.group {
+        pairs.push(("group.id".into(), group.clone()));
+        // Where to start when the group has no committed offset: -o.
+        let reset = match start {
+            Offset::End => "latest",
+            _ => "earliest",
+        };
+        pairs.push(("auto.offset.reset".into(), reset.into()));
+    }
+    let mut config =
+        ConsumerConfig::from_pairs(pairs).map_err(|e| format!("configuration: {e}"))?;
     config.client.client_id = "spate-consume".into();
     args.conn.block_on(async {
         let mut consumer = Consumer::new(config).await.map_err(|e| e.to_string())?;
         let topic = args.topic.as_str();
-        let partitions: Vec<i32> = if args.partitions.is_empty() {
-            let meta = consumer
-                .client()
-                .topic_metadata(topic)
-                .await
-                .map_err(|e| e.to_string())?;
-            meta.partitions.iter().map(|p| p.partition).collect()
+        // Partitions being read; with -G, whatever the group assigns.
+        let mut reading: HashSet<i32> = HashSet::new();
+        if args.group.is_some() {
+            consumer.subscribe(&[topic]).map_err(|e| e.to_string())?;
         } else {
-            args.partitions.clone()
-        };
-        let assignment: Vec<(&str, i32, Offset)> =
-            partitions.iter().map(|p| (topic, *p, start)).collect();
-        consumer.assign(&assignment).map_err(|e| e.to_string())?;
+            let partitions: Vec<i32> = if args.partitions.is_empty() {
+                let meta = consumer
+                    .client()
+                    .topic_metadata(topic)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                meta.partitions.iter().map(|p| p.partition).collect()
+            } else {
+                args.partitions.clone()
+            };
+            let assignment: Vec<(&str, i32, Offset)> =
+                partitions.iter().map(|p| (topic, *p, start)).collect();
+            consumer.assign(&assignment).map_err(|e| e.to_string())?;
+            reading.extend(partitions);
+        }
         let stdout = io::stdout();
         let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
         let mut printed = 0u64;
         let mut at_end = HashSet::new();
         let limit = args.count.unwrap_or(u64::MAX);
-        while printed < limit && !(args.exit_at_end && at_end.len() == partitions.len()) {
+        let done = |reading: &HashSet<i32>, at_end: &HashSet<i32>| {
+            !reading.is_empty() && reading.iter().all(|p| at_end.contains(p))
+        };
+        while printed < limit && !(args.exit_at_end && done(&reading, &at_end)) {
             match consumer.next().await.map_err(|e| e.to_string())? {
                 Event::Batch(b) => {
                     at_end.remove(&b.partition());
@@ -135,9 +156,18 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                     // Let a pipe reader see everything up to here.
                     out.flush().map_err(|e| format!("writing output: {e}"))?;
                 }
+                Event::Assigned(tps) => reading.extend(tps.iter().map(|(_, p)| *p)),
+                Event::Revoked(tps) | Event::Lost(tps) => {
+                    for (_, p) in tps {
+                        reading.remove(&p);
+                        at_end.remove(&p);
+                    }
+                }
+                _ => {}
             }
         }
         out.flush().map_err(|e| format!("writing output: {e}"))?;
+        consumer.close().await.map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
 }

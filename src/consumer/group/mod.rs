@@ -2,4 +2,7 @@
 //! membership state machine (sans-IO).
 
 pub mod assignor;
+pub(crate) mod driver;
 pub mod membership;
+pub(crate) mod offsets;
+pub mod protocol;

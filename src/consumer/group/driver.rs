@@ -1,0 +1,467 @@
+//! The group task: sends what the membership state machine asks for (FindCoordinator,
+//! JoinGroup, SyncGroup with the leader's assignment, Heartbeat, LeaveGroup), feeds the answers
+//! back, and hands partition changes to the consumer. Heartbeats go on here whatever the
+//! application is doing; a revocation waits until the consumer has committed and let go.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::assignor::{by_name, Assignor, RebalanceProtocol, TopicPartition};
+use super::membership::{Change, JoinResult, MemberConfig, Membership, Request, State};
+use super::protocol;
+use crate::cluster::{millis_i32, Client, CoordinatorType, Topics};
+use crate::error::{Error, KafkaCode};
+use crate::net::Connection;
+
+/// What the group task tells the consumer.
+#[derive(Debug)]
+pub(crate) enum GroupEvent {
+    /// Partition changes; the sender is answered once the consumer has acted on them.
+    Changes(Vec<Change>, oneshot::Sender<()>),
+    /// The member cannot go on.
+    Failed(Error),
+}
+
+/// Who this member is now, for offset commits.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Identity {
+    pub member_id: String,
+    pub generation: i32,
+}
+
+/// The group settings the task needs.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupSettings {
+    pub group_id: String,
+    pub group_instance_id: Option<String>,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub assignors: Vec<String>,
+    pub topics: Vec<String>,
+}
+
+/// Runs the member until it leaves (the `leave` channel) or fails.
+pub(crate) async fn run(
+    client: Client,
+    settings: GroupSettings,
+    identity: Arc<Mutex<Identity>>,
+    events: mpsc::Sender<GroupEvent>,
+    mut leave: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    let assignors: Vec<Box<dyn Assignor>> = settings
+        .assignors
+        .iter()
+        .filter_map(|n| by_name(n))
+        .collect();
+    // All cooperative, or eager (a group mixing them rebalances eagerly).
+    let protocol = if assignors
+        .iter()
+        .all(|a| a.protocol() == RebalanceProtocol::Cooperative)
+    {
+        RebalanceProtocol::Cooperative
+    } else {
+        RebalanceProtocol::Eager
+    };
+    let mut member = Membership::new(
+        MemberConfig {
+            group_instance_id: settings.group_instance_id.clone(),
+            session_timeout: settings.session_timeout,
+            heartbeat_interval: settings.heartbeat_interval,
+            retry_backoff: client.config().retry_backoff,
+            protocol,
+        },
+        Instant::now(),
+    );
+    let mut coordinator: Option<Connection> = None;
+    let mut chosen = String::new();
+    loop {
+        let now = Instant::now();
+        let changes = member.tick(now);
+        if !deliver(&events, changes).await {
+            return;
+        }
+        if let State::Failed(code) = member.state() {
+            let _ = events
+                .send(GroupEvent::Failed(Error::kafka(
+                    *code,
+                    format!("member of group {}", settings.group_id),
+                    None,
+                )))
+                .await;
+            return;
+        }
+        let Some(request) = member.poll(now) else {
+            let wake = member
+                .next_deadline()
+                .unwrap_or(now + Duration::from_millis(100))
+                .min(now + Duration::from_millis(500));
+            tokio::select! {
+                () = tokio::time::sleep_until(wake.into()) => {}
+                reply = &mut leave => {
+                    let (changes, request) = member.leave();
+                    let _ = deliver(&events, changes).await;
+                    if let (Some(Request::Leave { member_id }), Some(conn)) = (request, &coordinator) {
+                        let _ = send_leave(conn, &settings, &member_id).await;
+                    }
+                    if let Ok(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
+            }
+            continue;
+        };
+        match request {
+            Request::FindCoordinator => {
+                match client
+                    .coordinator(CoordinatorType::Group, &settings.group_id)
+                    .await
+                {
+                    Ok(conn) => {
+                        coordinator = Some(conn);
+                        member.coordinator_found(true, Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::debug!(group = %settings.group_id, error = %e, "no coordinator yet");
+                        member.coordinator_found(false, Instant::now());
+                    }
+                }
+            }
+            Request::Join {
+                member_id,
+                owned,
+                generation: _,
+            } => {
+                let Some(conn) = coordinator.clone() else {
+                    member.request_failed(Instant::now());
+                    continue;
+                };
+                match join(&conn, &settings, &assignors, &member_id, &owned).await {
+                    Ok((result, protocol_name)) => {
+                        chosen = protocol_name;
+                        let changes = member.joined(result, Instant::now());
+                        if !deliver(&events, changes).await {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "JoinGroup failed");
+                        member.request_failed(Instant::now());
+                    }
+                }
+            }
+            Request::Sync {
+                member_id,
+                generation,
+                members,
+            } => {
+                let Some(conn) = coordinator.clone() else {
+                    member.request_failed(Instant::now());
+                    continue;
+                };
+                let assignments = match members {
+                    Some(members) => match assign(&client, &chosen, &members).await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the leader could not assign");
+                            member.request_failed(Instant::now());
+                            continue;
+                        }
+                    },
+                    None => BTreeMap::new(),
+                };
+                match sync(
+                    &conn,
+                    &settings,
+                    &chosen,
+                    &member_id,
+                    generation,
+                    assignments,
+                )
+                .await
+                {
+                    Ok((code, assignment)) => {
+                        let changes = member.synced(code, assignment, Instant::now());
+                        *identity.lock().unwrap_or_else(|p| p.into_inner()) = Identity {
+                            member_id: member.member_id().to_owned(),
+                            generation: member.generation(),
+                        };
+                        if !deliver(&events, changes).await {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "SyncGroup failed");
+                        member.request_failed(Instant::now());
+                    }
+                }
+            }
+            Request::Heartbeat {
+                member_id,
+                generation,
+            } => {
+                let Some(conn) = coordinator.clone() else {
+                    member.request_failed(Instant::now());
+                    continue;
+                };
+                let request = HeartbeatRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
+                    .with_generation_id(generation)
+                    .with_member_id(StrBytes::from_string(member_id))
+                    .with_group_instance_id(
+                        settings
+                            .group_instance_id
+                            .clone()
+                            .map(StrBytes::from_string),
+                    );
+                match conn.request(&request).await {
+                    Ok(response) => {
+                        let changes =
+                            member.heartbeat_answered(response.error_code, Instant::now());
+                        if !deliver(&events, changes).await {
+                            return;
+                        }
+                    }
+                    Err(_) => member.request_failed(Instant::now()),
+                }
+            }
+            Request::Leave { .. } => {}
+        }
+    }
+}
+
+/// Hands changes to the consumer. A revocation is waited for (the consumer commits before it
+/// lets go, and the member must not rejoin before); an assignment or a loss is not, so
+/// heartbeats go on however slowly the application gets to it. False if the consumer is gone.
+async fn deliver(events: &mpsc::Sender<GroupEvent>, changes: Vec<Change>) -> bool {
+    if changes.is_empty() {
+        return true;
+    }
+    let wait = changes.iter().any(|c| matches!(c, Change::Revoked(_)));
+    let (ack, acked) = oneshot::channel();
+    if events
+        .send(GroupEvent::Changes(changes, ack))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    !wait || acked.await.is_ok()
+}
+
+async fn join(
+    conn: &Connection,
+    settings: &GroupSettings,
+    assignors: &[Box<dyn Assignor>],
+    member_id: &str,
+    owned: &[TopicPartition],
+) -> Result<(JoinResult, String), Error> {
+    let metadata = protocol::encode_subscription(&settings.topics, owned);
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
+        .with_session_timeout_ms(millis_i32(settings.session_timeout))
+        .with_rebalance_timeout_ms(millis_i32(settings.rebalance_timeout))
+        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+        .with_group_instance_id(
+            settings
+                .group_instance_id
+                .clone()
+                .map(StrBytes::from_string),
+        )
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(
+            assignors
+                .iter()
+                .map(|a| {
+                    JoinGroupRequestProtocol::default()
+                        .with_name(StrBytes::from_static_str(a.name()))
+                        .with_metadata(metadata.clone())
+                })
+                .collect(),
+        );
+    // The coordinator holds JoinGroup until every member has rejoined (up to the rebalance
+    // timeout).
+    let version = conn.version(crate::wire::ApiKey::JoinGroup)?;
+    let timeout = settings.rebalance_timeout + Duration::from_secs(5);
+    let frame = conn
+        .roundtrip(
+            crate::wire::ApiKey::JoinGroup,
+            version,
+            timeout,
+            |h, dst| {
+                crate::wire::encode_request(
+                    &crate::wire::FrameCodec::new(i32::MAX as usize),
+                    h,
+                    &request,
+                    dst,
+                )
+            },
+        )
+        .await?;
+    let (_, response) = crate::wire::decode_response::<kafka_protocol::messages::JoinGroupResponse>(
+        crate::wire::ApiKey::JoinGroup,
+        version,
+        frame,
+    )?;
+    let mut members = Vec::with_capacity(response.members.len());
+    if response.error_code == 0 {
+        for m in &response.members {
+            members.push(
+                protocol::decode_subscription(
+                    &m.member_id,
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                    m.metadata.clone(),
+                )
+                .map_err(|reason| {
+                    Error::Protocol(crate::wire::ProtocolError::Decode {
+                        api: crate::wire::ApiKey::JoinGroup,
+                        version,
+                        reason,
+                    })
+                })?,
+            );
+        }
+    }
+    Ok((
+        JoinResult {
+            error: response.error_code,
+            member_id: response.member_id.to_string(),
+            generation: response.generation_id,
+            leader: response.leader.to_string(),
+            members,
+        },
+        response
+            .protocol_name
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+/// The leader's job: every member's partitions, by the chosen assignor.
+async fn assign(
+    client: &Client,
+    chosen: &str,
+    members: &[super::assignor::Subscription],
+) -> Result<BTreeMap<String, Vec<TopicPartition>>, Error> {
+    let assignor = by_name(chosen).ok_or_else(|| {
+        Error::kafka(
+            KafkaCode(-1),
+            format!("the group chose assignor `{chosen}`, which spate does not have"),
+            None,
+        )
+    })?;
+    let mut topics: Vec<String> = members.iter().flat_map(|m| m.topics.clone()).collect();
+    topics.sort();
+    topics.dedup();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let metadata = client.refresh_metadata(Topics::Only(&names)).await?;
+    let partitions: BTreeMap<String, i32> = topics
+        .iter()
+        .filter_map(|t| {
+            let meta = metadata.topics.get(t)?;
+            (meta.error.is_none()).then(|| (t.clone(), meta.partitions.len() as i32))
+        })
+        .collect();
+    Ok(assignor.assign(&partitions, members))
+}
+
+async fn sync(
+    conn: &Connection,
+    settings: &GroupSettings,
+    chosen: &str,
+    member_id: &str,
+    generation: i32,
+    assignments: BTreeMap<String, Vec<TopicPartition>>,
+) -> Result<(i16, Vec<TopicPartition>), Error> {
+    let request = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_owned()))
+        .with_group_instance_id(
+            settings
+                .group_instance_id
+                .clone()
+                .map(StrBytes::from_string),
+        )
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_string(chosen.to_owned())))
+        .with_assignments(
+            assignments
+                .into_iter()
+                .map(|(member, tps)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(StrBytes::from_string(member))
+                        .with_assignment(protocol::encode_assignment(&tps))
+                })
+                .collect(),
+        );
+    let version = conn.version(crate::wire::ApiKey::SyncGroup)?;
+    let timeout = settings.rebalance_timeout + Duration::from_secs(5);
+    let frame = conn
+        .roundtrip(
+            crate::wire::ApiKey::SyncGroup,
+            version,
+            timeout,
+            |h, dst| {
+                crate::wire::encode_request(
+                    &crate::wire::FrameCodec::new(i32::MAX as usize),
+                    h,
+                    &request,
+                    dst,
+                )
+            },
+        )
+        .await?;
+    let (_, response) = crate::wire::decode_response::<kafka_protocol::messages::SyncGroupResponse>(
+        crate::wire::ApiKey::SyncGroup,
+        version,
+        frame,
+    )?;
+    if response.error_code != 0 {
+        return Ok((response.error_code, Vec::new()));
+    }
+    let assignment = protocol::decode_assignment(response.assignment).map_err(|reason| {
+        Error::Protocol(crate::wire::ProtocolError::Decode {
+            api: crate::wire::ApiKey::SyncGroup,
+            version,
+            reason,
+        })
+    })?;
+    Ok((0, assignment))
+}
+
+async fn send_leave(
+    conn: &Connection,
+    settings: &GroupSettings,
+    member_id: &str,
+) -> Result<(), Error> {
+    let version = conn.version(crate::wire::ApiKey::LeaveGroup)?;
+    let mut request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())));
+    if version >= 3 {
+        request.members = vec![MemberIdentity::default()
+            .with_member_id(StrBytes::from_string(member_id.to_owned()))
+            .with_group_instance_id(
+                settings
+                    .group_instance_id
+                    .clone()
+                    .map(StrBytes::from_string),
+            )];
+    } else {
+        request.member_id = StrBytes::from_string(member_id.to_owned());
+    }
+    let response = conn.request_at(&request, version).await?;
+    KafkaCode::check(response.error_code)
+        .map_err(|code| Error::kafka(code, format!("leave group {}", settings.group_id), None))
+}

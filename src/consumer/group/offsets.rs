@@ -1,0 +1,149 @@
+//! Committed offsets: OffsetCommit and OffsetFetch at the group coordinator.
+
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::assignor::TopicPartition;
+use super::driver::Identity;
+use crate::cluster::{Client, CoordinatorType};
+use crate::error::{Error, KafkaCode};
+use crate::wire::ApiKey;
+
+fn name(t: &str) -> TopicName {
+    TopicName(StrBytes::from_string(t.to_owned()))
+}
+
+/// Commits `offsets` (the next offset to read, per partition) for `group` as `identity`.
+pub(crate) async fn commit(
+    client: &Client,
+    group: &str,
+    instance: Option<&str>,
+    identity: &Identity,
+    offsets: &[(TopicPartition, i64)],
+) -> Result<(), Error> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+    for ((topic, partition), offset) in offsets {
+        let p = OffsetCommitRequestPartition::default()
+            .with_partition_index(*partition)
+            .with_committed_offset(*offset)
+            .with_committed_leader_epoch(-1);
+        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                OffsetCommitRequestTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    client
+        .with_retry(&format!("commit offsets of group {group}"), &[], || async {
+            let conn = client.coordinator(CoordinatorType::Group, group).await?;
+            let version = conn.version(ApiKey::OffsetCommit)?.min(8);
+            let request = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+                .with_generation_id_or_member_epoch(identity.generation)
+                .with_member_id(StrBytes::from_string(identity.member_id.clone()))
+                .with_group_instance_id(if version >= 7 {
+                    instance.map(|i| StrBytes::from_string(i.to_owned()))
+                } else {
+                    None
+                })
+                .with_retention_time_ms(-1)
+                .with_topics(topics.clone());
+            let response = conn.request_at(&request, version).await?;
+            for t in &response.topics {
+                for p in &t.partitions {
+                    KafkaCode::check(p.error_code).map_err(|code| {
+                        Error::kafka(
+                            code,
+                            format!(
+                                "commit the offset of {}-{} for group {group}",
+                                t.name.0.as_str(),
+                                p.partition_index
+                            ),
+                            None,
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// The committed offset of each partition (`None` if the group has none).
+/// `require_stable` (read_committed consumers) makes the coordinator wait for pending
+/// transactional commits.
+pub(crate) async fn fetch(
+    client: &Client,
+    group: &str,
+    partitions: &[TopicPartition],
+    require_stable: bool,
+) -> Result<Vec<(TopicPartition, Option<i64>)>, Error> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut topics: Vec<OffsetFetchRequestTopic> = Vec::new();
+    for (topic, partition) in partitions {
+        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.partition_indexes.push(*partition),
+            None => topics.push(
+                OffsetFetchRequestTopic::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(vec![*partition]),
+            ),
+        }
+    }
+    client
+        .with_retry(
+            &format!("fetch committed offsets of group {group}"),
+            &[],
+            || async {
+                let conn = client.coordinator(CoordinatorType::Group, group).await?;
+                // v8+ batches groups; v7 asks for one group with topic names.
+                let version = conn.version(ApiKey::OffsetFetch)?.min(7);
+                let request = OffsetFetchRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+                    .with_topics(Some(topics.clone()))
+                    .with_require_stable(require_stable && version >= 7);
+                let response = conn.request_at(&request, version).await?;
+                KafkaCode::check(response.error_code).map_err(|code| {
+                    Error::kafka(
+                        code,
+                        format!("fetch committed offsets of group {group}"),
+                        None,
+                    )
+                })?;
+                let mut out = Vec::new();
+                for t in &response.topics {
+                    for p in &t.partitions {
+                        KafkaCode::check(p.error_code).map_err(|code| {
+                            Error::kafka(
+                                code,
+                                format!(
+                                    "committed offset of {}-{} for group {group}",
+                                    t.name.0.as_str(),
+                                    p.partition_index
+                                ),
+                                None,
+                            )
+                        })?;
+                        out.push((
+                            (t.name.0.to_string(), p.partition_index),
+                            (p.committed_offset >= 0).then_some(p.committed_offset),
+                        ));
+                    }
+                }
+                Ok(out)
+            },
+        )
+        .await
+}
