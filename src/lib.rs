@@ -23,6 +23,10 @@
 //! - [`producer`]: [`producer::Producer`]: partitioners (Java's murmur2, uniform sticky), the
 //!   accumulator (sans-IO: per-partition batches, linger, exact sizes, retry order), the sender
 //!   task, idempotence and transactions.
+//! - [`consumer`]: [`consumer::Consumer`]: the fetcher task (one fetch in flight per broker,
+//!   incremental fetch sessions, decoding on worker threads within a decoded-bytes budget),
+//!   read_committed, seeks, and consumer groups ([`consumer::group`]: assignors and the
+//!   membership state machine, sans-IO; the group task; committed offsets).
 //! - `mock` (feature `mock`): an embedded cluster on loopback ports, with fault injection, for
 //!   hermetic tests.
 //!
@@ -31,7 +35,8 @@
 //!
 //! `wire` and `record` are synchronous and socket-free, so they are unit-tested, fuzzed
 //! (`fuzz/`) and benchmarked (`benches/`) without a runtime; `net` is tested against scripted
-//! peers, `cluster` and `producer` against a real broker and the embedded cluster (`tests/`).
+//! peers, `cluster`, `producer` and `consumer` against a real broker and the embedded cluster
+//! (`tests/`).
 //!
 //! # Data flow
 //! ```text
