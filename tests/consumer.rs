@@ -147,3 +147,65 @@ async fn reads_what_spate_and_librdkafka_wrote_in_every_codec() {
         client.delete_topics(&[&topic]).await.unwrap();
     }
 }
+
+/// Manual commits, synchronous and asynchronous, in assignment mode with a group id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_positions_sync_and_async() {
+    let broker = TestBroker::start();
+    let client = Client::connect(broker.config()).await.unwrap();
+    let topic = unique_topic("commit");
+    client
+        .create_topics(&[NewTopic::new(&topic, 1, 1)])
+        .await
+        .unwrap();
+    let producer = Producer::with_client(
+        client.clone(),
+        ProducerConfig {
+            client: broker.config(),
+            ..ProducerConfig::default()
+        }
+        .batch_size(200),
+    )
+    .await
+    .unwrap();
+    for i in 0..100 {
+        producer
+            .send(Record::new(&topic).value(format!("{i}").as_bytes()))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let group = unique_topic("commit-group");
+    let config = ConsumerConfig {
+        client: broker.config(),
+        ..ConsumerConfig::default()
+    }
+    .group_id(&group);
+    let mut consumer = Consumer::new(config.clone()).await.unwrap();
+    consumer.assign(&[(&topic, 0, Offset::Beginning)]).unwrap();
+    let first = consumer.next_batch().await.unwrap();
+    let position = first.next_offset();
+    assert!(position < 100, "several batches");
+    consumer.commit_async().await.unwrap().unwrap();
+    let committed = consumer.committed(&[(&topic, 0)]).await.unwrap();
+    assert_eq!(committed[0].1, Some(position));
+    while consumer.position(&topic, 0) != Some(100) {
+        consumer.next_batch().await.unwrap();
+    }
+    consumer.commit().await.unwrap();
+    // A new consumer of the group starts where the last commit left off.
+    let other = Consumer::new(config).await.unwrap();
+    assert_eq!(
+        other.committed(&[(&topic, 0)]).await.unwrap()[0].1,
+        Some(100)
+    );
+    // Without a group id: a typed error naming the key.
+    let lone = Consumer::new(ConsumerConfig {
+        client: broker.config(),
+        ..ConsumerConfig::default()
+    })
+    .await
+    .unwrap();
+    let err = lone.commit().await.unwrap_err();
+    assert!(err.to_string().contains("group.id"), "{err}");
+}

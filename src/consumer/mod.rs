@@ -460,6 +460,35 @@ impl Consumer {
         self.commit_positions(self.positions(None)).await
     }
 
+    /// Commits the positions without waiting: the handle resolves to the outcome, and the
+    /// consumer goes on meanwhile. Commits are not ordered against later ones.
+    pub fn commit_async(&self) -> JoinHandle<Result<(), Error>> {
+        let client = self.client.clone();
+        let group = self.config.group_id.clone();
+        let instance = self.config.group_instance_id.clone();
+        let identity = self.identity();
+        let offsets = self.positions(None);
+        tokio::spawn(async move {
+            let group = group.ok_or_else(|| {
+                Error::Config(crate::config::ConfigError::Missing {
+                    key: "group.id".into(),
+                    context: "to commit offsets".into(),
+                })
+            })?;
+            group::offsets::commit(&client, &group, instance.as_deref(), &identity, &offsets).await
+        })
+    }
+
+    fn identity(&self) -> Identity {
+        match &self.group {
+            Some(g) => g.identity.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => Identity {
+                member_id: String::new(),
+                generation: -1,
+            },
+        }
+    }
+
     async fn commit_positions(&self, offsets: Vec<(TopicPartition, i64)>) -> Result<(), Error> {
         let group_id = self.config.group_id.as_deref().ok_or_else(|| {
             Error::Config(crate::config::ConfigError::Missing {
@@ -467,13 +496,7 @@ impl Consumer {
                 context: "to commit offsets".into(),
             })
         })?;
-        let identity = match &self.group {
-            Some(g) => g.identity.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            None => Identity {
-                member_id: String::new(),
-                generation: -1,
-            },
-        };
+        let identity = self.identity();
         group::offsets::commit(
             &self.client,
             group_id,
