@@ -201,3 +201,120 @@ async fn members_join_leave_and_die_and_nothing_is_lost() {
         "C ends with all 6 partitions: {log_c:?}"
     );
 }
+
+/// A spate member and a librdkafka member in one group (the "range" assignor both speak):
+/// each gets partitions, whichever leads, and together they process every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_a_group_with_a_librdkafka_member() {
+    let broker = TestBroker::start();
+    let client = Client::connect(broker.config()).await.unwrap();
+    let topic = unique_topic("mixed");
+    let group = unique_topic("mixed-group");
+    client
+        .create_topics(&[NewTopic::new(&topic, 6, 1)])
+        .await
+        .unwrap();
+    const MIXED_ROUNDS: i64 = 150;
+    let producer = Producer::with_client(
+        client.clone(),
+        ProducerConfig {
+            client: broker.config(),
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let writer = {
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            for round in 0..MIXED_ROUNDS {
+                for p in 0..6 {
+                    producer
+                        .send(
+                            Record::new(&topic)
+                                .value(format!("{round}").as_bytes())
+                                .partition(p),
+                        )
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            producer.close().await.unwrap();
+        })
+    };
+    // librdkafka joins first (and leads), spate second.
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/group_member.py");
+    let rdk = std::process::Command::new(&python)
+        .arg(&script)
+        .args([broker.bootstrap.as_str(), &topic, &group, "22"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut config = member_config(&broker, &group).assignors(&["range"]);
+    config.rebalance_timeout = Duration::from_secs(10);
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut seen = BTreeSet::new();
+    let mut assignments = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(16);
+    while let Ok(event) = tokio::time::timeout_at(until, consumer.next()).await {
+        match event.unwrap() {
+            Event::Batch(b) => {
+                for r in b.records() {
+                    seen.insert((b.partition(), r.offset()));
+                }
+            }
+            Event::Assigned(tps) => assignments.push(tps),
+            _ => {}
+        }
+    }
+    let out = tokio::task::spawn_blocking(move || rdk.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "librdkafka member: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    writer.await.unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut rdk_assigned = Vec::new();
+    let mut rdk_records = 0;
+    for line in stdout.lines() {
+        if let Some(list) = line.strip_prefix("assigned ") {
+            rdk_assigned.push(list.to_owned());
+        } else if let Some((p, o)) = line.split_once(' ') {
+            seen.insert((p.parse().unwrap(), o.parse().unwrap()));
+            rdk_records += 1;
+        }
+    }
+    assert!(
+        assignments
+            .iter()
+            .any(|tps| !tps.is_empty() && tps.len() < 6),
+        "spate shared the partitions: {assignments:?}"
+    );
+    assert!(rdk_records > 0, "librdkafka consumed too: {rdk_assigned:?}");
+    // Whatever is left (after the librdkafka member left) is read by spate, from the group's
+    // committed offsets on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(0..6).all(|p| (0..MIXED_ROUNDS).all(|o| seen.contains(&(p, o)))) {
+        assert!(tokio::time::Instant::now() < deadline, "records missing");
+        match tokio::time::timeout(Duration::from_secs(1), consumer.next()).await {
+            Ok(Ok(Event::Batch(b))) => {
+                for r in b.records() {
+                    seen.insert((b.partition(), r.offset()));
+                }
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => panic!("{e}"),
+        }
+    }
+    consumer.close().await.unwrap();
+}
