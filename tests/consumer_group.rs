@@ -318,3 +318,86 @@ async fn shares_a_group_with_a_librdkafka_member() {
     }
     consumer.close().await.unwrap();
 }
+
+/// A pattern subscription reads every matching topic, and picks up one created later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_subscription_follows_new_topics() {
+    let broker = TestBroker::start();
+    let client = Client::connect(broker.config()).await.unwrap();
+    let prefix = unique_topic("pat");
+    let (a, b, c, other) = (
+        format!("{prefix}-a"),
+        format!("{prefix}-b"),
+        format!("{prefix}-c"),
+        format!("other-{prefix}"),
+    );
+    for t in [&a, &b, &other] {
+        client
+            .create_topics(&[NewTopic::new(t, 1, 1)])
+            .await
+            .unwrap();
+    }
+    let producer = Producer::with_client(
+        client.clone(),
+        ProducerConfig {
+            client: broker.config(),
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    for t in [&a, &b, &other] {
+        producer
+            .send(Record::new(t).value(t.as_bytes()))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let mut config = member_config(&broker, &unique_topic("pat-group"));
+    config.client.metadata_max_age = Duration::from_secs(1);
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer.subscribe_pattern(&format!("{prefix}-.*")).unwrap();
+    let mut values = BTreeSet::new();
+    let mut created = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while values.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read only {values:?}"
+        );
+        match tokio::time::timeout(Duration::from_secs(1), consumer.next()).await {
+            Ok(Ok(Event::Batch(batch))) => {
+                for r in batch.records() {
+                    values.insert(String::from_utf8(r.value().unwrap().to_vec()).unwrap());
+                }
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => panic!("{e}"),
+        }
+        if values.len() == 2 && !created {
+            // The first two are in: a third matching topic appears.
+            client
+                .create_topics(&[NewTopic::new(&c, 1, 1)])
+                .await
+                .unwrap();
+            producer
+                .send(Record::new(&c).value(c.as_bytes()))
+                .await
+                .unwrap();
+            producer.flush().await.unwrap();
+            created = true;
+        }
+    }
+    assert_eq!(
+        values,
+        BTreeSet::from([a, b, c]),
+        "never the non-matching topic"
+    );
+    let err = Consumer::new(member_config(&broker, "g"))
+        .await
+        .unwrap()
+        .subscribe_pattern("(unclosed")
+        .unwrap_err();
+    assert!(err.to_string().contains("(unclosed"), "{err}");
+    consumer.close().await.unwrap();
+}

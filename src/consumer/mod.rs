@@ -41,7 +41,7 @@ pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use self::decode::{Buffer, Pending, Room};
 use self::fetcher::{Chunk, Command, Tp};
 use self::group::assignor::TopicPartition;
-use self::group::driver::{GroupEvent, GroupSettings, Identity};
+use self::group::driver::{GroupEvent, GroupSettings, Identity, Subscribed};
 use self::group::membership::Change;
 use crate::cluster::Client;
 use crate::error::Error;
@@ -399,6 +399,26 @@ impl Consumer {
     /// Joins `group.id` with this subscription; partitions come and go by rebalances, reported
     /// through [`next`](Consumer::next).
     pub fn subscribe(&mut self, topics: &[&str]) -> Result<(), Error> {
+        self.join(Subscribed::Topics(
+            topics.iter().map(|t| (*t).to_owned()).collect(),
+        ))
+    }
+
+    /// Joins `group.id` subscribed to every topic whose whole name matches `pattern` (a
+    /// regular expression); topics created or deleted later are picked up within
+    /// `metadata.max.age.ms`. Internal topics never match.
+    pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<(), Error> {
+        let regex = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+            Error::Config(crate::config::ConfigError::InvalidValue {
+                key: "subscription pattern".into(),
+                value: pattern.to_owned(),
+                reason: e.to_string(),
+            })
+        })?;
+        self.join(Subscribed::Pattern(regex))
+    }
+
+    fn join(&mut self, subscription: Subscribed) -> Result<(), Error> {
         let group_id = self.config.group_id.clone().ok_or_else(|| {
             Error::Config(crate::config::ConfigError::Missing {
                 key: "group.id".into(),
@@ -418,7 +438,8 @@ impl Consumer {
             rebalance_timeout: self.config.rebalance_timeout,
             heartbeat_interval: self.config.heartbeat_interval,
             assignors: self.config.assignors.clone(),
-            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            subscription,
+            metadata_max_age: self.config.client.metadata_max_age,
         };
         let identity = Arc::new(Mutex::new(Identity {
             member_id: String::new(),

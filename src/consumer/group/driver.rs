@@ -48,7 +48,37 @@ pub(crate) struct GroupSettings {
     pub rebalance_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub assignors: Vec<String>,
-    pub topics: Vec<String>,
+    pub subscription: Subscribed,
+    /// How often a pattern subscription looks for new or deleted topics.
+    pub metadata_max_age: Duration,
+}
+
+/// What the member subscribes to.
+#[derive(Debug, Clone)]
+pub(crate) enum Subscribed {
+    /// These topics.
+    Topics(Vec<String>),
+    /// Every topic whose whole name matches (internal topics excluded).
+    Pattern(regex::Regex),
+}
+
+/// The topics a subscription names now (a pattern is matched against the cluster's topics).
+async fn resolve(client: &Client, subscription: &Subscribed) -> Result<Vec<String>, Error> {
+    match subscription {
+        Subscribed::Topics(topics) => Ok(topics.clone()),
+        Subscribed::Pattern(pattern) => {
+            let metadata = client.refresh_metadata(Topics::All).await?;
+            let mut topics: Vec<String> = metadata
+                .topics
+                .values()
+                .filter(|t| !t.internal && t.error.is_none())
+                .map(|t| t.name.clone())
+                .filter(|name| pattern.is_match(name))
+                .collect();
+            topics.sort();
+            Ok(topics)
+        }
+    }
 }
 
 /// Runs the member until it leaves (the `leave` channel) or fails.
@@ -85,8 +115,28 @@ pub(crate) async fn run(
     );
     let mut coordinator: Option<Connection> = None;
     let mut chosen = String::new();
+    // The topics joined with, and when a pattern was last checked against the cluster.
+    let mut topics: Vec<String> = Vec::new();
+    let mut checked = Instant::now();
     loop {
         let now = Instant::now();
+        if matches!(settings.subscription, Subscribed::Pattern(_))
+            && member.state() == &State::Stable
+            && now.duration_since(checked) >= settings.metadata_max_age
+        {
+            checked = now;
+            match resolve(&client, &settings.subscription).await {
+                Ok(current) if current != topics => {
+                    tracing::info!(group = %settings.group_id, ?current, "the subscribed topics changed; rejoining");
+                    let changes = member.request_rejoin();
+                    if !deliver(&events, changes).await {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "pattern check failed"),
+            }
+        }
         let changes = member.tick(now);
         if !deliver(&events, changes).await {
             return;
@@ -147,7 +197,16 @@ pub(crate) async fn run(
                     member.request_failed(Instant::now());
                     continue;
                 };
-                match join(&conn, &settings, &assignors, &member_id, &owned).await {
+                match resolve(&client, &settings.subscription).await {
+                    Ok(current) => topics = current,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot resolve the subscription");
+                        member.request_failed(Instant::now());
+                        continue;
+                    }
+                }
+                checked = Instant::now();
+                match join(&conn, &settings, &assignors, &topics, &member_id, &owned).await {
                     Ok((result, protocol_name)) => {
                         chosen = protocol_name;
                         let changes = member.joined(result, Instant::now());
@@ -264,10 +323,11 @@ async fn join(
     conn: &Connection,
     settings: &GroupSettings,
     assignors: &[Box<dyn Assignor>],
+    topics: &[String],
     member_id: &str,
     owned: &[TopicPartition],
 ) -> Result<(JoinResult, String), Error> {
-    let metadata = protocol::encode_subscription(&settings.topics, owned);
+    let metadata = protocol::encode_subscription(topics, owned);
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
         .with_session_timeout_ms(millis_i32(settings.session_timeout))
