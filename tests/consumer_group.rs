@@ -401,3 +401,72 @@ async fn a_pattern_subscription_follows_new_topics() {
     assert!(err.to_string().contains("(unclosed"), "{err}");
     consumer.close().await.unwrap();
 }
+
+/// Cooperative-sticky end to end: when a second member joins, the first gives up only the
+/// partitions that move (never everything), and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_rebalances_revoke_only_what_moves() {
+    let broker = TestBroker::start();
+    let client = Client::connect(broker.config()).await.unwrap();
+    let topic = unique_topic("coop");
+    let group = unique_topic("coop-group");
+    client
+        .create_topics(&[NewTopic::new(&topic, 4, 1)])
+        .await
+        .unwrap();
+    let config = member_config(&broker, &group).assignors(&["cooperative-sticky"]);
+    let seen: Seen = Arc::default();
+    let logs: Vec<Arc<Mutex<Log>>> = (0..2).map(|_| Arc::default()).collect();
+    let (stop_1, rx_1) = tokio::sync::watch::channel(false);
+    let (stop_2, rx_2) = tokio::sync::watch::channel(false);
+    let first = spawn_member(
+        config.clone(),
+        topic.clone(),
+        seen.clone(),
+        logs[0].clone(),
+        rx_1,
+    );
+    // Wait until the first member owns all four.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while logs[0].lock().unwrap().assigned.concat().len() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "no assignment");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = spawn_member(config, topic.clone(), seen.clone(), logs[1].clone(), rx_2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (one, two) = (
+            logs[0].lock().unwrap().clone(),
+            logs[1].lock().unwrap().clone(),
+        );
+        let owned = |log: &Log| {
+            let mut owned: BTreeSet<(String, i32)> = BTreeSet::new();
+            for tps in &log.assigned {
+                owned.extend(tps.iter().cloned());
+            }
+            for tps in log.revoked.iter().chain(&log.lost) {
+                for tp in tps {
+                    owned.remove(tp);
+                }
+            }
+            owned
+        };
+        if owned(&one).len() == 2 && owned(&two).len() == 2 {
+            // Incremental: the first member revoked exactly the two that moved, in one go,
+            // and lost nothing.
+            assert_eq!(one.revoked.concat().len(), 2, "{one:?}");
+            assert!(one.lost.is_empty() && two.lost.is_empty());
+            assert!(owned(&one).is_disjoint(&owned(&two)));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no cooperative handover:\n{one:?}\n{two:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_1.send(true).unwrap();
+    stop_2.send(true).unwrap();
+    first.await.unwrap().close().await.unwrap();
+    second.await.unwrap().close().await.unwrap();
+}
