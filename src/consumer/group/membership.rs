@@ -308,6 +308,8 @@ impl Membership {
             }
             UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION => {
                 self.reset_identity();
+                // Not at once: a coordinator that keeps refusing must not be flooded.
+                self.backoff(now);
                 self.lose_and_rejoin(State::Unjoined)
             }
             REBALANCE_IN_PROGRESS | COORDINATOR_LOAD_IN_PROGRESS => {

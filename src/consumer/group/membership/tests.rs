@@ -298,3 +298,24 @@ fn a_fenced_instance_id_is_fatal() {
     assert_eq!(m.state(), &State::Failed(KafkaCode(FENCED_INSTANCE_ID)));
     assert_eq!(m.poll(t + Duration::from_secs(60)), None);
 }
+
+#[test]
+fn a_refused_join_waits_before_trying_again() {
+    let t0 = Instant::now();
+    let mut m = Membership::new(config(RebalanceProtocol::Eager), t0);
+    m.poll(t0);
+    m.coordinator_found(true, t0);
+    assert!(matches!(m.poll(t0), Some(Request::Join { .. })));
+    m.joined(
+        JoinResult {
+            error: UNKNOWN_MEMBER_ID,
+            ..JoinResult::default()
+        },
+        t0,
+    );
+    assert_eq!(m.poll(t0), None, "no retry at once");
+    assert!(matches!(
+        m.poll(t0 + Duration::from_millis(100)),
+        Some(Request::Join { .. })
+    ));
+}
