@@ -1,0 +1,277 @@
+//! The consumer's group side: subscribing, rebalance changes, committed offsets.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::fetcher::{Command, Tp};
+use super::group::assignor::TopicPartition;
+use super::group::driver::{GroupEvent, GroupSettings, Identity, Subscribed};
+use super::group::membership::Change;
+use super::{group, Consumer, Event, Group, IsolationLevel, Offset, View};
+use crate::error::Error;
+
+impl Consumer {
+    /// Joins `group.id` with this subscription; partitions come and go by rebalances, reported
+    /// through [`next`](Consumer::next).
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<(), Error> {
+        self.join(Subscribed::Topics(
+            topics.iter().map(|t| (*t).to_owned()).collect(),
+        ))
+    }
+
+    /// Joins `group.id` subscribed to every topic whose whole name matches `pattern` (a
+    /// regular expression); topics created or deleted later are picked up within
+    /// `metadata.max.age.ms`. Internal topics never match.
+    pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<(), Error> {
+        let regex = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+            Error::Config(crate::config::ConfigError::InvalidValue {
+                key: "subscription pattern".into(),
+                value: pattern.to_owned(),
+                reason: e.to_string(),
+            })
+        })?;
+        self.join(Subscribed::Pattern(regex))
+    }
+
+    fn join(&mut self, subscription: Subscribed) -> Result<(), Error> {
+        let group_id = self.config.group_id.clone().ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::Missing {
+                key: "group.id".into(),
+                context: "to subscribe".into(),
+            })
+        })?;
+        if self.group.is_some() {
+            return Err(Error::Transaction(
+                "already subscribed (one subscription per consumer)".into(),
+            ));
+        }
+        self.assign(&[])?;
+        let settings = GroupSettings {
+            group_id,
+            group_instance_id: self.config.group_instance_id.clone(),
+            session_timeout: self.config.session_timeout,
+            rebalance_timeout: self.config.rebalance_timeout,
+            heartbeat_interval: self.config.heartbeat_interval,
+            assignors: self.config.assignors.clone(),
+            subscription,
+            metadata_max_age: self.config.client.metadata_max_age,
+        };
+        let identity = Arc::new(Mutex::new(Identity {
+            member_id: String::new(),
+            generation: -1,
+        }));
+        let (events_tx, events) = mpsc::channel(16);
+        let (leave_tx, leave_rx) = oneshot::channel();
+        let task = tokio::spawn(group::driver::run(
+            self.client.clone(),
+            settings,
+            identity.clone(),
+            events_tx,
+            leave_rx,
+        ));
+        self.group = Some(Group {
+            events,
+            identity,
+            leave: Some(leave_tx),
+            task,
+            last_commit: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// The positions to commit: every partition with a known position.
+    fn positions(&self, only: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64)> {
+        let mut out: Vec<(TopicPartition, i64)> = self
+            .views
+            .iter()
+            .filter_map(|((t, p), v)| Some(((t.to_string(), *p), v.position?)))
+            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Commits the positions of the partitions this consumer reads (needs `group.id`).
+    pub async fn commit(&self) -> Result<(), Error> {
+        self.commit_positions(self.positions(None)).await
+    }
+
+    /// Commits the positions without waiting: the handle resolves to the outcome, and the
+    /// consumer goes on meanwhile. Commits are not ordered against later ones.
+    pub fn commit_async(&self) -> JoinHandle<Result<(), Error>> {
+        let client = self.client.clone();
+        let group = self.config.group_id.clone();
+        let instance = self.config.group_instance_id.clone();
+        let identity = self.identity();
+        let offsets = self.positions(None);
+        tokio::spawn(async move {
+            let group = group.ok_or_else(|| {
+                Error::Config(crate::config::ConfigError::Missing {
+                    key: "group.id".into(),
+                    context: "to commit offsets".into(),
+                })
+            })?;
+            group::offsets::commit(&client, &group, instance.as_deref(), &identity, &offsets).await
+        })
+    }
+
+    fn identity(&self) -> Identity {
+        match &self.group {
+            Some(g) => g.identity.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => Identity {
+                member_id: String::new(),
+                generation: -1,
+            },
+        }
+    }
+
+    async fn commit_positions(&self, offsets: Vec<(TopicPartition, i64)>) -> Result<(), Error> {
+        let group_id = self.config.group_id.as_deref().ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::Missing {
+                key: "group.id".into(),
+                context: "to commit offsets".into(),
+            })
+        })?;
+        let identity = self.identity();
+        group::offsets::commit(
+            &self.client,
+            group_id,
+            self.config.group_instance_id.as_deref(),
+            &identity,
+            &offsets,
+        )
+        .await
+    }
+
+    /// The group's committed offsets for these partitions (`None`: nothing committed).
+    pub async fn committed(
+        &self,
+        partitions: &[(&str, i32)],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, Error> {
+        let group_id = self.config.group_id.as_deref().ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::Missing {
+                key: "group.id".into(),
+                context: "to read committed offsets".into(),
+            })
+        })?;
+        let tps: Vec<TopicPartition> = partitions
+            .iter()
+            .map(|(t, p)| ((*t).to_owned(), *p))
+            .collect();
+        let stable = self.config.isolation_level == IsolationLevel::ReadCommitted;
+        group::offsets::fetch(&self.client, group_id, &tps, stable).await
+    }
+
+    /// Leaves the group cleanly: commits (with `enable.auto.commit`), revokes, sends
+    /// LeaveGroup (not for a static member), and stops.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        if self.group.is_some() && self.config.enable_auto_commit {
+            result = self.commit().await;
+        }
+        if let Some(group) = &mut self.group {
+            if let Some(leave) = group.leave.take() {
+                let (done_tx, mut done) = oneshot::channel();
+                if leave.send(done_tx).is_ok() {
+                    // The group task hands over the revocation, then leaves.
+                    loop {
+                        tokio::select! {
+                            _ = &mut done => break,
+                            event = group.events.recv() => match event {
+                                Some(GroupEvent::Changes(_, ack)) => { let _ = ack.send(()); }
+                                _ => break,
+                            },
+                        }
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Takes group news in; [`act_on_changes`](Self::act_on_changes) does the work.
+    pub(super) fn on_group_event(&mut self, event: GroupEvent) -> Result<(), Error> {
+        match event {
+            GroupEvent::Failed(e) => Err(e),
+            GroupEvent::Changes(changes, ack) => {
+                self.changes.extend(changes);
+                self.changes_ack = Some(ack);
+                Ok(())
+            }
+        }
+    }
+
+    /// Acts on group changes: commit before revoking, let go, look up the committed offsets of
+    /// new partitions, and queue the events for the application. A change is removed only once
+    /// done, so a cancelled call picks up where it stopped.
+    pub(super) async fn act_on_changes(&mut self) -> Result<(), Error> {
+        while let Some(change) = self.changes.front().cloned() {
+            match change {
+                Change::Revoked(tps) => {
+                    if self.config.enable_auto_commit {
+                        let offsets = self.positions(Some(&tps));
+                        if let Err(e) = self.commit_positions(offsets).await {
+                            tracing::warn!(error = %e, "commit before revocation failed");
+                        }
+                    }
+                    let list: Vec<(&str, i32)> =
+                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                    self.unassign(&list)?;
+                    self.events.push_back(Event::Revoked(tps));
+                }
+                Change::Lost(tps) => {
+                    let list: Vec<(&str, i32)> =
+                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                    self.unassign(&list)?;
+                    self.events.push_back(Event::Lost(tps));
+                }
+                Change::Assigned(tps) => {
+                    let list: Vec<(&str, i32)> =
+                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                    let committed = self.committed(&list).await?;
+                    let mut add = Vec::with_capacity(committed.len());
+                    for ((topic, partition), offset) in committed {
+                        let start = offset.map_or(Offset::Reset, Offset::At);
+                        let epoch = self.bump();
+                        let tp: Tp = (Arc::from(topic.as_str()), partition);
+                        self.views.insert(
+                            tp.clone(),
+                            View {
+                                epoch,
+                                position: offset,
+                                paused: false,
+                            },
+                        );
+                        add.push((tp, start, epoch));
+                    }
+                    self.send(Command::Add(add))?;
+                    self.events.push_back(Event::Assigned(tps));
+                }
+            }
+            self.changes.pop_front();
+        }
+        if let Some(ack) = self.changes_ack.take() {
+            let _ = ack.send(());
+        }
+        Ok(())
+    }
+
+    /// Commits positions if `auto.commit.interval.ms` has passed.
+    pub(super) async fn auto_commit(&mut self) {
+        let due = self.group.as_ref().is_some_and(|g| {
+            self.config.enable_auto_commit
+                && g.last_commit.elapsed() >= self.config.auto_commit_interval
+        });
+        if due {
+            if let Err(e) = self.commit().await {
+                tracing::warn!(error = %e, "auto-commit failed");
+            }
+            if let Some(g) = &mut self.group {
+                g.last_commit = Instant::now();
+            }
+        }
+    }
+}
