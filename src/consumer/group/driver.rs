@@ -22,6 +22,7 @@ use super::protocol;
 use crate::cluster::{millis_i32, Client, CoordinatorType, Topics};
 use crate::error::{Error, KafkaCode};
 use crate::net::Connection;
+use crate::wire::ApiKey;
 
 /// What the group task tells the consumer.
 #[derive(Debug)]
@@ -352,28 +353,9 @@ async fn join(
         );
     // The coordinator holds JoinGroup until every member has rejoined (up to the rebalance
     // timeout).
-    let version = conn.version(crate::wire::ApiKey::JoinGroup)?;
+    let version = conn.version(ApiKey::JoinGroup)?;
     let timeout = settings.rebalance_timeout + Duration::from_secs(5);
-    let frame = conn
-        .roundtrip(
-            crate::wire::ApiKey::JoinGroup,
-            version,
-            timeout,
-            |h, dst| {
-                crate::wire::encode_request(
-                    &crate::wire::FrameCodec::new(i32::MAX as usize),
-                    h,
-                    &request,
-                    dst,
-                )
-            },
-        )
-        .await?;
-    let (_, response) = crate::wire::decode_response::<kafka_protocol::messages::JoinGroupResponse>(
-        crate::wire::ApiKey::JoinGroup,
-        version,
-        frame,
-    )?;
+    let response = conn.request_within(&request, version, timeout).await?;
     let mut members = Vec::with_capacity(response.members.len());
     if response.error_code == 0 {
         for m in &response.members {
@@ -385,7 +367,7 @@ async fn join(
                 )
                 .map_err(|reason| {
                     Error::Protocol(crate::wire::ProtocolError::Decode {
-                        api: crate::wire::ApiKey::JoinGroup,
+                        api: ApiKey::JoinGroup,
                         version,
                         reason,
                     })
@@ -466,34 +448,15 @@ async fn sync(
                 })
                 .collect(),
         );
-    let version = conn.version(crate::wire::ApiKey::SyncGroup)?;
+    let version = conn.version(ApiKey::SyncGroup)?;
     let timeout = settings.rebalance_timeout + Duration::from_secs(5);
-    let frame = conn
-        .roundtrip(
-            crate::wire::ApiKey::SyncGroup,
-            version,
-            timeout,
-            |h, dst| {
-                crate::wire::encode_request(
-                    &crate::wire::FrameCodec::new(i32::MAX as usize),
-                    h,
-                    &request,
-                    dst,
-                )
-            },
-        )
-        .await?;
-    let (_, response) = crate::wire::decode_response::<kafka_protocol::messages::SyncGroupResponse>(
-        crate::wire::ApiKey::SyncGroup,
-        version,
-        frame,
-    )?;
+    let response = conn.request_within(&request, version, timeout).await?;
     if response.error_code != 0 {
         return Ok((response.error_code, Vec::new()));
     }
     let assignment = protocol::decode_assignment(response.assignment).map_err(|reason| {
         Error::Protocol(crate::wire::ProtocolError::Decode {
-            api: crate::wire::ApiKey::SyncGroup,
+            api: ApiKey::SyncGroup,
             version,
             reason,
         })
@@ -506,7 +469,7 @@ async fn send_leave(
     settings: &GroupSettings,
     member_id: &str,
 ) -> Result<(), Error> {
-    let version = conn.version(crate::wire::ApiKey::LeaveGroup)?;
+    let version = conn.version(ApiKey::LeaveGroup)?;
     let mut request = LeaveGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())));
     if version >= 3 {
