@@ -1,0 +1,315 @@
+//! One client, one scenario, one process: prints a JSON line with the wall time and the
+//! process's CPU time (user + sys, from getrusage), so librdkafka's background threads count.
+//!
+//!     spate-peers CLIENT SCENARIO BOOTSTRAP TOPIC PARTITIONS COUNT SIZE [CODEC]
+//!     CLIENT: spate | rdkafka | rskafka; SCENARIO: produce | consume; CODEC: lz4 (default) | none
+//!
+//! produce: COUNT records of SIZE bytes (log-line-like text), CODEC, linger 5 ms, acks=all,
+//! spread over PARTITIONS; the process ends once every record is acknowledged.
+//! consume: the whole topic from the beginning to its end (COUNT records expected).
+
+use std::time::{Duration, Instant};
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+fn values(size: usize) -> Vec<Vec<u8>> {
+    let words = b"spate produces batched compressed idempotent records to kafka ";
+    (0..1024)
+        .map(|i| {
+            let mut v = format!("{i:06} ").into_bytes();
+            while v.len() < size {
+                v.push(words[(v.len() * 7 + i) % words.len()]);
+            }
+            v.truncate(size);
+            v
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    if a.len() < 8 {
+        eprintln!("usage: spate-peers CLIENT SCENARIO BOOTSTRAP TOPIC PARTITIONS COUNT SIZE");
+        std::process::exit(2);
+    }
+    let (client, scenario, bootstrap, topic) = (a[1].as_str(), a[2].as_str(), &a[3], &a[4]);
+    let partitions: i32 = a[5].parse().unwrap();
+    let count: usize = a[6].parse().unwrap();
+    let size: usize = a[7].parse().unwrap();
+    let codec = a.get(8).map_or("lz4", String::as_str);
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    let got = match (client, scenario) {
+        ("spate", "produce") => {
+            spate_produce(bootstrap, topic, partitions, count, size, codec).await
+        }
+        ("spate", "consume") => spate_consume(bootstrap, topic).await,
+        ("rdkafka", "produce") => rdkafka_produce(bootstrap, topic, partitions, count, size, codec),
+        ("rdkafka", "consume") => rdkafka_consume(bootstrap, topic, partitions),
+        ("rskafka", "produce") => {
+            rskafka_produce(bootstrap, topic, partitions, count, size, codec).await
+        }
+        ("rskafka", "consume") => rskafka_consume(bootstrap, topic, partitions).await,
+        _ => panic!("unknown client or scenario"),
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(got, count, "{client} {scenario}: records");
+    println!(
+        "{{\"client\":\"{client}\",\"scenario\":\"{scenario}\",\"size\":{size},\"count\":{count},\"wall\":{wall:.4},\"cpu\":{cpu:.4}}}"
+    );
+}
+
+async fn spate_produce(
+    b: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    size: usize,
+    codec: &str,
+) -> usize {
+    use spate::producer::{Producer, ProducerConfig, Record};
+    let config = ProducerConfig::from_pairs([
+        ("bootstrap.servers", b),
+        ("compression.type", codec),
+        ("linger.ms", "5"),
+    ])
+    .unwrap();
+    let producer = Producer::new(config).await.unwrap();
+    let values = values(size);
+    let records = (0..count).map(|i| {
+        Record::new(topic)
+            .value(&values[i % values.len()])
+            .partition((i % partitions as usize) as i32)
+    });
+    // The fused path, as a pipeline would use it: many records per call.
+    let mut deliveries = Vec::new();
+    let mut records = records.peekable();
+    while records.peek().is_some() {
+        let chunk: Vec<Record<'_>> = records.by_ref().take(10_000).collect();
+        deliveries.push(producer.send_batch(topic, chunk).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut n = 0;
+    for d in deliveries {
+        n += d.records();
+        d.wait().await.unwrap();
+    }
+    producer.close().await.unwrap();
+    n
+}
+
+async fn spate_consume(b: &str, topic: &str) -> usize {
+    use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+    let config = ConsumerConfig::from_pairs([("bootstrap.servers", b)]).unwrap();
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer
+        .assign_topics(&[topic], Offset::Beginning)
+        .await
+        .unwrap();
+    let partitions = consumer.assignment().len();
+    let mut ended = std::collections::HashSet::new();
+    let (mut n, mut bytes) = (0, 0usize);
+    while ended.len() < partitions {
+        match consumer.next().await.unwrap() {
+            Event::Batch(batch) => {
+                ended.remove(&batch.partition());
+                n += batch.batch().len();
+                bytes += batch
+                    .records()
+                    .map(|r| r.value().map_or(0, <[u8]>::len))
+                    .sum::<usize>();
+            }
+            Event::EndOfPartition { partition, .. } => {
+                ended.insert(partition);
+            }
+            _ => {}
+        }
+    }
+    std::hint::black_box(bytes);
+    n
+}
+
+fn rdkafka_produce(
+    b: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    size: usize,
+    codec: &str,
+) -> usize {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("compression.codec", codec)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let values = values(size);
+    for i in 0..count {
+        let value = &values[i % values.len()];
+        let partition = (i % partitions as usize) as i32;
+        loop {
+            let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
+                .payload(&value[..])
+                .partition(partition);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        if i % 1000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    count
+}
+
+fn rdkafka_consume(b: &str, topic: &str, partitions: i32) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("group.id", "spate-peers")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut ended = std::collections::HashSet::new();
+    let (mut n, mut bytes) = (0, 0usize);
+    while ended.len() < partitions as usize {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                ended.remove(&m.partition());
+                n += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len);
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    std::hint::black_box(bytes);
+    n
+}
+
+async fn rskafka_produce(
+    b: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    size: usize,
+    codec: &str,
+) -> usize {
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    use rskafka::client::ClientBuilder;
+    use rskafka::record::Record;
+    let client = ClientBuilder::new(vec![b.to_owned()])
+        .build()
+        .await
+        .unwrap();
+    let values = values(size);
+    // rskafka leaves batching to the caller: each partition's records go in ~1 MB batches,
+    // one produce call each, every partition in its own task.
+    let per_batch = (1_000_000 / (size + 20)).max(1);
+    let mut tasks = Vec::new();
+    for p in 0..partitions {
+        let pc = client
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        let values = values.clone();
+        let codec = codec.to_owned();
+        let mine: Vec<usize> = (0..count)
+            .filter(|i| i % partitions as usize == p as usize)
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            for chunk in mine.chunks(per_batch) {
+                let now = chrono::Utc::now();
+                let records = chunk
+                    .iter()
+                    .map(|i| Record {
+                        key: None,
+                        value: Some(values[i % values.len()].clone()),
+                        headers: Default::default(),
+                        timestamp: now,
+                    })
+                    .collect();
+                let compression = if codec == "none" {
+                    Compression::NoCompression
+                } else {
+                    Compression::Lz4
+                };
+                n += pc.produce(records, compression).await.unwrap().len();
+            }
+            n
+        }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        n += t.await.unwrap();
+    }
+    n
+}
+
+async fn rskafka_consume(b: &str, topic: &str, partitions: i32) -> usize {
+    use rskafka::client::partition::UnknownTopicHandling;
+    use rskafka::client::ClientBuilder;
+    let client = ClientBuilder::new(vec![b.to_owned()])
+        .build()
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for p in 0..partitions {
+        let pc = client
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let (mut n, mut bytes, mut offset) = (0, 0usize, 0i64);
+            loop {
+                let (records, high_watermark) =
+                    pc.fetch_records(offset, 1..1_048_576, 500).await.unwrap();
+                for r in &records {
+                    n += 1;
+                    bytes += r.record.value.as_ref().map_or(0, Vec::len);
+                    offset = r.offset + 1;
+                }
+                if offset >= high_watermark {
+                    break;
+                }
+            }
+            std::hint::black_box(bytes);
+            n
+        }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        n += t.await.unwrap();
+    }
+    n
+}
