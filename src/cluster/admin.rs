@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, TopicName,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::{millis_i32, Client, ClusterMetadata, TopicMeta, Topics};
 use crate::error::{Error, KafkaCode};
+use crate::wire::topic_name;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +79,6 @@ pub struct ListedOffset {
     pub timestamp: i64,
     /// The leader epoch of that offset, if the broker sent it.
     pub leader_epoch: Option<i32>,
-}
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_owned()))
 }
 
 fn check(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ use crate::cluster::{millis_i32, Client, OffsetSpec, Topics};
 use crate::error::{Action, Error, KafkaCode};
 use crate::record::{DecodeOptions, RecordBatches};
 use crate::wire::fetch::FetchResponse;
-use crate::wire::{encode_request, ApiKey, FrameCodec};
+use crate::wire::{by_topic, encode_request, topic_name, ApiKey, FrameCodec};
 
 /// The highest Fetch version the fetcher sends: v13+ names topics by id.
 const MAX_FETCH_VERSION: i16 = 12;
@@ -339,8 +339,7 @@ async fn resolve_starts(
 }
 
 fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchRequest {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for t in &plan.partitions {
+    let topics: Vec<FetchTopic> = by_topic(plan.partitions.iter().map(|t| {
         let p = FetchPartition::default()
             .with_partition(t.partition)
             .with_current_leader_epoch(-1)
@@ -348,26 +347,23 @@ fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchR
             .with_last_fetched_epoch(-1)
             .with_log_start_offset(-1)
             .with_partition_max_bytes(t.max_bytes);
-        match topics.iter_mut().find(|x| *x.topic.0 == *t.topic) {
-            Some(x) => x.partitions.push(p),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(t.topic.to_string())))
-                    .with_partitions(vec![p]),
-            ),
-        }
-    }
-    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
-    for (topic, p) in &plan.forgotten {
-        match forgotten.iter_mut().find(|x| *x.topic.0 == **topic) {
-            Some(x) => x.partitions.push(*p),
-            None => forgotten.push(
-                ForgottenTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_partitions(vec![*p]),
-            ),
-        }
-    }
+        (&*t.topic, p)
+    }))
+    .into_iter()
+    .map(|(topic, partitions)| {
+        FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(partitions)
+    })
+    .collect();
+    let forgotten: Vec<ForgottenTopic> = by_topic(plan.forgotten.iter().map(|(t, p)| (&**t, *p)))
+        .into_iter()
+        .map(|(topic, partitions)| {
+            ForgottenTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
     FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(millis_i32(config.fetch_max_wait))

@@ -30,7 +30,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::{lock, State};
 use crate::wire::versions::supported;
-use crate::wire::ApiKey;
+use crate::wire::{topic_name, ApiKey};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -79,10 +79,6 @@ fn served(api: ApiKey) -> Option<(i16, i16)> {
     let max = SERVED.iter().find(|(a, _)| *a == api)?.1;
     let ours = supported(api)?;
     Some((ours.min, ours.max.min(max)))
-}
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
 }
 
 /// Handles one request frame (size prefix removed), writing the response frame to `out`.
@@ -374,7 +370,7 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
     let topics = names
         .into_iter()
         .map(|topic| {
-            let response = MetadataResponseTopic::default().with_name(Some(name(&topic)));
+            let response = MetadataResponseTopic::default().with_name(Some(topic_name(&topic)));
             match (state.topics.get(&topic), error) {
                 (_, Some(code)) => response.with_error_code(code),
                 (None, None) => response.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 
 use super::accumulator::{Batch, BatchAck};
@@ -21,7 +21,7 @@ use super::{transaction, Shared};
 use crate::cluster::{millis_i32, Topics};
 use crate::error::{Action, Error, KafkaCode};
 use crate::record::restamp_producer;
-use crate::wire::ApiKey;
+use crate::wire::{by_topic, topic_name, ApiKey};
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
@@ -218,20 +218,19 @@ async fn send_request(shared: Arc<Shared>, broker: i32, mut batches: Vec<Batch>)
             };
         }
     }
-    let mut topics: Vec<TopicProduceData> = Vec::new();
-    for batch in &batches {
+    let topics: Vec<TopicProduceData> = by_topic(batches.iter().map(|batch| {
         let data = PartitionProduceData::default()
             .with_index(batch.partition)
             .with_records(Some(batch.data.clone()));
-        match topics.iter_mut().find(|t| *t.name.0 == *batch.topic) {
-            Some(t) => t.partition_data.push(data),
-            None => topics.push(
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(batch.topic.to_string())))
-                    .with_partition_data(vec![data]),
-            ),
-        }
-    }
+        (&*batch.topic, data)
+    }))
+    .into_iter()
+    .map(|(topic, data)| {
+        TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(data)
+    })
+    .collect();
     let request = ProduceRequest::default()
         .with_transactional_id(
             shared

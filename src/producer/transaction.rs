@@ -17,14 +17,14 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId,
-    InitProducerIdRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Producer, ProducerConfig, Shared};
 use crate::cluster::{millis_i32, Client, CoordinatorType};
 use crate::error::{Error, KafkaCode};
-use crate::wire::ApiKey;
+use crate::wire::{by_topic, topic_name, ApiKey};
 
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
@@ -157,17 +157,15 @@ impl Txn {
     /// Adds partitions to the transaction before their first batch (called by the sender).
     pub async fn add_partitions(&self, shared: &Shared, partitions: &[(std::sync::Arc<str>, i32)]) {
         let (producer_id, epoch) = shared.acc().producer;
-        let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
-        for (topic, partition) in partitions {
-            match topics.iter_mut().find(|t| *t.name.0 == **topic) {
-                Some(t) => t.partitions.push(*partition),
-                None => topics.push(
+        let topics: Vec<AddPartitionsToTxnTopic> =
+            by_topic(partitions.iter().map(|(t, p)| (&**t, *p)))
+                .into_iter()
+                .map(|(topic, partitions)| {
                     AddPartitionsToTxnTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                        .with_partitions(vec![*partition]),
-                ),
-            }
-        }
+                        .with_name(topic_name(topic))
+                        .with_partitions(partitions)
+                })
+                .collect();
         let client = &shared.client;
         let result = client
             .with_retry("AddPartitionsToTxn", &[], || async {
@@ -340,22 +338,21 @@ impl Producer {
             .await
             .map_err(|e| txn.fail_if_fenced(shared, e))?;
         txn.set_started(true);
-        let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
-        for o in offsets {
+        let topics: Vec<TxnOffsetCommitRequestTopic> = by_topic(offsets.iter().map(|o| {
             let p = TxnOffsetCommitRequestPartition::default()
                 .with_partition_index(o.partition)
                 .with_committed_offset(o.offset)
                 .with_committed_leader_epoch(-1)
                 .with_committed_metadata(o.metadata.clone().map(StrBytes::from_string));
-            match topics.iter_mut().find(|t| t.name.0.as_str() == o.topic) {
-                Some(t) => t.partitions.push(p),
-                None => topics.push(
-                    TxnOffsetCommitRequestTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(o.topic.clone())))
-                        .with_partitions(vec![p]),
-                ),
-            }
-        }
+            (o.topic.as_str(), p)
+        }))
+        .into_iter()
+        .map(|(topic, partitions)| {
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
         client
             .with_retry("TxnOffsetCommit", &[], || async {
                 let conn = client

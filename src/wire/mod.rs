@@ -122,6 +122,26 @@ pub fn encode_request<R: Request + Encodable>(
     Ok(())
 }
 
+/// Groups `(topic, item)` pairs by topic, in the order topics first appear and items came: the
+/// shape of every per-topic array in the protocol (produce data, fetch partitions, offsets…).
+pub fn by_topic<K: AsRef<str>, T>(items: impl IntoIterator<Item = (K, T)>) -> Vec<(K, Vec<T>)> {
+    let mut out: Vec<(K, Vec<T>)> = Vec::new();
+    for (topic, item) in items {
+        match out.iter_mut().find(|(t, _)| t.as_ref() == topic.as_ref()) {
+            Some((_, list)) => list.push(item),
+            None => out.push((topic, vec![item])),
+        }
+    }
+    out
+}
+
+/// A topic name for a request.
+pub fn topic_name(topic: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        topic.to_owned(),
+    ))
+}
+
 /// Decodes a whole response frame body (header and message) for `api` at `version`. The message
 /// must use up the frame exactly.
 ///
@@ -245,5 +265,14 @@ mod tests {
         let req = ApiVersionsRequest::default();
         assert!(encode_request(&codec, &header, &req, &mut dst).is_err());
         assert_eq!(&dst[..], b"xy");
+    }
+
+    #[test]
+    fn by_topic_keeps_first_seen_order() {
+        let grouped = by_topic([("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)]);
+        assert_eq!(
+            grouped,
+            [("b", vec![1, 3]), ("a", vec![2, 5]), ("c", vec![4])]
+        );
     }
 }

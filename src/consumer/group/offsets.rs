@@ -4,18 +4,14 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use super::assignor::TopicPartition;
 use super::driver::Identity;
 use crate::cluster::{Client, CoordinatorType};
 use crate::error::{Error, KafkaCode};
-use crate::wire::ApiKey;
-
-fn name(t: &str) -> TopicName {
-    TopicName(StrBytes::from_string(t.to_owned()))
-}
+use crate::wire::{by_topic, topic_name, ApiKey};
 
 /// Commits `offsets` (the next offset to read, per partition) for `group` as `identity`.
 pub(crate) async fn commit(
@@ -28,21 +24,21 @@ pub(crate) async fn commit(
     if offsets.is_empty() {
         return Ok(());
     }
-    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-    for ((topic, partition), offset) in offsets {
-        let p = OffsetCommitRequestPartition::default()
-            .with_partition_index(*partition)
-            .with_committed_offset(*offset)
-            .with_committed_leader_epoch(-1);
-        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-            Some(t) => t.partitions.push(p),
-            None => topics.push(
-                OffsetCommitRequestTopic::default()
-                    .with_name(name(topic))
-                    .with_partitions(vec![p]),
-            ),
-        }
-    }
+    let topics: Vec<OffsetCommitRequestTopic> =
+        by_topic(offsets.iter().map(|((topic, partition), offset)| {
+            let p = OffsetCommitRequestPartition::default()
+                .with_partition_index(*partition)
+                .with_committed_offset(*offset)
+                .with_committed_leader_epoch(-1);
+            (topic.as_str(), p)
+        }))
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
     client
         .with_retry(&format!("commit offsets of group {group}"), &[], || async {
             let conn = client.coordinator(CoordinatorType::Group, group).await?;
@@ -91,17 +87,15 @@ pub(crate) async fn fetch(
     if partitions.is_empty() {
         return Ok(Vec::new());
     }
-    let mut topics: Vec<OffsetFetchRequestTopic> = Vec::new();
-    for (topic, partition) in partitions {
-        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-            Some(t) => t.partition_indexes.push(*partition),
-            None => topics.push(
+    let topics: Vec<OffsetFetchRequestTopic> =
+        by_topic(partitions.iter().map(|(t, p)| (t.as_str(), *p)))
+            .into_iter()
+            .map(|(topic, indexes)| {
                 OffsetFetchRequestTopic::default()
-                    .with_name(name(topic))
-                    .with_partition_indexes(vec![*partition]),
-            ),
-        }
-    }
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(indexes)
+            })
+            .collect();
     client
         .with_retry(
             &format!("fetch committed offsets of group {group}"),

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::assignor::{Subscription, TopicPartition};
+use crate::wire::by_topic;
 
 /// The subscription version spate writes: v1 carries owned partitions (cooperative
 /// rebalancing, Kafka 2.4+).
@@ -20,14 +21,10 @@ const ASSIGNMENT_VERSION: i16 = 1;
 const NEWEST: i16 = 3;
 
 fn group<T>(tps: &[TopicPartition], make: impl Fn(String, Vec<i32>) -> T) -> Vec<T> {
-    let mut out: Vec<(String, Vec<i32>)> = Vec::new();
-    for (t, p) in tps {
-        match out.iter_mut().find(|(name, _)| name == t) {
-            Some((_, ps)) => ps.push(*p),
-            None => out.push((t.clone(), vec![*p])),
-        }
-    }
-    out.into_iter().map(|(t, ps)| make(t, ps)).collect()
+    by_topic(tps.iter().map(|(t, p)| (t.as_str(), *p)))
+        .into_iter()
+        .map(|(t, ps)| make(t.to_owned(), ps))
+        .collect()
 }
 
 /// JoinGroup metadata for a member subscribed to `topics` that owns `owned`.
