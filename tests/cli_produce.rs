@@ -20,7 +20,11 @@ fn produce(args: &[&str], input: &[u8]) -> (bool, String) {
     // A run that rejects its arguments exits without reading stdin: the pipe is then closed,
     // which is not the test's failure to report.
     if let Err(e) = child.stdin.take().unwrap().write_all(input) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing stdin: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing stdin: {e}"
+        );
     }
     let out = child.wait_with_output().unwrap();
     (

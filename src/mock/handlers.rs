@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -28,12 +28,13 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{lock, State};
+use super::{group, lock, State};
 use crate::wire::versions::supported;
 use crate::wire::{topic_name, ApiKey};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const NOT_COORDINATOR: i16 = 16;
 const UNSUPPORTED_VERSION: i16 = 35;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
@@ -48,6 +49,11 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ListOffsets, 7),
     (ApiKey::FindCoordinator, 4),
     (ApiKey::OffsetFetch, 7),
+    (ApiKey::OffsetCommit, 9),
+    (ApiKey::JoinGroup, 9),
+    (ApiKey::SyncGroup, 5),
+    (ApiKey::Heartbeat, 4),
+    (ApiKey::LeaveGroup, 5),
     (ApiKey::InitProducerId, 4),
     (ApiKey::AddPartitionsToTxn, 3),
     (ApiKey::AddOffsetsToTxn, 3),
@@ -69,10 +75,39 @@ pub(super) struct Transaction {
 pub(super) enum Reply {
     /// Write the response now.
     Now,
-    /// Write it after this long (a long-poll fetch that found nothing).
-    After(Duration),
+    /// Call `poll` (under the lock) until it has the response, then encode it at `version`:
+    /// a long-poll fetch, a join, a follower's sync.
+    Wait { poll: Poll, version: i16 },
     /// No response (Produce with acks=0).
     Nothing,
+}
+
+/// The response a waiting request ends with.
+pub(super) enum Ready {
+    Fetch(FetchResponse),
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+}
+
+/// A request that waits: called under the lock until it returns the response.
+pub(super) type Poll = Box<dyn FnMut(&mut State) -> Option<Ready> + Send>;
+
+/// Encodes the response of a waiting request after the header `handle` wrote, and sets the
+/// frame's size.
+pub(super) fn finish(ready: Ready, version: i16, out: &mut BytesMut) -> Result<(), String> {
+    match ready {
+        Ready::Fetch(r) => r.encode(out, version),
+        Ready::Join(r) => r.encode(out, version),
+        Ready::Sync(r) => r.encode(out, version),
+    }
+    .map_err(|e| format!("encode v{version}: {e:#}"))?;
+    set_size(out, 0);
+    Ok(())
+}
+
+fn set_size(out: &mut BytesMut, start: usize) {
+    let len = (out.len() - start - 4) as i32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 fn served(api: ApiKey) -> Option<(i16, i16)> {
@@ -151,10 +186,72 @@ pub(super) fn handle(
         ApiKey::Fetch => {
             let request = decode!(FetchRequest);
             let (response, empty) = fetch(&lock(state), broker, &request, error);
-            if empty && request.max_wait_ms > 0 {
-                reply = Reply::After(Duration::from_millis(request.max_wait_ms.min(500) as u64));
+            if !empty || request.max_wait_ms <= 0 || error.is_some() {
+                response.encode(out, version)
+            } else {
+                // Long poll: answer as soon as data arrives, or empty at max_wait.
+                let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms as u64);
+                let poll: Poll = Box::new(move |state: &mut State| {
+                    let (response, empty) = fetch(state, broker, &request, None);
+                    (!empty || Instant::now() >= deadline).then_some(Ready::Fetch(response))
+                });
+                return Ok(Reply::Wait { poll, version });
             }
-            response.encode(out, version)
+        }
+        ApiKey::JoinGroup => {
+            let request = decode!(JoinGroupRequest);
+            let mut state = lock(state);
+            let response = match error.or_else(|| not_coordinator(&state, broker)) {
+                Some(code) => Ok(JoinGroupResponse::default()
+                    .with_error_code(code)
+                    .with_generation_id(-1)
+                    .with_member_id(request.member_id.clone())),
+                None => {
+                    let client = header.client_id.as_ref().map_or("", |c| c.as_str());
+                    group::join(&mut state, &request, version, client)
+                }
+            };
+            match response {
+                Ok(response) => response.encode(out, version),
+                Err(poll) => return Ok(Reply::Wait { poll, version }),
+            }
+        }
+        ApiKey::SyncGroup => {
+            let request = decode!(SyncGroupRequest);
+            let mut state = lock(state);
+            let response = match error.or_else(|| not_coordinator(&state, broker)) {
+                Some(code) => Ok(SyncGroupResponse::default().with_error_code(code)),
+                None => group::sync(&mut state, &request),
+            };
+            match response {
+                Ok(response) => response.encode(out, version),
+                Err(poll) => return Ok(Reply::Wait { poll, version }),
+            }
+        }
+        ApiKey::Heartbeat => {
+            let request = decode!(HeartbeatRequest);
+            let mut state = lock(state);
+            let code = error
+                .or_else(|| not_coordinator(&state, broker))
+                .unwrap_or_else(|| group::heartbeat(&mut state, &request));
+            HeartbeatResponse::default()
+                .with_error_code(code)
+                .encode(out, version)
+        }
+        ApiKey::LeaveGroup => {
+            let request = decode!(LeaveGroupRequest);
+            let mut state = lock(state);
+            match error.or_else(|| not_coordinator(&state, broker)) {
+                Some(code) => LeaveGroupResponse::default().with_error_code(code),
+                None => group::leave(&mut state, &request, version),
+            }
+            .encode(out, version)
+        }
+        ApiKey::OffsetCommit => {
+            let request = decode!(OffsetCommitRequest);
+            let mut state = lock(state);
+            let error = error.or_else(|| not_coordinator(&state, broker));
+            group::offset_commit(&mut state, &request, error).encode(out, version)
         }
         ApiKey::ListOffsets => {
             let request = decode!(ListOffsetsRequest);
@@ -163,7 +260,7 @@ pub(super) fn handle(
         ApiKey::FindCoordinator => {
             let request = decode!(FindCoordinatorRequest);
             let state = lock(state);
-            let (id, port) = state.brokers[0];
+            let (id, port) = state.brokers[state.coordinator as usize];
             let code = error.unwrap_or(0);
             let host = StrBytes::from_static_str("127.0.0.1");
             let coordinators = request
@@ -192,7 +289,9 @@ pub(super) fn handle(
         }
         ApiKey::OffsetFetch => {
             let request = decode!(OffsetFetchRequest);
-            offset_fetch(&lock(state), &request, error).encode(out, version)
+            let state = lock(state);
+            let error = error.or_else(|| not_coordinator(&state, broker));
+            offset_fetch(&state, &request, error).encode(out, version)
         }
         ApiKey::InitProducerId => {
             let request = decode!(InitProducerIdRequest);
@@ -344,9 +443,13 @@ pub(super) fn handle(
         out.truncate(start);
         return Ok(reply);
     }
-    let len = (out.len() - start - 4) as i32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    set_size(out, start);
     Ok(reply)
+}
+
+/// NOT_COORDINATOR when a group request reaches a broker that is not the coordinator.
+fn not_coordinator(state: &State, broker: i32) -> Option<i16> {
+    (state.coordinator != broker).then_some(NOT_COORDINATOR)
 }
 
 fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> MetadataResponse {

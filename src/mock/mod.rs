@@ -1,9 +1,11 @@
 //! An embedded Kafka cluster for hermetic tests (feature `mock`): brokers on loopback ports that
 //! speak the real wire protocol, with fault injection.
 //!
-//! What it serves so far: ApiVersions, Metadata, Produce, Fetch (v4–v12, with read_committed),
-//! ListOffsets, FindCoordinator, OffsetFetch, and the transaction APIs (InitProducerId,
-//! AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
+//! What it serves: ApiVersions, Metadata, Produce, Fetch (v4–v12, with read_committed and a
+//! long poll that answers when data arrives), ListOffsets, FindCoordinator, the classic group
+//! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch; static
+//! membership), and the transaction APIs (InitProducerId, AddPartitionsToTxn,
+//! AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
 //! - Produce checks each batch's CRC and size and, for idempotent producers, the sequence
 //!   numbers, as Kafka does (the last five batches per producer and partition are remembered,
 //!   so a retried batch is answered DUPLICATE_SEQUENCE_NUMBER instead of written twice); a
@@ -15,7 +17,8 @@
 //!   what the previous session left open and bumps the epoch, fencing it.
 //!
 //! Faults: an error code (or a dropped connection, before or after the request is handled, or
-//! added latency) for the next N requests of an API; a partition's leader moved.
+//! added latency) for the next N requests of an API; a partition's leader moved; the
+//! coordinator moved.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,9 +33,11 @@
 //! # Ok(()) }
 //! ```
 
+mod group;
 mod handlers;
 mod log;
 
+pub use group::GroupInfo;
 use log::PartitionLog;
 pub use log::StoredBatch;
 
@@ -50,6 +55,8 @@ use crate::wire::ApiKey;
 
 /// Largest request frame the mock accepts.
 const MAX_REQUEST: usize = 64 << 20;
+/// How often a waiting request (long-poll fetch, join, sync) looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// Kafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
@@ -82,6 +89,10 @@ struct State {
     transactions: HashMap<String, handlers::Transaction>,
     /// Committed offsets by (group, topic, partition).
     offsets: HashMap<(String, String, i32), i64>,
+    /// Consumer groups by id.
+    groups: HashMap<String, group::Group>,
+    /// The broker that coordinates every group and transaction.
+    coordinator: i32,
     /// The largest batch accepted (`message.max.bytes`), log overhead included.
     max_message_bytes: usize,
 }
@@ -134,13 +145,16 @@ impl MockCluster {
             requests: HashMap::new(),
             transactions: HashMap::new(),
             offsets: HashMap::new(),
+            groups: HashMap::new(),
+            coordinator: 0,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }));
-        let tasks = listeners
+        let mut tasks: Vec<JoinHandle<()>> = listeners
             .into_iter()
             .enumerate()
             .map(|(id, listener)| tokio::spawn(accept_loop(state.clone(), id as i32, listener)))
             .collect();
+        tasks.push(tokio::spawn(expire_members(Arc::downgrade(&state))));
         Ok(MockCluster { state, tasks })
     }
 
@@ -209,6 +223,28 @@ impl MockCluster {
             .map(|l| l.leader)
     }
 
+    /// Moves the coordinator of every group and transaction to `broker`: group requests to
+    /// the old one get NOT_COORDINATOR from now on.
+    pub fn move_coordinator(&self, broker: i32) {
+        self.state().coordinator = broker;
+    }
+
+    /// A consumer group's generation, members and leader, if the group exists.
+    pub fn group(&self, group: &str) -> Option<GroupInfo> {
+        let mut state = self.state();
+        let group = state.groups.get_mut(group)?;
+        group.tick(std::time::Instant::now());
+        Some(group.info())
+    }
+
+    /// The offset a group has committed for a partition.
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        self.state()
+            .offsets
+            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .copied()
+    }
+
     /// How many requests of `api` the cluster has received.
     pub fn request_count(&self, api: ApiKey) -> u64 {
         self.state()
@@ -271,6 +307,18 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Expires silent group members even when no request comes to notice it.
+async fn expire_members(state: std::sync::Weak<Mutex<State>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(state) = state.upgrade() else { return };
+        let now = std::time::Instant::now();
+        for group in lock(&state).groups.values_mut() {
+            group.tick(now);
+        }
+    }
+}
+
 async fn accept_loop(state: Arc<Mutex<State>>, broker: i32, listener: TcpListener) {
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);
@@ -321,7 +369,18 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
         }
         match reply {
             handlers::Reply::Nothing => continue,
-            handlers::Reply::After(d) => tokio::time::sleep(d).await,
+            handlers::Reply::Wait { mut poll, version } => {
+                let ready = loop {
+                    if let Some(ready) = poll(&mut lock(&state)) {
+                        break ready;
+                    }
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                };
+                if let Err(e) = handlers::finish(ready, version, &mut out) {
+                    tracing::debug!(broker, ?api, error = %e, "mock: cannot answer; closing");
+                    return;
+                }
+            }
             handlers::Reply::Now => {}
         }
         if stream.write_all(&out).await.is_err() {

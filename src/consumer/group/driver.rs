@@ -382,6 +382,7 @@ async fn join(
             generation: response.generation_id,
             leader: response.leader.to_string(),
             members,
+            skip_assignment: response.skip_assignment,
         },
         response
             .protocol_name

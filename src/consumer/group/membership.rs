@@ -129,6 +129,9 @@ pub struct JoinResult {
     pub leader: String,
     /// Members and their subscriptions (only the leader gets them).
     pub members: Vec<Subscription>,
+    /// KIP-814: the leader must not assign (a static leader rejoined a stable group, whose
+    /// assignment stands).
+    pub skip_assignment: bool,
 }
 
 /// The state machine.
@@ -296,7 +299,8 @@ impl Membership {
             0 => {
                 self.member_id = result.member_id;
                 self.generation = result.generation;
-                self.leader_members = (self.member_id == result.leader).then_some(result.members);
+                let assigns = self.member_id == result.leader && !result.skip_assignment;
+                self.leader_members = assigns.then_some(result.members);
                 self.state = State::Syncing;
                 Vec::new()
             }

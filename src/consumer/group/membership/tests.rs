@@ -45,6 +45,7 @@ fn stable(protocol: RebalanceProtocol, t0: Instant, assignment: Vec<TopicPartiti
                 topics: vec!["t".into()],
                 ..Subscription::default()
             }],
+            skip_assignment: false,
         },
         t0,
     );
@@ -109,6 +110,7 @@ fn eager_rebalance_revokes_everything_then_assigns() {
             generation: 8,
             leader: "other".into(),
             members: vec![],
+            skip_assignment: false,
         },
         t,
     );
@@ -153,6 +155,7 @@ fn cooperative_rebalance_revokes_only_what_moves_then_rejoins() {
             generation: 8,
             leader: "other".into(),
             members: vec![],
+            skip_assignment: false,
         },
         t,
     );
@@ -171,6 +174,7 @@ fn cooperative_rebalance_revokes_only_what_moves_then_rejoins() {
             generation: 9,
             leader: "other".into(),
             members: vec![],
+            skip_assignment: false,
         },
         t,
     );
@@ -271,6 +275,7 @@ fn leaving_revokes_and_static_members_do_not_send_leave() {
             generation: 1,
             leader: "x".into(),
             members: vec![],
+            skip_assignment: false,
         },
         t0,
     );
@@ -318,4 +323,40 @@ fn a_refused_join_waits_before_trying_again() {
         m.poll(t0 + Duration::from_millis(100)),
         Some(Request::Join { .. })
     ));
+}
+
+/// KIP-814: a leader told to skip the assignment syncs without members to assign, and gets
+/// the assignment that stands.
+#[test]
+fn a_leader_told_to_skip_the_assignment_does_not_assign() {
+    let t0 = Instant::now();
+    let mut m = stable(RebalanceProtocol::Eager, t0, vec![tp(0)]);
+    let t = t0 + Duration::from_secs(3);
+    m.poll(t);
+    m.heartbeat_answered(REBALANCE_IN_PROGRESS, t);
+    assert!(matches!(m.poll(t), Some(Request::Join { .. })));
+    m.joined(
+        JoinResult {
+            error: 0,
+            member_id: "m-1".into(),
+            generation: 7,
+            leader: "m-1".into(),
+            members: vec![Subscription {
+                member_id: "m-1".into(),
+                topics: vec!["t".into()],
+                ..Subscription::default()
+            }],
+            skip_assignment: true,
+        },
+        t,
+    );
+    assert!(matches!(
+        m.poll(t),
+        Some(Request::Sync {
+            members: None,
+            generation: 7,
+            ..
+        })
+    ));
+    assert_eq!(m.synced(0, vec![tp(0)], t), [Change::Assigned(vec![tp(0)])]);
 }
