@@ -84,6 +84,7 @@ pub mod error;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod net;
+pub mod pipeline;
 pub mod producer;
 pub mod record;
 pub mod wire;

@@ -118,6 +118,30 @@ impl Consumer {
         })
     }
 
+    /// Commits these offsets (topic, partition, next offset to read) for the group, checked
+    /// against this member's generation: what a pipeline commits once its output is
+    /// acknowledged, rather than the positions.
+    pub async fn commit_offsets(&self, offsets: &[(String, i32, i64)]) -> Result<(), Error> {
+        let offsets = offsets
+            .iter()
+            .map(|(t, p, o)| ((t.clone(), *p), *o))
+            .collect();
+        self.commit_positions(offsets).await
+    }
+
+    /// This member's group, generation and member id, for committing offsets inside a
+    /// producer's transaction (KIP-447). `None` without `group.id`.
+    pub fn group_metadata(&self) -> Option<crate::producer::GroupMetadata> {
+        let group_id = self.config.group_id.as_deref()?;
+        let identity = self.identity();
+        Some(crate::producer::GroupMetadata {
+            group_id: group_id.to_owned(),
+            generation_id: identity.generation,
+            member_id: identity.member_id,
+            group_instance_id: self.config.group_instance_id.clone(),
+        })
+    }
+
     fn identity(&self) -> Identity {
         match &self.group {
             Some(g) => g.identity.lock().unwrap_or_else(|p| p.into_inner()).clone(),

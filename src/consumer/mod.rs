@@ -125,6 +125,17 @@ impl PartitionBatch {
         self.batch.header().next_offset()
     }
 
+    /// Moves the decoded records out (the pipeline's lanes keep this handle, and with it the
+    /// buffer share, until the output is written).
+    pub(crate) fn take_batch(&mut self) -> ColumnarBatch {
+        std::mem::take(&mut self.batch)
+    }
+
+    /// The topic, shared.
+    pub(crate) fn topic_arc(&self) -> Arc<str> {
+        self.topic.clone()
+    }
+
     /// The records one at a time.
     pub fn records(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> + '_ {
         self.batch.records()

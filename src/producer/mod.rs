@@ -557,8 +557,8 @@ impl Producer {
         Ok(())
     }
 
-    /// The topic's partition count, from the accumulator's cache or the cluster.
-    async fn partition_count(&self, topic: &str) -> Result<i32, Error> {
+    /// How many partitions `topic` has (from metadata, fetched if not known yet).
+    pub async fn partition_count(&self, topic: &str) -> Result<i32, Error> {
         let shared = self.shared();
         if let Some(n) = shared.acc().partitions(topic) {
             if n > 0 {

@@ -409,6 +409,18 @@ pub fn write_with_librdkafka(
         String::from_utf8_lossy(&output.stderr)
     );
     let mut digests = vec![Digest::default(); partitions as usize];
+    librdkafka_layout(partitions, count, |p, key, value, headers| {
+        digests[p].add(Some(key), Some(value), headers)
+    });
+    digests
+}
+
+/// The records `write_topic.py` writes, in order: (partition, key, value, headers).
+pub fn librdkafka_layout(
+    partitions: i32,
+    count: usize,
+    mut each: impl FnMut(usize, &[u8], &[u8], &[(&str, Option<&[u8]>)]),
+) {
     let pad = "x".repeat(60);
     for i in 0..count {
         let key = format!("key-{}", i % 1000);
@@ -419,11 +431,11 @@ pub fn write_with_librdkafka(
         } else {
             vec![]
         };
-        digests[i % partitions as usize].add(
-            Some(key.as_bytes()),
-            Some(value.as_bytes()),
+        each(
+            i % partitions as usize,
+            key.as_bytes(),
+            value.as_bytes(),
             &headers,
         );
     }
-    digests
 }

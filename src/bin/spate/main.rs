@@ -5,6 +5,7 @@ mod consume;
 mod dump;
 mod format;
 mod metadata;
+mod pipe;
 mod produce;
 mod topic;
 
@@ -31,6 +32,8 @@ enum Command {
     Dump(dump::Args),
     /// Show brokers, topics, partitions and leaders (like `kcat -L`).
     Metadata(metadata::Args),
+    /// Read a topic, transform every record (uppercase, filter, JSON field), write another.
+    Pipe(pipe::Args),
     /// Produce messages from stdin or files, one per line (like `kcat -P`).
     Produce(produce::Args),
     /// Create, delete or list topics.
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => consume::run(&args),
         Command::Dump(args) => dump::run(&args),
         Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Pipe(args) => pipe::run(&args),
         Command::Produce(args) => produce::run(&args),
         Command::Topic { action } => topic::run(&action).map(|()| ExitCode::SUCCESS),
     };

@@ -1,0 +1,169 @@
+//! `spate pipe`: read a topic, transform every record, write another topic.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use spate::config::ConfigError;
+use spate::consumer::ConsumerConfig;
+use spate::pipeline::{ops, Chain, Guarantee, Partitioning, Pipeline};
+use spate::producer::ProducerConfig;
+
+use crate::common::ConnArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Input topic (repeatable).
+    #[arg(long = "from", required = true)]
+    pub from: Vec<String>,
+    /// Output topic.
+    #[arg(long = "to")]
+    pub to: String,
+    /// Consumer group: progress is committed and a restart resumes from it. Without a group,
+    /// every input partition is read from the beginning and nothing is committed.
+    #[arg(short = 'G', long = "group")]
+    pub group: Option<String>,
+    /// A map over values: `uppercase`, or `json:FIELD` (the value becomes that field).
+    #[arg(long = "map")]
+    pub map: Vec<String>,
+    /// Keep only records whose value contains these bytes.
+    #[arg(long = "filter-contains")]
+    pub filter_contains: Option<String>,
+    /// Key records by this JSON field of their value, and partition by key.
+    #[arg(long = "key-by-json")]
+    pub key_by_json: Option<String>,
+    /// Transactions: the output and the committed offsets go together (needs -G).
+    #[arg(long = "exactly-once")]
+    pub exactly_once: bool,
+    /// Output compression: none, gzip, snappy, lz4, zstd.
+    #[arg(short = 'z')]
+    pub codec: Option<String>,
+    /// Lanes (default: cores).
+    #[arg(long = "lanes")]
+    pub lanes: Option<usize>,
+    /// Commit interval in milliseconds.
+    #[arg(long = "commit-interval-ms", default_value_t = 1000)]
+    pub commit_interval_ms: u64,
+    /// Exit once every input partition has been read to its end.
+    #[arg(short = 'e')]
+    pub exit_at_end: bool,
+}
+
+fn chain_of(args: &Args) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    if let Some(needle) = &args.filter_contains {
+        steps.push(Step::FilterContains(needle.clone().into_bytes()));
+    }
+    for map in &args.map {
+        match map.as_str() {
+            "uppercase" => steps.push(Step::Uppercase),
+            m => match m.strip_prefix("json:") {
+                Some(field) if !field.is_empty() => steps.push(Step::Json(field.to_owned())),
+                _ => return Err(format!("--map {m}: expected uppercase or json:FIELD")),
+            },
+        }
+    }
+    if let Some(field) = &args.key_by_json {
+        steps.push(Step::KeyByJson(field.clone()));
+    }
+    Ok(steps)
+}
+
+#[derive(Clone)]
+enum Step {
+    FilterContains(Vec<u8>),
+    Uppercase,
+    Json(String),
+    KeyByJson(String),
+}
+
+/// Splits `-X` pairs between the consumer and the producer: a key goes to whichever knows it
+/// (client keys to both).
+fn configs(args: &Args) -> Result<(ConsumerConfig, ProducerConfig), String> {
+    let mut consumer = ConsumerConfig::default();
+    let mut producer = ProducerConfig::default();
+    let mut pairs = args.conn.pairs()?;
+    if let Some(group) = &args.group {
+        pairs.push(("group.id".into(), group.clone()));
+    }
+    pairs.push(("auto.offset.reset".into(), "earliest".into()));
+    if let Some(codec) = &args.codec {
+        pairs.push(("compression.type".into(), codec.clone()));
+    }
+    for (k, v) in pairs {
+        let c = consumer.set(&k, &v);
+        let p = producer.set(&k, &v);
+        match (c, p) {
+            (Err(ConfigError::UnknownKey { .. }), Err(ConfigError::UnknownKey { .. })) => {
+                return Err(format!("configuration: unknown key {k}"))
+            }
+            (Err(e @ ConfigError::InvalidValue { .. }), _)
+            | (_, Err(e @ ConfigError::InvalidValue { .. })) => {
+                return Err(format!("configuration: {e}"))
+            }
+            _ => {}
+        }
+    }
+    consumer
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    producer
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    Ok((consumer, producer))
+}
+
+pub fn run(args: &Args) -> Result<ExitCode, String> {
+    if args.exactly_once && args.group.is_none() {
+        return Err(
+            "--exactly-once needs -G GROUP: offsets are committed in the transactions".into(),
+        );
+    }
+    let steps = chain_of(args)?;
+    let (consumer, producer) = configs(args)?;
+    let inputs: Vec<&str> = args.from.iter().map(String::as_str).collect();
+    let mut pipeline = Pipeline::new(consumer, producer)
+        .from_topics(&inputs)
+        .to_topic(&args.to)
+        .operators(move || {
+            steps.iter().fold(Chain::new(), |chain, step| {
+                chain.then(match step {
+                    Step::FilterContains(needle) => ops::filter_contains(needle),
+                    Step::Uppercase => ops::uppercase(),
+                    Step::Json(field) => ops::json_field(field),
+                    Step::KeyByJson(field) => ops::key_from_json(field),
+                })
+            })
+        })
+        .commit_interval(Duration::from_millis(args.commit_interval_ms.max(1)))
+        .stop_at_end(args.exit_at_end)
+        .guarantee(if args.exactly_once {
+            Guarantee::ExactlyOnce
+        } else {
+            Guarantee::AtLeastOnce
+        });
+    if args.key_by_json.is_some() {
+        pipeline = pipeline.partitioning(Partitioning::ByKey);
+    }
+    if let Some(lanes) = args.lanes {
+        pipeline = pipeline.lanes(lanes);
+    }
+    let started = Instant::now();
+    let stats = args.conn.block_on(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        pipeline.run_until(ctrl_c).await.map_err(|e| e.to_string())
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "% {} records in, {} out, {} commits in {:.2} s ({:.0} records/s)",
+        stats.records_in,
+        stats.records_out,
+        stats.commits,
+        secs,
+        stats.records_in as f64 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
