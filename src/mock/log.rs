@@ -23,6 +23,11 @@ pub struct StoredBatch {
 }
 
 impl StoredBatch {
+    /// The offset after its last record.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
     fn last_offset(&self) -> i64 {
         // last_offset_delta sits at bytes 23..27 of a v2 batch.
         let delta = i32::from_be_bytes([

@@ -254,6 +254,13 @@ impl MockCluster {
             .unwrap_or(0)
     }
 
+    /// A partition's log end offset (0 for an unknown partition).
+    pub fn log_end(&self, topic: &str, partition: i32) -> i64 {
+        self.batches(topic, partition)
+            .last()
+            .map_or(0, |b| b.next_offset())
+    }
+
     /// The batches stored for a partition, in offset order.
     pub fn batches(&self, topic: &str, partition: i32) -> Vec<StoredBatch> {
         self.state()

@@ -1,0 +1,213 @@
+//! Pipelines on the embedded cluster (`--features mock`): exactly-once through a killed
+//! process (tansu does not filter aborted records for read_committed readers, so this one runs
+//! here, read back by librdkafka with read_committed), and at-least-once through broker faults.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use spate::consumer::{ConsumerConfig, OffsetReset};
+use spate::mock::{Fault, MockCluster};
+use spate::pipeline::{ops, Chain, Guarantee, Pipeline};
+use spate::producer::{Producer, ProducerConfig, Record};
+use spate::wire::ApiKey;
+use spate::ClientConfig;
+use support::{read_with_librdkafka, Digest};
+
+const PARTITIONS: i32 = 2;
+
+/// Writes `n` records ("k<i>", "value <i> in lower case") to partition i % PARTITIONS; returns
+/// per partition the digest of the upper-cased records.
+async fn fill(cluster: &MockCluster, topic: &str, n: usize) -> Vec<Digest> {
+    let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap()))
+        .await
+        .unwrap();
+    let mut expected = vec![Digest::default(); PARTITIONS as usize];
+    let mut last = None;
+    for i in 0..n {
+        let key = format!("k{i}");
+        let value = format!("value {i} in lower case");
+        let p = i as i32 % PARTITIONS;
+        expected[p as usize].add(
+            Some(key.as_bytes()),
+            Some(value.to_ascii_uppercase().as_bytes()),
+            &[],
+        );
+        let record = Record::new(topic)
+            .key(key.as_bytes())
+            .value(value.as_bytes())
+            .partition(p);
+        last = Some(producer.send(record).await.unwrap());
+    }
+    last.unwrap().await.unwrap();
+    producer.close().await.unwrap();
+    expected
+}
+
+fn spawn_pipe(bootstrap: &str, exit_at_end: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spate"));
+    cmd.args([
+        "pipe", "-b", bootstrap, "--from", "in", "--to", "out", "-G", "eo",
+    ])
+    .args([
+        "--map",
+        "uppercase",
+        "--exactly-once",
+        "--commit-interval-ms",
+        "100",
+    ])
+    .args([
+        "-X",
+        "session.timeout.ms=3000",
+        "-X",
+        "heartbeat.interval.ms=300",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if exit_at_end {
+        cmd.arg("-e");
+    }
+    cmd.spawn().expect("spawn spate pipe")
+}
+
+/// Exactly-once: `spate pipe --exactly-once` is killed (SIGKILL) in the middle of its work,
+/// with a transaction open, then started again and run to the end. librdkafka, reading the
+/// output with read_committed, sees every input record upper-cased exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_exactly_once_pipeline_writes_each_record_once() {
+    let n = 200_000;
+    let cluster = MockCluster::start(3).await.unwrap();
+    cluster.create_topic("in", PARTITIONS);
+    cluster.create_topic("out", PARTITIONS);
+    let expected = fill(&cluster, "in", n).await;
+    let bootstrap = cluster.bootstrap();
+
+    let mut first = spawn_pipe(&bootstrap, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let written: i64 = (0..PARTITIONS).map(|p| cluster.log_end("out", p)).sum();
+        if written > 30_000 {
+            assert!(
+                written < n as i64,
+                "killed in the middle, not after the end"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pipeline wrote nothing in 60 s"
+        );
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("spate pipe exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let second = spawn_pipe(&bootstrap, true);
+    let done = tokio::task::spawn_blocking(move || second.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "the restarted pipeline failed: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    let read = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || {
+            (
+                read_with_librdkafka(&bootstrap, "out", PARTITIONS, "read_committed"),
+                read_with_librdkafka(&bootstrap, "out", PARTITIONS, "read_uncommitted"),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let (committed, uncommitted) = read;
+    for p in 0..PARTITIONS as usize {
+        assert_eq!(
+            committed[p].count, expected[p].count,
+            "partition {p}: count"
+        );
+        assert_eq!(
+            committed[p].sha256,
+            expected[p].hex(),
+            "partition {p}: exactly once, in order"
+        );
+    }
+    let all: u64 = uncommitted.iter().map(|d| d.count).sum();
+    assert!(
+        all > n as u64,
+        "the killed run left aborted output ({all} records in all), so the check above could fail"
+    );
+}
+
+/// At-least-once through broker faults: produce errors and lost responses on the output,
+/// fetch errors on the input, a leader move on each side. Nothing is missing; the idempotent
+/// producer keeps retries from duplicating, so the output is the input exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_least_once_pipeline_rides_out_broker_faults() {
+    let n = 50_000;
+    let cluster = MockCluster::start(3).await.unwrap();
+    cluster.create_topic("in", PARTITIONS);
+    cluster.create_topic("out", PARTITIONS);
+    let expected = fill(&cluster, "in", n).await;
+    let mut client =
+        ClientConfig::new(&cluster.bootstrap()).request_timeout(Duration::from_secs(2));
+    client.retry_backoff = Duration::from_millis(10);
+    let consumer = ConsumerConfig {
+        client: client.clone(),
+        ..ConsumerConfig::default()
+    }
+    .group_id("alo")
+    .session_timeout(Duration::from_secs(3), Duration::from_millis(300))
+    .auto_offset_reset(OffsetReset::Earliest);
+    let producer = ProducerConfig {
+        client,
+        ..ProducerConfig::default()
+    }
+    .batch_size(4096);
+    cluster.inject(ApiKey::Produce, Fault::Error(6), 3); // NOT_LEADER_OR_FOLLOWER
+    cluster.inject(ApiKey::Produce, Fault::DropResponse, 2);
+    cluster.inject(ApiKey::Fetch, Fault::Error(6), 2);
+    cluster.inject(ApiKey::Fetch, Fault::DropRequest, 1);
+    cluster.inject(ApiKey::OffsetCommit, Fault::Error(16), 1); // NOT_COORDINATOR
+    cluster.move_leader("in", 0, 2);
+    cluster.move_leader("out", 1, 0);
+    let stats = Pipeline::new(consumer, producer)
+        .from_topics(&["in"])
+        .to_topic("out")
+        .operators(|| Chain::new().then(ops::uppercase()))
+        .guarantee(Guarantee::AtLeastOnce)
+        .commit_interval(Duration::from_millis(50))
+        .stop_at_end(true)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(stats.records_in, n as u64);
+    assert_eq!(cluster.pending_faults(), 0, "every fault was met");
+    for p in 0..PARTITIONS {
+        let mut got = Digest::default();
+        for (_, key, value) in cluster.records("out", p).unwrap() {
+            got.add(key.as_deref(), value.as_deref(), &[]);
+        }
+        assert_eq!(
+            got.count, expected[p as usize].count,
+            "partition {p}: count"
+        );
+        assert_eq!(
+            got.hex(),
+            expected[p as usize].hex(),
+            "partition {p}: content and order"
+        );
+        assert_eq!(
+            cluster.committed("alo", "in", p),
+            Some(expected[p as usize].count as i64),
+            "partition {p}: committed at the input's end"
+        );
+    }
+}
