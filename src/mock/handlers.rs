@@ -456,6 +456,7 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
     let brokers = state
         .brokers
         .iter()
+        .filter(|(id, _)| !state.down.contains(id))
         .map(|(id, port)| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(*id))
@@ -496,7 +497,7 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_static_str("spate-mock")))
-        .with_controller_id(BrokerId(state.brokers[0].0))
+        .with_controller_id(BrokerId(state.controller()))
         .with_topics(topics)
 }
 

@@ -18,7 +18,7 @@
 //!
 //! Faults: an error code (or a dropped connection, before or after the request is handled, or
 //! added latency) for the next N requests of an API; a partition's leader moved; the
-//! coordinator moved.
+//! coordinator moved; a broker stopped and started again.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -93,11 +93,22 @@ struct State {
     groups: HashMap<String, group::Group>,
     /// The broker that coordinates every group and transaction.
     coordinator: i32,
+    /// Brokers stopped by [`MockCluster::stop_broker`].
+    down: std::collections::BTreeSet<i32>,
     /// The largest batch accepted (`message.max.bytes`), log overhead included.
     max_message_bytes: usize,
 }
 
 impl State {
+    /// The first live broker.
+    fn controller(&self) -> i32 {
+        self.brokers
+            .iter()
+            .map(|(id, _)| *id)
+            .find(|id| !self.down.contains(id))
+            .unwrap_or(0)
+    }
+
     /// The fault for the next request of `api`, if one is armed.
     fn take_fault(&mut self, api: ApiKey) -> Option<Fault> {
         *self.requests.entry(api as i16).or_default() += 1;
@@ -116,12 +127,25 @@ impl State {
 pub struct MockCluster {
     state: Arc<Mutex<State>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Per broker: its accept loop, and the signal that closes its connections.
+    brokers: Mutex<Vec<BrokerTask>>,
+}
+
+struct BrokerTask {
+    accept: Option<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for MockCluster {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for broker in self.brokers.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            if let Some(accept) = broker.accept.take() {
+                accept.abort();
+            }
+            let _ = broker.stop.send(true);
         }
     }
 }
@@ -147,15 +171,100 @@ impl MockCluster {
             offsets: HashMap::new(),
             groups: HashMap::new(),
             coordinator: 0,
+            down: std::collections::BTreeSet::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }));
-        let mut tasks: Vec<JoinHandle<()>> = listeners
+        let brokers = listeners
             .into_iter()
             .enumerate()
-            .map(|(id, listener)| tokio::spawn(accept_loop(state.clone(), id as i32, listener)))
+            .map(|(id, listener)| {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let accept = tokio::spawn(accept_loop(state.clone(), id as i32, listener, stopped));
+                BrokerTask {
+                    accept: Some(accept),
+                    stop,
+                }
+            })
             .collect();
-        tasks.push(tokio::spawn(expire_members(Arc::downgrade(&state))));
-        Ok(MockCluster { state, tasks })
+        let tasks = vec![tokio::spawn(expire_members(Arc::downgrade(&state)))];
+        Ok(MockCluster {
+            state,
+            tasks,
+            brokers: Mutex::new(brokers),
+        })
+    }
+
+    /// Stops a broker as if its process died: its port refuses connections, its open
+    /// connections close mid-request, and metadata no longer lists it. The partitions it led
+    /// fail over to the next live broker (their log is shared, as if every replica were in
+    /// sync), and so does the coordinator.
+    pub fn stop_broker(&self, broker: i32) {
+        let mut brokers = lock(&self.brokers);
+        let Some(task) = brokers.get_mut(broker as usize) else {
+            return;
+        };
+        if let Some(accept) = task.accept.take() {
+            accept.abort();
+        }
+        let _ = task.stop.send(true);
+        let mut state = self.state();
+        state.down.insert(broker);
+        let live: Vec<i32> = state
+            .brokers
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !state.down.contains(id))
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        for logs in state.topics.values_mut() {
+            for (p, log) in logs.iter_mut().enumerate() {
+                if log.leader == broker {
+                    log.leader = live[p % live.len()];
+                    log.leader_epoch += 1;
+                }
+            }
+        }
+        if state.coordinator == broker {
+            state.coordinator = live[0];
+        }
+    }
+
+    /// Starts a stopped broker again on its old port. Leadership does not move back.
+    pub async fn start_broker(&self, broker: i32) -> std::io::Result<()> {
+        let port = match self.state().brokers.get(broker as usize) {
+            Some((_, port)) => *port,
+            None => return Ok(()),
+        };
+        // The stopped broker's sockets close as its tasks wind down: retry briefly.
+        let mut tries = 0;
+        let listener = loop {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            let bound = socket
+                .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .and_then(|()| socket.listen(1024));
+            match bound {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let accept = tokio::spawn(accept_loop(self.state.clone(), broker, listener, stopped));
+        let mut brokers = lock(&self.brokers);
+        if let Some(task) = brokers.get_mut(broker as usize) {
+            if let Some(old) = task.accept.replace(accept) {
+                old.abort();
+            }
+            task.stop = stop;
+        }
+        self.state().down.remove(&broker);
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -310,7 +419,7 @@ impl MockCluster {
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -326,10 +435,23 @@ async fn expire_members(state: std::sync::Weak<Mutex<State>>) {
     }
 }
 
-async fn accept_loop(state: Arc<Mutex<State>>, broker: i32, listener: TcpListener) {
+async fn accept_loop(
+    state: Arc<Mutex<State>>,
+    broker: i32,
+    listener: TcpListener,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve(state.clone(), broker, stream));
+        let mut stopped = stopped.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            // A stopped broker's connections close wherever they are.
+            tokio::select! {
+                () = serve(state, broker, stream) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        });
     }
 }
 
