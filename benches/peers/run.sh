@@ -41,6 +41,12 @@ for size in 100 1024; do
         for client in spate rdkafka rskafka; do
             "$peers" "$client" consume "$b" "peers-spate-$size-$run" "$PARTITIONS" "$COUNT" "$size" >>"$work/results"
         done
+        # The seed job, consume -> uppercase -> produce, from that topic to a new one each.
+        for client in spate rdkafka; do
+            "$spate" topic create -b "$b" -t "peers-spate-$size-$run-out-$client" --partitions "$PARTITIONS" >/dev/null
+            "$peers" "$client" pipe "$b" "peers-spate-$size-$run" "$PARTITIONS" "$COUNT" "$size" "$CODEC" >>"$work/results"
+            "$spate" topic delete -b "$b" -t "peers-spate-$size-$run-out-$client" >/dev/null
+        done
         for client in spate rdkafka rskafka; do
             "$spate" topic delete -b "$b" -t "peers-$client-$size-$run" >/dev/null
         done
@@ -59,11 +65,13 @@ print(f"{count:,} messages per run, {codec}, linger 5 ms, 6 partitions, acks=all
 print()
 print("| scenario | size | client | CPU s per million msgs | vs rdkafka | wall s | msgs/s |")
 print("|---|---|---|---|---|---|---|")
-for scenario in ("produce", "consume"):
+for scenario in ("produce", "consume", "pipe"):
     for size in sorted({s for sc, s, _ in rows if sc == scenario}):
         med = lambda c, k: statistics.median(r[k] for r in rows[(scenario, size, c)])
         base = med("rdkafka", "cpu")
         for client in ("spate", "rdkafka", "rskafka"):
+            if (scenario, size, client) not in rows:
+                continue
             cpu, wall = med(client, "cpu"), med(client, "wall")
             print(f"| {scenario} | {size} B | {client} | {cpu * 1e6 / count:.3f} | "
                   f"{(cpu / base if base else float('nan')):.2f} | {wall:.2f} | "

@@ -7,6 +7,9 @@
 //! produce: COUNT records of SIZE bytes (log-line-like text), CODEC, linger 5 ms, acks=all,
 //! spread over PARTITIONS; the process ends once every record is acknowledged.
 //! consume: the whole topic from the beginning to its end (COUNT records expected).
+//! pipe: the seed job: TOPIC from the beginning to its end, every value upper-cased, written
+//! to TOPIC-out-CLIENT (same partition, CODEC, linger 5 ms, acks=all); ends when all is
+//! acknowledged. spate runs its pipeline; rdkafka the loop an application would write.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +60,8 @@ async fn main() {
             rskafka_produce(bootstrap, topic, partitions, count, size, codec).await
         }
         ("rskafka", "consume") => rskafka_consume(bootstrap, topic, partitions).await,
+        ("spate", "pipe") => spate_pipe(bootstrap, topic, codec).await,
+        ("rdkafka", "pipe") => rdkafka_pipe(bootstrap, topic, partitions, codec),
         _ => panic!("unknown client or scenario"),
     };
     let wall = started.elapsed().as_secs_f64();
@@ -213,6 +218,95 @@ fn rdkafka_consume(b: &str, topic: &str, partitions: i32) -> usize {
         }
     }
     std::hint::black_box(bytes);
+    n
+}
+
+async fn spate_pipe(b: &str, topic: &str, codec: &str) -> usize {
+    use spate::consumer::ConsumerConfig;
+    use spate::pipeline::{ops, Chain, Pipeline};
+    use spate::producer::ProducerConfig;
+    let consumer =
+        ConsumerConfig::from_pairs([("bootstrap.servers", b), ("auto.offset.reset", "earliest")])
+            .unwrap();
+    let producer = ProducerConfig::from_pairs([
+        ("bootstrap.servers", b),
+        ("compression.type", codec),
+        ("linger.ms", "5"),
+    ])
+    .unwrap();
+    let stats = Pipeline::new(consumer, producer)
+        .from_topics(&[topic])
+        .to_topic(&format!("{topic}-out-spate"))
+        .operators(|| Chain::new().then(ops::uppercase()))
+        .stop_at_end(true)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(stats.records_in, stats.records_out);
+    stats.records_out as usize
+}
+
+fn rdkafka_pipe(b: &str, topic: &str, partitions: i32, codec: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("group.id", "spate-peers")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("compression.codec", codec)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let out = format!("{topic}-out-rdkafka");
+    let mut ended = std::collections::HashSet::new();
+    let mut n = 0;
+    while ended.len() < partitions as usize {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                ended.remove(&m.partition());
+                let value = m.payload().unwrap_or_default().to_ascii_uppercase();
+                loop {
+                    let mut record: BaseRecord<'_, [u8], [u8]> =
+                        BaseRecord::to(&out).payload(&value[..]).partition(m.partition());
+                    if let Some(k) = m.key() {
+                        record = record.key(k);
+                    }
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err(_) => {
+                            producer.poll(Duration::from_millis(1));
+                        }
+                    }
+                }
+                n += 1;
+                if n % 1000 == 0 {
+                    producer.poll(Duration::ZERO);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
     n
 }
 

@@ -1,7 +1,50 @@
 //! What every subcommand that talks to a cluster shares: `-b`, `-X key=value`, `-d`.
 
 use spate::cluster::Client;
+use spate::config::ConfigError;
+use spate::consumer::ConsumerConfig;
+use spate::producer::ProducerConfig;
 use spate::ClientConfig;
+
+/// `-X key=value` arguments as pairs.
+pub fn parse_pairs(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    args.iter()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("-X {kv}: expected key=value"))?;
+            Ok((k.trim().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// A consumer and a producer configuration from one list of keys: each key goes to whichever
+/// knows it (client keys to both); a key neither knows is an error.
+pub fn consumer_and_producer(
+    pairs: Vec<(String, String)>,
+) -> Result<(ConsumerConfig, ProducerConfig), String> {
+    let mut consumer = ConsumerConfig::default();
+    let mut producer = ProducerConfig::default();
+    for (k, v) in pairs {
+        match (consumer.set(&k, &v), producer.set(&k, &v)) {
+            (Err(ConfigError::UnknownKey { .. }), Err(ConfigError::UnknownKey { .. })) => {
+                return Err(format!("configuration: unknown key {k}"))
+            }
+            (Err(e @ ConfigError::InvalidValue { .. }), _)
+            | (_, Err(e @ ConfigError::InvalidValue { .. })) => {
+                return Err(format!("configuration: {e}"))
+            }
+            _ => {}
+        }
+    }
+    consumer
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    producer
+        .validate()
+        .map_err(|e| format!("configuration: {e}"))?;
+    Ok((consumer, producer))
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnArgs {
@@ -20,12 +63,7 @@ impl ConnArgs {
     /// `bootstrap.servers` from `-b`, then every `-X` in order.
     pub fn pairs(&self) -> Result<Vec<(String, String)>, String> {
         let mut pairs = vec![("bootstrap.servers".to_owned(), self.brokers.clone())];
-        for kv in &self.config {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("-X {kv}: expected key=value"))?;
-            pairs.push((k.trim().to_owned(), v.to_owned()));
-        }
+        pairs.extend(parse_pairs(&self.config)?);
         Ok(pairs)
     }
 

@@ -1,7 +1,9 @@
 //! The `spate` command-line tool. Options follow kcat's where they overlap.
 
+mod bench;
 mod common;
 mod consume;
+mod cpu;
 mod dump;
 mod format;
 mod metadata;
@@ -26,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Produce, consume and pipeline throughput, on an embedded cluster (default) or `-b`.
+    Bench(bench::Args),
     /// Print the records of a topic (like `kcat -C`).
     Consume(consume::Args),
     /// Decode Kafka log segments (`*.log`) or files of raw record batches.
@@ -46,6 +50,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => bench::run(&args),
         Command::Consume(args) => consume::run(&args),
         Command::Dump(args) => dump::run(&args),
         Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),

@@ -3,12 +3,11 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use spate::config::ConfigError;
 use spate::consumer::ConsumerConfig;
 use spate::pipeline::{ops, Chain, Guarantee, Partitioning, Pipeline};
 use spate::producer::ProducerConfig;
 
-use crate::common::ConnArgs;
+use crate::common::{self, ConnArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -78,40 +77,18 @@ enum Step {
     KeyByJson(String),
 }
 
-/// Splits `-X` pairs between the consumer and the producer: a key goes to whichever knows it
-/// (client keys to both).
+/// `-X` pairs and the flags, split between the consumer and the producer.
 fn configs(args: &Args) -> Result<(ConsumerConfig, ProducerConfig), String> {
-    let mut consumer = ConsumerConfig::default();
-    let mut producer = ProducerConfig::default();
     let mut pairs = args.conn.pairs()?;
+    // A default that -X may override: a new group starts at the beginning.
+    pairs.insert(1, ("auto.offset.reset".into(), "earliest".into()));
     if let Some(group) = &args.group {
         pairs.push(("group.id".into(), group.clone()));
     }
-    pairs.push(("auto.offset.reset".into(), "earliest".into()));
     if let Some(codec) = &args.codec {
         pairs.push(("compression.type".into(), codec.clone()));
     }
-    for (k, v) in pairs {
-        let c = consumer.set(&k, &v);
-        let p = producer.set(&k, &v);
-        match (c, p) {
-            (Err(ConfigError::UnknownKey { .. }), Err(ConfigError::UnknownKey { .. })) => {
-                return Err(format!("configuration: unknown key {k}"))
-            }
-            (Err(e @ ConfigError::InvalidValue { .. }), _)
-            | (_, Err(e @ ConfigError::InvalidValue { .. })) => {
-                return Err(format!("configuration: {e}"))
-            }
-            _ => {}
-        }
-    }
-    consumer
-        .validate()
-        .map_err(|e| format!("configuration: {e}"))?;
-    producer
-        .validate()
-        .map_err(|e| format!("configuration: {e}"))?;
-    Ok((consumer, producer))
+    common::consumer_and_producer(pairs)
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, String> {

@@ -1,0 +1,414 @@
+//! `spate bench`: produce, consume and pipeline throughput, on an embedded cluster in this
+//! process (the default: nothing to install) or on a real one (`-b`).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use spate::cluster::{Client, NewTopic};
+use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+use spate::mock::MockCluster;
+use spate::pipeline::{ops, Chain, Pipeline};
+use spate::producer::{Producer, ProducerConfig, Record};
+
+use crate::{common, cpu};
+
+/// Threads of the embedded cluster's runtime carry this name, so their CPU time can be told
+/// apart from the client's.
+const BROKER_THREAD: &str = "spate-mock";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Run against this cluster instead of an embedded one (`host:port[,...]`).
+    #[arg(short = 'b', long = "brokers")]
+    pub brokers: Option<String>,
+    /// Any client, producer or consumer key: `-X acks=1`. Repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Messages per scenario.
+    #[arg(short = 'n', long = "count", default_value_t = 1_000_000)]
+    pub count: usize,
+    /// Message size in bytes.
+    #[arg(short = 's', long = "size", default_value_t = 100)]
+    pub size: usize,
+    /// Partitions of the benchmark topics.
+    #[arg(long = "partitions", default_value_t = 6)]
+    pub partitions: i32,
+    /// Compression: none, gzip, snappy, lz4, zstd.
+    #[arg(short = 'z', default_value = "lz4")]
+    pub codec: String,
+    /// Producer linger in milliseconds.
+    #[arg(long = "linger-ms", default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Brokers of the embedded cluster.
+    #[arg(long = "embedded-brokers", default_value_t = 3)]
+    pub embedded_brokers: usize,
+    /// Scenarios to run (repeatable): produce, consume, pipe. Consume and pipe read what
+    /// produce wrote, so it always runs.
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<String>,
+    /// Print the results as JSON on stdout instead of a table.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    scenario: &'static str,
+    messages: u64,
+    bytes: u64,
+    seconds: f64,
+    client_cpu: f64,
+    broker_cpu: Option<f64>,
+    latency_ms: Option<(f64, f64)>,
+}
+
+/// Messages done so far, for the progress line.
+#[derive(Default)]
+struct Progress(AtomicU64);
+
+pub fn run(args: &Args) -> Result<ExitCode, String> {
+    if args.size == 0 || args.count == 0 || args.partitions < 1 {
+        return Err("--count, --size and --partitions must be positive".into());
+    }
+    let wanted = |s: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|w| w == s);
+    for s in &args.scenarios {
+        if !["produce", "consume", "pipe"].contains(&s.as_str()) {
+            return Err(format!("--scenario {s}: expected produce, consume or pipe"));
+        }
+    }
+    // The embedded cluster runs on its own runtime, so its CPU time is its own.
+    let broker_runtime = match args.brokers {
+        Some(_) => None,
+        None => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name(BROKER_THREAD)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the embedded cluster: {e}"))?,
+        ),
+    };
+    let cluster = match &broker_runtime {
+        Some(rt) => Some(
+            rt.block_on(MockCluster::start(args.embedded_brokers.max(1)))
+                .map_err(|e| format!("cannot start the embedded cluster: {e}"))?,
+        ),
+        None => None,
+    };
+    let bootstrap = match (&args.brokers, &cluster) {
+        (Some(b), _) => b.clone(),
+        (None, Some(c)) => c.bootstrap(),
+        (None, None) => unreachable!("one or the other"),
+    };
+    let where_ = match &cluster {
+        Some(_) => format!(
+            "embedded cluster ({} brokers, in this process)",
+            args.embedded_brokers.max(1)
+        ),
+        None => bootstrap.clone(),
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let topic = format!("spate-bench-{}-{stamp}", std::process::id());
+    let out_topic = format!("{topic}-out");
+    let mut pairs = vec![
+        ("bootstrap.servers".to_owned(), bootstrap.clone()),
+        ("auto.offset.reset".to_owned(), "earliest".to_owned()),
+        ("compression.type".to_owned(), args.codec.clone()),
+        ("linger.ms".to_owned(), args.linger_ms.to_string()),
+    ];
+    pairs.extend(common::parse_pairs(&args.config)?);
+    let (consumer_config, producer_config) = common::consumer_and_producer(pairs)?;
+    let client_config = consumer_config.client.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let results = runtime.block_on(async {
+        let client = Client::connect(client_config)
+            .await
+            .map_err(|e| e.to_string())?;
+        match &cluster {
+            Some(c) => {
+                c.create_topic(&topic, args.partitions);
+                c.create_topic(&out_topic, args.partitions);
+            }
+            None => client
+                .create_topics(&[
+                    NewTopic::new(&topic, args.partitions, 1),
+                    NewTopic::new(&out_topic, args.partitions, 1),
+                ])
+                .await
+                .map_err(|e| format!("creating the benchmark topics: {e}"))?,
+        }
+        eprintln!(
+            "spate bench: {} messages of {} B, {}, linger {} ms, {} partitions, on {where_}",
+            args.count, args.size, args.codec, args.linger_ms, args.partitions
+        );
+        let mut results = Vec::new();
+        results.push(produce(args, producer_config.clone(), &topic).await?);
+        if wanted("consume") {
+            results.push(consume(args, consumer_config.clone(), &topic).await?);
+        }
+        if wanted("pipe") {
+            let pipeline = Pipeline::new(consumer_config, producer_config)
+                .from_topics(&[&topic])
+                .to_topic(&out_topic)
+                .operators(|| Chain::new().then(ops::uppercase()))
+                .stop_at_end(true);
+            results.push(pipe(args, pipeline).await?);
+        }
+        if cluster.is_none() {
+            let _ = client.delete_topics(&[&topic, &out_topic]).await;
+        }
+        Ok::<_, String>(results)
+    })?;
+    if args.json {
+        println!("{}", json(args, &where_, &results));
+    } else {
+        print!("{}", table(&results));
+    }
+    drop(cluster);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Log-line-like values, compressible the way real ones are.
+fn values(size: usize) -> Vec<Vec<u8>> {
+    let words = b"spate reads batches and writes them back to kafka with one copy ";
+    (0..1024)
+        .map(|i| {
+            let mut v = format!("{i:06} ").into_bytes();
+            while v.len() < size {
+                v.push(words[(v.len() * 7 + i) % words.len()]);
+            }
+            v.truncate(size);
+            v
+        })
+        .collect()
+}
+
+/// Runs `work`, showing progress, and measures wall and CPU time.
+async fn measured<F: std::future::Future<Output = Result<u64, String>>>(
+    scenario: &'static str,
+    total: u64,
+    progress: Arc<Progress>,
+    work: F,
+) -> Result<Outcome, String> {
+    let cpu0 = cpu::process_seconds();
+    let broker0 = cpu::thread_seconds(BROKER_THREAD);
+    let started = Instant::now();
+    let ticker = tokio::spawn({
+        let progress = progress.clone();
+        async move {
+            let tty = std::io::stderr().is_terminal();
+            let mut every =
+                tokio::time::interval(Duration::from_millis(if tty { 250 } else { 2000 }));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let done = progress.0.load(Ordering::Relaxed);
+                let rate = done as f64 / started.elapsed().as_secs_f64();
+                let pct = done as f64 * 100.0 / total as f64;
+                if tty {
+                    eprint!("\r  {scenario}: {done} / {total} ({pct:.0}%), {rate:.0} msgs/s   ");
+                } else {
+                    eprintln!("  {scenario}: {done} / {total} ({pct:.0}%), {rate:.0} msgs/s");
+                }
+            }
+        }
+    });
+    let messages = work.await;
+    ticker.abort();
+    let seconds = started.elapsed().as_secs_f64();
+    let process = cpu::process_seconds() - cpu0;
+    let broker = cpu::thread_seconds(BROKER_THREAD) - broker0;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r{:70}\r", "");
+    }
+    let messages = messages?;
+    eprintln!("  {scenario}: {messages} messages in {seconds:.2} s");
+    Ok(Outcome {
+        scenario,
+        messages,
+        seconds,
+        client_cpu: process - broker,
+        broker_cpu: (broker > 0.0).then_some(broker),
+        ..Outcome::default()
+    })
+}
+
+async fn produce(args: &Args, config: ProducerConfig, topic: &str) -> Result<Outcome, String> {
+    let producer = Producer::new(config).await.map_err(|e| e.to_string())?;
+    let values = values(args.size);
+    let progress = Arc::new(Progress::default());
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.count / 64 + 1)));
+    let count = args.count;
+    let partitions = args.partitions;
+    let mut outcome = measured("produce", count as u64, progress.clone(), async {
+        let mut samplers = Vec::new();
+        for i in 0..count {
+            let record = Record::new(topic)
+                .value(&values[i % values.len()])
+                .partition(i as i32 % partitions);
+            let sent = Instant::now();
+            let delivery = producer.send(record).await.map_err(|e| e.to_string())?;
+            // Every 64th delivery is timed from send to acknowledgement.
+            if i % 64 == 0 {
+                let latencies = latencies.clone();
+                samplers.push(tokio::spawn(async move {
+                    let result = delivery.await;
+                    latencies
+                        .lock()
+                        .unwrap()
+                        .push(sent.elapsed().as_secs_f64() * 1e3);
+                    result
+                }));
+            }
+            progress.0.fetch_add(1, Ordering::Relaxed);
+        }
+        producer.flush().await.map_err(|e| e.to_string())?;
+        for s in samplers {
+            s.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("a message was not acknowledged: {e}"))?;
+        }
+        Ok(count as u64)
+    })
+    .await?;
+    producer.close().await.map_err(|e| e.to_string())?;
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap());
+    l.sort_by(f64::total_cmp);
+    let at = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
+    outcome.latency_ms = (!l.is_empty()).then(|| (at(0.5), at(0.99)));
+    outcome.bytes = (count * args.size) as u64;
+    Ok(outcome)
+}
+
+async fn consume(args: &Args, config: ConsumerConfig, topic: &str) -> Result<Outcome, String> {
+    let mut consumer = Consumer::new(config).await.map_err(|e| e.to_string())?;
+    consumer
+        .assign_topics(&[topic], Offset::Beginning)
+        .await
+        .map_err(|e| e.to_string())?;
+    let progress = Arc::new(Progress::default());
+    let bytes = Arc::new(AtomicU64::new(0));
+    let outcome = measured("consume", args.count as u64, progress.clone(), {
+        let bytes = bytes.clone();
+        async move {
+            let mut ended = std::collections::HashSet::new();
+            let mut n = 0u64;
+            while ended.len() < consumer.assignment().len() {
+                match consumer.next().await.map_err(|e| e.to_string())? {
+                    Event::Batch(b) => {
+                        ended.remove(&b.partition());
+                        n += b.batch().len() as u64;
+                        // Touch every value, as an application would.
+                        let size: usize =
+                            b.records().map(|r| r.value().map_or(0, <[u8]>::len)).sum();
+                        bytes.fetch_add(size as u64, Ordering::Relaxed);
+                        progress.0.store(n, Ordering::Relaxed);
+                    }
+                    Event::EndOfPartition { partition, .. } => {
+                        ended.insert(partition);
+                    }
+                    _ => {}
+                }
+            }
+            Ok(n)
+        }
+    })
+    .await?;
+    if outcome.messages != args.count as u64 {
+        return Err(format!(
+            "consume read {} of {} messages",
+            outcome.messages, args.count
+        ));
+    }
+    Ok(Outcome {
+        bytes: bytes.load(Ordering::Relaxed),
+        ..outcome
+    })
+}
+
+async fn pipe(args: &Args, pipeline: Pipeline) -> Result<Outcome, String> {
+    let progress = Arc::new(Progress::default());
+    let outcome = measured("pipe", args.count as u64, progress, async move {
+        let stats = pipeline.run().await.map_err(|e| e.to_string())?;
+        if stats.records_out != stats.records_in {
+            return Err(format!(
+                "pipe wrote {} of {} records",
+                stats.records_out, stats.records_in
+            ));
+        }
+        Ok(stats.records_in)
+    })
+    .await?;
+    if outcome.messages != args.count as u64 {
+        return Err(format!(
+            "pipe read {} of {} messages",
+            outcome.messages, args.count
+        ));
+    }
+    Ok(Outcome {
+        bytes: (args.count * args.size) as u64,
+        ..outcome
+    })
+}
+
+fn table(results: &[Outcome]) -> String {
+    let mut out = String::from(
+        "\n| scenario | msgs/s | MB/s | client CPU s per M msgs | broker CPU s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let (p50, p99) = match r.latency_ms {
+            Some((a, b)) => (format!("{a:.1}"), format!("{b:.1}")),
+            None => ("-".into(), "-".into()),
+        };
+        out += &format!(
+            "| {} | {:.0} | {:.1} | {:.3} | {} | {p50} | {p99} |\n",
+            r.scenario,
+            r.messages as f64 / r.seconds,
+            r.bytes as f64 / r.seconds / 1e6,
+            r.client_cpu * 1e6 / r.messages.max(1) as f64,
+            r.broker_cpu.map_or("-".into(), |b| format!("{b:.2}")),
+        );
+    }
+    out
+}
+
+fn json(args: &Args, where_: &str, results: &[Outcome]) -> String {
+    let rows: Vec<String> = results
+        .iter()
+        .map(|r| {
+            let (p50, p99) = match r.latency_ms {
+                Some((a, b)) => (format!("{a:.3}"), format!("{b:.3}")),
+                None => ("null".into(), "null".into()),
+            };
+            format!(
+                "{{\"scenario\":\"{}\",\"messages\":{},\"seconds\":{:.4},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.3},\"client_cpu_seconds\":{:.4},\"client_cpu_per_million\":{:.4},\"broker_cpu_seconds\":{},\"p50_ms\":{p50},\"p99_ms\":{p99}}}",
+                r.scenario,
+                r.messages,
+                r.seconds,
+                r.messages as f64 / r.seconds,
+                r.bytes as f64 / r.seconds / 1e6,
+                r.client_cpu,
+                r.client_cpu * 1e6 / r.messages.max(1) as f64,
+                r.broker_cpu.map_or("null".into(), |b| format!("{b:.4}")),
+            )
+        })
+        .collect();
+    format!(
+        "{{\"cluster\":\"{}\",\"count\":{},\"size\":{},\"codec\":\"{}\",\"linger_ms\":{},\"partitions\":{},\"results\":[{}]}}",
+        where_.replace('"', "'"),
+        args.count,
+        args.size,
+        args.codec,
+        args.linger_ms,
+        args.partitions,
+        rows.join(",")
+    )
+}
