@@ -265,3 +265,27 @@ async fn a_killed_pipeline_resumes_and_nothing_is_missing() {
     }
     client.delete_topics(&[&input, &output]).await.unwrap();
 }
+
+/// `spate pipe` refuses contradictory or unknown arguments with a message that says why,
+/// before connecting anywhere.
+#[test]
+fn bad_pipe_arguments_are_clear_errors() {
+    for (args, needle) in [
+        (&["--exactly-once"][..], "--exactly-once needs -G GROUP"),
+        (
+            &["--map", "lowercase"][..],
+            "expected uppercase or json:FIELD",
+        ),
+        (&["-X", "no.such.key=1"][..], "unknown key no.such.key"),
+        (&["-X", "linger.ms=soon"][..], "linger.ms"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["pipe", "-b", "127.0.0.1:1", "--from", "a", "--to", "b"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

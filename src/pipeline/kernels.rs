@@ -203,7 +203,7 @@ impl Parser<'_> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            let rest = &self.s[self.i..];
+            let rest = self.s.get(self.i..)?;
             let at = memchr::memchr2(b'"', b'\\', rest)?;
             self.i += at;
             if self.s[self.i] == b'"' {
@@ -309,6 +309,8 @@ mod tests {
             b"{\"a\":\"x",
             b"{}",
             b"{\"id\":\"\\q\"}",
+            b"{\"a\":\"\\",
+            b"{\"id\":\"\\u12",
         ] {
             let mut scratch = Vec::new();
             assert_eq!(json_field(bad, "id", &mut scratch), None, "{bad:?}");

@@ -1,0 +1,84 @@
+//! `spate bench` on the embedded cluster (what the README's first command runs) and on a real
+//! broker: every scenario moves every message, and the JSON says so.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::process::Command;
+
+use support::TestBroker;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .arg("bench")
+        .args(args)
+        .args(["--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "spate bench {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints one JSON object")
+}
+
+fn check(json: &serde_json::Value, count: u64) {
+    let results = json["results"].as_array().unwrap();
+    let scenarios: Vec<&str> = results
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenarios, ["produce", "consume", "pipe"]);
+    for r in results {
+        assert_eq!(r["messages"].as_u64(), Some(count), "{r}");
+        assert!(r["msgs_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let p99 = results[0]["p99_ms"].as_f64().expect("produce latency");
+    assert!(p99 >= results[0]["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn bench_runs_on_the_embedded_cluster() {
+    let json = bench(&[
+        "-n",
+        "30000",
+        "-s",
+        "200",
+        "-z",
+        "zstd",
+        "--partitions",
+        "3",
+    ]);
+    check(&json, 30_000);
+    assert!(json["cluster"].as_str().unwrap().contains("embedded"));
+}
+
+#[test]
+fn bench_runs_against_a_real_broker() {
+    let broker = TestBroker::start();
+    let json = bench(&["-b", &broker.bootstrap, "-n", "30000"]);
+    check(&json, 30_000);
+    assert_eq!(json["cluster"].as_str(), Some(broker.bootstrap.as_str()));
+}
+
+#[test]
+fn bad_bench_arguments_are_clear_errors() {
+    for (args, needle) in [
+        (
+            &["--scenario", "nope"][..],
+            "expected produce, consume or pipe",
+        ),
+        (&["-X", "no.such.key=1"][..], "unknown key no.such.key"),
+        (&["-n", "0"][..], "must be positive"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
