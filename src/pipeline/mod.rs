@@ -12,7 +12,7 @@
 //!   on tokio's worker threads: throughput grows with partitions and cores. Every channel is
 //!   bounded, so a slow sink slows the source (backpressure end to end).
 //! - **Operators** ([`ops`]) work on whole [`Batch`]es; see [`Operator`] for writing one.
-//! - **Sink**: the selected rows of each output batch go to [`Producer::send_batch`], which
+//! - **Sink**: the selected rows of each output batch go to [`Producer::send_batch`](crate::producer::Producer::send_batch), which
 //!   encodes them straight into the output partitions' record batches. Each row keeps its
 //!   source record's timestamp and headers; it goes to the source's partition number
 //!   ([`Partitioning::SameAsInput`], the default) or wherever its key hashes.
