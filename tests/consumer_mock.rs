@@ -370,3 +370,57 @@ async fn a_moved_leader_is_followed() {
         next = b.next_offset();
     }
 }
+
+/// `next` inside `select!` (as a pipeline or an application with a shutdown signal uses it):
+/// cancelled over and over at any await point, it loses and repeats nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_next_loses_nothing() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("cancel", 2);
+    for p in 0..2 {
+        fill(&cluster, "cancel", p, 20_000, Compression::Lz4).await;
+    }
+    let mut consumer = Consumer::new(consumer_config(&cluster).max_partition_fetch_bytes(8192))
+        .await
+        .unwrap();
+    consumer
+        .assign_topics(&["cancel"], Offset::Beginning)
+        .await
+        .unwrap();
+    let mut read = [Vec::new(), Vec::new()];
+    let mut cancelled = 0u32;
+    let mut spin = 0u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while read.iter().map(Vec::len).sum::<usize>() < 40_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled at {} records: a cancelled next lost some",
+            read.iter().map(Vec::len).sum::<usize>()
+        );
+        // Give up on `next` after a varying, tiny number of polls.
+        spin += 1;
+        let budget = spin % 4;
+        let gave_up = async move {
+            for _ in 0..budget {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            event = consumer.next() => {
+                if let Event::Batch(b) = event.unwrap() {
+                    read[b.partition() as usize].extend(b.records().map(|r| r.offset()));
+                }
+            }
+            () = gave_up => cancelled += 1,
+        }
+    }
+    assert!(cancelled > 100, "next was cancelled often ({cancelled})");
+    for (p, offsets) in read.iter().enumerate() {
+        let expected: Vec<i64> = (0..20_000).collect();
+        assert!(
+            *offsets == expected,
+            "partition {p}: every offset once, in order"
+        );
+    }
+}

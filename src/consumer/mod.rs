@@ -185,6 +185,8 @@ pub struct Consumer {
     chunks: mpsc::Receiver<Chunk>,
     /// The fetch being handed out, and the ones after it that a seek left in place.
     current: VecDeque<Pending>,
+    /// A fetch still being decoded, kept here so a cancelled `next` loses none of it.
+    decoding: Option<JoinHandle<Pending>>,
     views: HashMap<Tp, View>,
     next_epoch: u64,
     buffer: Arc<Buffer>,
@@ -256,6 +258,7 @@ impl Consumer {
             commands,
             chunks,
             current: VecDeque::new(),
+            decoding: None,
             views: HashMap::new(),
             next_epoch: 1,
             buffer,
@@ -426,6 +429,21 @@ impl Consumer {
                     continue;
                 }
             }
+            if let Some(handle) = &mut self.decoding {
+                // Awaited in place: cancelled here, the next call awaits it again.
+                let decoded = handle.await;
+                self.decoding = None;
+                match decoded {
+                    Ok(pending) => self.current.push_back(pending),
+                    Err(join) => {
+                        return Err(Error::Protocol(crate::wire::ProtocolError::Decode {
+                            api: crate::wire::ApiKey::Fetch,
+                            version: 0,
+                            reason: format!("a decode task failed: {join}"),
+                        }))
+                    }
+                }
+            }
             while let Some(pending) = self.current.front_mut() {
                 let current = self
                     .views
@@ -509,16 +527,7 @@ impl Consumer {
                         }
                     }
                 }
-                Chunk::Decoding(handle) => match handle.await {
-                    Ok(pending) => self.current.push_back(pending),
-                    Err(join) => {
-                        return Err(Error::Protocol(crate::wire::ProtocolError::Decode {
-                            api: crate::wire::ApiKey::Fetch,
-                            version: 0,
-                            reason: format!("a decode task failed: {join}"),
-                        }))
-                    }
-                },
+                Chunk::Decoding(handle) => self.decoding = Some(handle),
             }
         }
     }

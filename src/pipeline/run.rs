@@ -227,12 +227,19 @@ impl Driver {
         ticker.tick().await;
         let mut ended: HashSet<Tp> = HashSet::new();
         tokio::pin!(shutdown);
+        let shared = self.shared.clone();
         loop {
+            // Registered before the check, so a lane failing in between still wakes the loop
+            // (it may be waiting for input that never comes).
+            let changed = shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             if let Some(e) = self.shared.progress().failed.clone() {
                 return Err(e);
             }
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
+                () = &mut changed => continue,
                 _ = ticker.tick() => self.commit().await?,
                 event = self.source.next() => match event? {
                     Event::Batch(batch) => {
