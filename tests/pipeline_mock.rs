@@ -211,3 +211,40 @@ async fn an_at_least_once_pipeline_rides_out_broker_faults() {
         );
     }
 }
+
+/// A sink that fails stops the pipeline with its error (no hang while the source waits for
+/// more input), and nothing after the failure is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_stops_the_pipeline_with_its_error() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("in", PARTITIONS);
+    fill(&cluster, "in", 2_000).await;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let consumer = ConsumerConfig::new(&cluster.bootstrap())
+        .group_id("failing")
+        .auto_offset_reset(OffsetReset::Earliest)
+        .session_timeout(Duration::from_secs(3), Duration::from_millis(300));
+    let pipeline = Pipeline::new(consumer, ProducerConfig::new(&cluster.bootstrap()))
+        .from_topics(&["in"])
+        .to_fn({
+            let seen = seen.clone();
+            move |batch| {
+                if seen.fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst) > 500 {
+                    return Err(spate::Error::Transaction("the sink is full".into()));
+                }
+                Ok(())
+            }
+        });
+    let result = tokio::time::timeout(Duration::from_secs(20), pipeline.run())
+        .await
+        .expect("the pipeline stops instead of hanging");
+    let error = result.expect_err("the sink's error");
+    assert!(error.to_string().contains("the sink is full"), "{error}");
+    let committed: i64 = (0..PARTITIONS)
+        .map(|p| cluster.committed("failing", "in", p).unwrap_or(0))
+        .sum();
+    assert!(
+        committed < 2_000,
+        "the failed input is not committed ({committed})"
+    );
+}

@@ -28,7 +28,10 @@ struct Progress {
 
 struct Shared {
     progress: Mutex<Progress>,
+    /// Something was acknowledged or failed.
     changed: Notify,
+    /// Something failed.
+    failure: Notify,
 }
 
 impl Shared {
@@ -42,6 +45,7 @@ impl Shared {
         p.failed.get_or_insert(error);
         drop(p);
         self.changed.notify_waiters();
+        self.failure.notify_waiters();
     }
 }
 
@@ -131,6 +135,7 @@ pub(super) async fn run(
     let shared = Arc::new(Shared {
         progress: Mutex::default(),
         changed: Notify::new(),
+        failure: Notify::new(),
     });
     let (ack_tx, ack_rx) = mpsc::channel(64);
     let acker = tokio::spawn(acknowledge(ack_rx, shared.clone()));
@@ -231,15 +236,15 @@ impl Driver {
         loop {
             // Registered before the check, so a lane failing in between still wakes the loop
             // (it may be waiting for input that never comes).
-            let changed = shared.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
+            let failed = shared.failure.notified();
+            tokio::pin!(failed);
+            failed.as_mut().enable();
             if let Some(e) = self.shared.progress().failed.clone() {
                 return Err(e);
             }
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                () = &mut changed => continue,
+                () = &mut failed => continue,
                 _ = ticker.tick() => self.commit().await?,
                 event = self.source.next() => match event? {
                     Event::Batch(batch) => {
