@@ -279,6 +279,11 @@ impl Chain {
             return Ok(());
         };
         op.push(batch)?;
+        self.pass_on(at, out)
+    }
+
+    /// Pulls everything operator `at` has ready and runs it through the rest of the chain.
+    fn pass_on(&mut self, at: usize, out: &mut Vec<Batch>) -> Result<(), Error> {
         let mut pulled = Vec::new();
         while let Some(b) = self.ops[at].pull() {
             pulled.push(b);
@@ -293,13 +298,7 @@ impl Chain {
     pub fn finish(&mut self, out: &mut Vec<Batch>) -> Result<(), Error> {
         for at in 0..self.ops.len() {
             self.ops[at].finish()?;
-            let mut pulled = Vec::new();
-            while let Some(b) = self.ops[at].pull() {
-                pulled.push(b);
-            }
-            for b in pulled {
-                self.run_from(at + 1, b, out)?;
-            }
+            self.pass_on(at, out)?;
         }
         Ok(())
     }

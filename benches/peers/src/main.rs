@@ -183,10 +183,10 @@ fn rdkafka_produce(
     count
 }
 
-fn rdkafka_consume(b: &str, topic: &str, partitions: i32) -> usize {
+/// A librdkafka consumer assigned every partition of `topic` from the beginning, with
+/// end-of-partition events.
+fn rdkafka_assigned(b: &str, topic: &str, partitions: i32) -> rdkafka::consumer::BaseConsumer {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::error::KafkaError;
-    use rdkafka::message::Message;
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", b)
@@ -201,6 +201,13 @@ fn rdkafka_consume(b: &str, topic: &str, partitions: i32) -> usize {
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+fn rdkafka_consume(b: &str, topic: &str, partitions: i32) -> usize {
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    let consumer = rdkafka_assigned(b, topic, partitions);
     let mut ended = std::collections::HashSet::new();
     let (mut n, mut bytes) = (0, 0usize);
     while ended.len() < partitions as usize {
@@ -247,18 +254,11 @@ async fn spate_pipe(b: &str, topic: &str, codec: &str) -> usize {
 }
 
 fn rdkafka_pipe(b: &str, topic: &str, partitions: i32, codec: &str) -> usize {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::KafkaError;
     use rdkafka::message::Message;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", b)
-        .set("group.id", "spate-peers")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
+    use rdkafka::ClientConfig;
+    let consumer = rdkafka_assigned(b, topic, partitions);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", b)
         .set("compression.codec", codec)
@@ -267,12 +267,6 @@ fn rdkafka_pipe(b: &str, topic: &str, partitions: i32, codec: &str) -> usize {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
     let out = format!("{topic}-out-rdkafka");
     let mut ended = std::collections::HashSet::new();
     let mut n = 0;
@@ -282,8 +276,9 @@ fn rdkafka_pipe(b: &str, topic: &str, partitions: i32, codec: &str) -> usize {
                 ended.remove(&m.partition());
                 let value = m.payload().unwrap_or_default().to_ascii_uppercase();
                 loop {
-                    let mut record: BaseRecord<'_, [u8], [u8]> =
-                        BaseRecord::to(&out).payload(&value[..]).partition(m.partition());
+                    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&out)
+                        .payload(&value[..])
+                        .partition(m.partition());
                     if let Some(k) = m.key() {
                         record = record.key(k);
                     }
