@@ -27,16 +27,20 @@
 //!   incremental fetch sessions, decoding on worker threads within a decoded-bytes budget),
 //!   read_committed, seeks, and consumer groups ([`consumer::group`]: assignors and the
 //!   membership state machine, sans-IO; the group task; committed offsets).
-//! - `mock` (feature `mock`): an embedded cluster on loopback ports, with fault injection, for
-//!   hermetic tests.
+//! - [`pipeline`]: source → batch operators → fused sink: [`pipeline::Batch`] (consumed
+//!   columns, a selection vector, replaced columns), [`pipeline::ops`] and the kernels, lanes per
+//!   partition, at-least-once and exactly-once commits.
+//! - `mock` (feature `mock`): an embedded cluster on loopback ports (the classic group
+//!   protocol, transactions, long-poll fetch), with fault injection and brokers that stop and
+//!   start, for hermetic tests and `spate bench`.
 //!
 //! Beside them: [`config`] (typed settings, built from the standard Kafka keys) and [`error`]
 //! (the public [`Error`] and the one classification of Kafka error codes into an [`Action`]).
 //!
 //! `wire` and `record` are synchronous and socket-free, so they are unit-tested, fuzzed
 //! (`fuzz/`) and benchmarked (`benches/`) without a runtime; `net` is tested against scripted
-//! peers, `cluster`, `producer` and `consumer` against a real broker and the embedded cluster
-//! (`tests/`).
+//! peers, `cluster`, `producer`, `consumer` and `pipeline` against a real broker and the
+//! embedded cluster (`tests/`).
 //!
 //! # Data flow
 //! ```text
