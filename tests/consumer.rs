@@ -9,15 +9,7 @@ use spate::cluster::{Client, NewTopic};
 use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::record::Compression;
-use support::{unique_topic, write_with_librdkafka, Digest, TestBroker};
-
-/// Records per codec (`SPATE_INTEROP_MESSAGES`; the figure is 1,000,000).
-fn messages() -> usize {
-    std::env::var("SPATE_INTEROP_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
+use support::{interop_messages, unique_topic, write_with_librdkafka, Digest, TestBroker};
 
 /// Reads every partition of `topic` from the beginning to its end; per partition, the digest
 /// of what was read, checking offsets are consecutive.
@@ -68,7 +60,7 @@ async fn read_all(client: &Client, topic: &str, partitions: i32) -> Vec<Digest> 
 async fn reads_what_spate_and_librdkafka_wrote_in_every_codec() {
     let broker = TestBroker::start();
     let client = Client::connect(broker.config()).await.unwrap();
-    let n = messages();
+    let n = interop_messages();
     let partitions = 3;
     for codec in [
         Compression::None,

@@ -13,17 +13,9 @@ use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 use spate::pipeline::{ops, Chain, Pipeline};
 use spate::producer::ProducerConfig;
 use support::{
-    librdkafka_layout, read_with_librdkafka, unique_topic, write_with_librdkafka, Digest,
-    TestBroker,
+    interop_messages, librdkafka_layout, read_with_librdkafka, unique_topic, write_with_librdkafka,
+    Digest, TestBroker,
 };
-
-/// Records (`SPATE_INTEROP_MESSAGES`; the figure is 1,000,000).
-fn messages() -> usize {
-    std::env::var("SPATE_INTEROP_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
 
 fn group_config(broker: &TestBroker, group: &str) -> ConsumerConfig {
     let mut c = ConsumerConfig {
@@ -46,7 +38,7 @@ fn group_config(broker: &TestBroker, group: &str) -> ConsumerConfig {
 async fn a_million_records_are_uppercased_in_order() {
     let broker = TestBroker::start();
     let client = Client::connect(broker.config()).await.unwrap();
-    let n = messages();
+    let n = interop_messages();
     let partitions = 4;
     let input = unique_topic("pipe-in");
     let output = unique_topic("pipe-out");

@@ -8,16 +8,9 @@ use std::time::Duration;
 use spate::cluster::{Client, NewTopic};
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::record::Compression;
-use support::{committed_offset, read_with_librdkafka, unique_topic, Digest, TestBroker};
-
-/// Records per codec in the interop test (`SPATE_INTEROP_MESSAGES`; the figure is
-/// 1,000,000).
-fn interop_messages() -> usize {
-    std::env::var("SPATE_INTEROP_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
+use support::{
+    committed_offset, interop_messages, read_with_librdkafka, unique_topic, Digest, TestBroker,
+};
 
 fn producer_config(broker: &TestBroker) -> ProducerConfig {
     ProducerConfig {

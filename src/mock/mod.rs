@@ -365,9 +365,12 @@ impl MockCluster {
 
     /// A partition's log end offset (0 for an unknown partition).
     pub fn log_end(&self, topic: &str, partition: i32) -> i64 {
-        self.batches(topic, partition)
-            .last()
-            .map_or(0, |b| b.next_offset())
+        self.state()
+            .topics
+            .get(topic)
+            .and_then(|t| t.get(partition as usize))
+            .and_then(|l| l.batches.last())
+            .map_or(0, StoredBatch::next_offset)
     }
 
     /// The batches stored for a partition, in offset order.

@@ -200,14 +200,29 @@ impl Batch {
         }
     }
 
-    /// Calls `f` with every selected row, in order (the loop the kernels use: no iterator
-    /// allocation).
-    #[inline]
-    pub fn for_each_selected(&self, mut f: impl FnMut(usize)) {
-        match &self.selection {
-            Some(s) => s.iter().for_each(|&r| f(r as usize)),
-            None => (0..self.rows()).for_each(f),
+    /// A column builder with one entry per row: `entry` writes each selected row's entry
+    /// (`push`, `push_with` or `push_null`); rows not selected are null.
+    pub fn column_over_selected(
+        &self,
+        bytes: usize,
+        mut entry: impl FnMut(usize, &mut ColumnBuilder),
+    ) -> ColumnBuilder {
+        let rows = self.rows();
+        let mut out = ColumnBuilder::with_capacity(rows, bytes);
+        let mut next = 0;
+        for row in self.selected() {
+            while next < row {
+                out.push_null();
+                next += 1;
+            }
+            entry(row, &mut out);
+            next = row + 1;
         }
+        while next < rows {
+            out.push_null();
+            next += 1;
+        }
+        out
     }
 
     /// The source record row `row` comes from.
@@ -276,12 +291,11 @@ impl Batch {
 
     /// Keeps only the selected rows for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&Batch, usize) -> bool) {
-        let mut survivors = Vec::with_capacity(self.len());
-        self.for_each_selected(|row| {
-            if keep(self, row) {
-                survivors.push(row as u32);
-            }
-        });
+        let survivors: Vec<u32> = self
+            .selected()
+            .filter(|&row| keep(self, row))
+            .map(|row| row as u32)
+            .collect();
         if survivors.len() != self.rows() || self.selection.is_some() {
             self.selection = Some(survivors);
         }

@@ -5,7 +5,7 @@
 
 use memchr::memmem;
 
-use super::batch::{Batch, Column, ColumnBuilder};
+use super::batch::{Batch, Column};
 
 /// Upper-cases ASCII letters in place; other bytes (UTF-8 sequences included) are unchanged.
 /// Branch-free, so it vectorises.
@@ -49,26 +49,14 @@ pub fn map_values_in_place(
     {
         return None;
     }
-    let rows = batch.rows();
-    let mut bytes = 0;
-    batch.for_each_selected(|row| bytes += batch.value(row).map_or(0, <[u8]>::len));
-    let mut out = ColumnBuilder::with_capacity(rows, bytes);
-    let mut next = 0;
-    batch.for_each_selected(|row| {
-        while next < row {
-            out.push_null();
-            next += 1;
-        }
-        match batch.value(row) {
-            Some(v) => out.push(v),
-            None => out.push_null(),
-        }
-        next = row + 1;
+    let bytes = batch
+        .selected()
+        .map(|row| batch.value(row).map_or(0, <[u8]>::len))
+        .sum();
+    let mut out = batch.column_over_selected(bytes, |row, out| match batch.value(row) {
+        Some(v) => out.push(v),
+        None => out.push_null(),
     });
-    while next < rows {
-        out.push_null();
-        next += 1;
-    }
     transform(out.data_mut());
     Some(out.finish())
 }

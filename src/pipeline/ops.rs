@@ -96,13 +96,7 @@ fn map_column(
 ) -> BoxOperator {
     from_fn(move |mut batch| {
         let mut scratch = Vec::new();
-        let mut column = ColumnBuilder::with_capacity(batch.rows(), 0);
-        let mut next = 0;
-        for row in batch.selected() {
-            while next < row {
-                column.push_null();
-                next += 1;
-            }
+        let column = batch.column_over_selected(0, |row, column| {
             let input = if keys {
                 batch.key(row)
             } else {
@@ -114,12 +108,7 @@ fn map_column(
             } else {
                 column.push_null();
             }
-            next = row + 1;
-        }
-        while next < batch.rows() {
-            column.push_null();
-            next += 1;
-        }
+        });
         let column = column.finish();
         if keys {
             batch.set_keys(column);

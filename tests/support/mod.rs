@@ -439,3 +439,11 @@ pub fn librdkafka_layout(
         );
     }
 }
+
+/// Records per interop run (`SPATE_INTEROP_MESSAGES`; the issues' figure is 1,000,000).
+pub fn interop_messages() -> usize {
+    std::env::var("SPATE_INTEROP_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}

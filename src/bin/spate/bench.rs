@@ -66,8 +66,7 @@ struct Outcome {
 }
 
 /// Messages done so far, for the progress line.
-#[derive(Default)]
-struct Progress(AtomicU64);
+type Progress = AtomicU64;
 
 pub fn run(args: &Args) -> Result<ExitCode, String> {
     if args.size == 0 || args.count == 0 || args.partitions < 1 {
@@ -210,7 +209,7 @@ async fn measured<F: std::future::Future<Output = Result<u64, String>>>(
             every.tick().await;
             loop {
                 every.tick().await;
-                let done = progress.0.load(Ordering::Relaxed);
+                let done = progress.load(Ordering::Relaxed);
                 let rate = done as f64 / started.elapsed().as_secs_f64();
                 let pct = done as f64 * 100.0 / total as f64;
                 if tty {
@@ -268,7 +267,7 @@ async fn produce(args: &Args, config: ProducerConfig, topic: &str) -> Result<Out
                     result
                 }));
             }
-            progress.0.fetch_add(1, Ordering::Relaxed);
+            progress.fetch_add(1, Ordering::Relaxed);
         }
         producer.flush().await.map_err(|e| e.to_string())?;
         for s in samplers {
@@ -310,7 +309,7 @@ async fn consume(args: &Args, config: ConsumerConfig, topic: &str) -> Result<Out
                         let size: usize =
                             b.records().map(|r| r.value().map_or(0, <[u8]>::len)).sum();
                         bytes.fetch_add(size as u64, Ordering::Relaxed);
-                        progress.0.store(n, Ordering::Relaxed);
+                        progress.store(n, Ordering::Relaxed);
                     }
                     Event::EndOfPartition { partition, .. } => {
                         ended.insert(partition);
