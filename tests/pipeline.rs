@@ -182,7 +182,7 @@ async fn a_killed_pipeline_resumes_and_nothing_is_missing() {
             .iter()
             .map(|o| o.offset.max(0))
             .sum();
-        if written > 20_000 {
+        if written > 5_000 {
             assert!(
                 written < n as i64,
                 "killed in the middle, not after the end"
@@ -196,7 +196,8 @@ async fn a_killed_pipeline_resumes_and_nothing_is_missing() {
         if let Some(status) = first.try_wait().unwrap() {
             panic!("spate pipe exited early: {status}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Short: once joined, the pipeline moves hundreds of thousands of records per second.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     first.kill().unwrap();
     first.wait().unwrap();

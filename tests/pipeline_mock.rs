@@ -83,6 +83,13 @@ async fn a_killed_exactly_once_pipeline_writes_each_record_once() {
     let expected = fill(&cluster, "in", n).await;
     let bootstrap = cluster.bootstrap();
 
+    // The pipeline would otherwise finish in a few tens of milliseconds: slow its first
+    // produce requests so that the kill lands in the middle of the run.
+    cluster.inject(
+        ApiKey::Produce,
+        Fault::Delay(Duration::from_millis(10)),
+        100,
+    );
     let mut first = spawn_pipe(&bootstrap, false);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
