@@ -20,6 +20,11 @@ use super::{Connection, NetError};
 use crate::config::{SaslConfig, SaslMechanism};
 use crate::error::{Error, KafkaCode};
 
+/// The fewest PBKDF2 iterations a server may ask for (Kafka's `ScramMechanism` minimum).
+const MIN_ITERATIONS: u32 = 4096;
+/// The most PBKDF2 iterations a server may ask for (Kafka's `ScramMechanism` maximum).
+const MAX_ITERATIONS: u32 = 16384;
+
 /// Authenticates `conn` with the configured mechanism.
 pub async fn authenticate(conn: &Connection, config: &SaslConfig) -> Result<(), Error> {
     let mechanism = config.mechanism.name();
@@ -60,7 +65,15 @@ pub async fn authenticate(conn: &Connection, config: &SaslConfig) -> Result<(), 
             let server_first = exchange(conn, scram.client_first().into_bytes())
                 .await
                 .map_err(fail)?;
-            let client_final = scram.handle_server_first(&server_first).map_err(fail)?;
+            // PBKDF2 runs thousands of HMAC rounds: off the async worker threads.
+            let (scram, client_final) = tokio::task::spawn_blocking(move || {
+                let reply = scram.handle_server_first(&server_first);
+                (scram, reply)
+            })
+            .await
+            .map_err(|e| fail(format!("the SCRAM computation failed: {e}")))?;
+            let mut scram = scram;
+            let client_final = client_final.map_err(fail)?;
             let server_final = exchange(conn, client_final.into_bytes())
                 .await
                 .map_err(fail)?;
@@ -166,9 +179,12 @@ impl Scram {
         let iterations: u32 = attribute(server_first, 'i')?
             .parse()
             .map_err(|_| "the iteration count is not a number".to_owned())?;
-        // Bound the work a hostile server can make us do (Kafka's minimum is 4096).
-        if !(1..=1_000_000).contains(&iterations) {
-            return Err(format!("iteration count {iterations} out of range"));
+        // Bound the work a hostile server can make us do: Kafka's brokers use 4096 to 16384
+        // (`ScramMechanism.minIterations` / `maxIterations`), and refuse anything else.
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!(
+                "iteration count {iterations} out of range ({MIN_ITERATIONS}..={MAX_ITERATIONS})"
+            ));
         }
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
@@ -291,6 +307,10 @@ mod tests {
             .handle_server_first(b"r=abcd,s=AAAA,i=4000000000")
             .is_err());
         assert!(new().handle_server_first(b"r=abcd,i=4096").is_err());
+        // Kafka's own bounds: 4096..=16384.
+        assert!(new().handle_server_first(b"r=abcd,s=AAAA,i=16385").is_err());
+        assert!(new().handle_server_first(b"r=abcd,s=AAAA,i=4095").is_err());
+        assert!(new().handle_server_first(b"r=abcd,s=AAAA,i=16384").is_ok());
         // Wrong server signature, and a server error.
         let mut s = new();
         s.handle_server_first(b"r=abcdef,s=AAAA,i=4096").unwrap();

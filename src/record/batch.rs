@@ -145,6 +145,17 @@ impl RawBatch {
                 magic: b.magic(),
             });
         }
+        // The offset after the batch must be representable: everything downstream (fetch
+        // positions, record offsets) is computed from it.
+        let delta = b.last_offset_delta() as i64 + 1;
+        if b.base_offset().checked_add(delta).is_none() {
+            return Err(RecordError::Overflow {
+                at,
+                what: "offset after the batch".into(),
+                base: b.base_offset(),
+                delta,
+            });
+        }
         Ok(b)
     }
 

@@ -346,7 +346,7 @@ impl RawBatch {
                     found: index,
                 });
             }
-            decode_record(&mut r, out).map_err(|e| match e {
+            decode_record(&mut r, out, &header).map_err(|e| match e {
                 RecordFault::Primitive(source) => RecordError::Record {
                     at,
                     index,
@@ -358,6 +358,12 @@ impl RawBatch {
                     index,
                     declared,
                     actual,
+                },
+                RecordFault::Overflow { what, base, delta } => RecordError::Overflow {
+                    at,
+                    what: format!("{what} of record {index}"),
+                    base,
+                    delta,
                 },
             })?;
         }
@@ -376,7 +382,15 @@ impl RawBatch {
 
 enum RecordFault {
     Primitive(PrimitiveError),
-    Length { declared: usize, actual: usize },
+    Length {
+        declared: usize,
+        actual: usize,
+    },
+    Overflow {
+        what: &'static str,
+        base: i64,
+        delta: i64,
+    },
 }
 
 impl From<PrimitiveError> for RecordFault {
@@ -401,7 +415,11 @@ fn span(r: &mut Reader<'_>) -> Result<Span, PrimitiveError> {
 }
 
 #[inline]
-fn decode_record(r: &mut Reader<'_>, out: &mut ColumnarBatch) -> Result<(), RecordFault> {
+fn decode_record(
+    r: &mut Reader<'_>,
+    out: &mut ColumnarBatch,
+    header: &BatchHeader,
+) -> Result<(), RecordFault> {
     let len_at = r.absolute_position();
     let declared = match r.varint_len()? {
         Some(n) => n,
@@ -417,6 +435,25 @@ fn decode_record(r: &mut Reader<'_>, out: &mut ColumnarBatch) -> Result<(), Reco
     let _attributes = r.i8()?;
     let timestamp_delta = r.varlong()?;
     let offset_delta = r.varint()?;
+    // Offsets and timestamps are read as base + delta: both sums must fit.
+    if header
+        .base_offset
+        .checked_add(offset_delta as i64)
+        .is_none()
+    {
+        return Err(RecordFault::Overflow {
+            what: "offset",
+            base: header.base_offset,
+            delta: offset_delta as i64,
+        });
+    }
+    if header.base_timestamp.checked_add(timestamp_delta).is_none() {
+        return Err(RecordFault::Overflow {
+            what: "timestamp",
+            base: header.base_timestamp,
+            delta: timestamp_delta,
+        });
+    }
     let key = span(r)?;
     let value = span(r)?;
     let count_at = r.absolute_position();

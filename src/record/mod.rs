@@ -167,6 +167,19 @@ pub enum RecordError {
     /// A batch must hold at least one record.
     #[error("a record batch needs at least one record")]
     EmptyBatch,
+    /// An offset or timestamp computed from the batch's base and a delta does not fit in 64
+    /// bits: the batch lies about one of them.
+    #[error("batch at byte {at}: {what}: {base} + {delta} overflows")]
+    Overflow {
+        /// Position of the batch.
+        at: usize,
+        /// Which value ("last offset", "offset of record 3", "timestamp of record 3").
+        what: String,
+        /// The base (offset or timestamp).
+        base: i64,
+        /// The delta added to it.
+        delta: i64,
+    },
 }
 
 /// Splits `records` (a records section or a log segment) into batches. Shorthand for

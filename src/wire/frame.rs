@@ -17,6 +17,9 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 100 * 1024 * 1024;
 /// Length of the size prefix.
 pub const SIZE_PREFIX_LEN: usize = 4;
 
+/// The least an incomplete frame's buffer grows by (see [`FrameCodec::decode`]).
+pub const GROWTH_STEP: usize = 1 << 20;
+
 /// Errors from framing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -34,6 +37,12 @@ pub enum FrameError {
     NegativeSize {
         /// The value read.
         size: i32,
+    },
+    /// A response frame too short to hold a correlation id.
+    #[error("response frame of {len} byte(s) is too short for a correlation id")]
+    NoCorrelationId {
+        /// The frame's length.
+        len: usize,
     },
 }
 
@@ -90,8 +99,10 @@ impl FrameCodec {
     /// prefix), or `Ok(None)` if the frame is not complete yet. The body shares `buf`'s
     /// allocation: no copy.
     ///
-    /// When the frame is incomplete, `buf` reserves room for the rest of it (at most the
-    /// maximum frame size), so the next socket reads land in place.
+    /// When the frame is incomplete, `buf` grows with what has arrived, not with what the
+    /// prefix announces: room for as much again as it holds (at least [`GROWTH_STEP`]), never
+    /// more than the rest of the frame. A peer that announces a large frame and sends nothing
+    /// costs nothing, and a large frame is still copied only a logarithmic number of times.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         let Some(prefix) = buf.get(..SIZE_PREFIX_LEN) else {
             return Ok(None);
@@ -99,7 +110,8 @@ impl FrameCodec {
         let size = self.body_size(prefix)?;
         let total = SIZE_PREFIX_LEN + size;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            let rest = total - buf.len();
+            buf.reserve(rest.min(buf.len().max(GROWTH_STEP)));
             return Ok(None);
         }
         buf.advance(SIZE_PREFIX_LEN);
@@ -208,6 +220,25 @@ mod tests {
             "frame of 11 bytes exceeds the maximum frame size of 10 bytes"
         );
         assert!(codec.encode(&[0; 11], &mut BytesMut::new()).is_err());
+    }
+
+    #[test]
+    fn an_announced_size_reserves_only_what_has_arrived() {
+        let codec = FrameCodec::default();
+        // 90 MiB announced, 10 bytes sent.
+        let mut buf = BytesMut::from(&(90i32 << 20).to_be_bytes()[..]);
+        buf.extend_from_slice(&[7; 10]);
+        assert_eq!(codec.decode(&mut buf), Ok(None));
+        assert!(buf.capacity() <= 2 * GROWTH_STEP, "{}", buf.capacity());
+        // As bytes arrive the buffer at most doubles per step.
+        buf.resize(5 << 20, 1);
+        assert_eq!(codec.decode(&mut buf), Ok(None));
+        assert!(buf.capacity() <= 11 << 20, "{}", buf.capacity());
+        // Near the end it reserves just the rest.
+        buf.resize((90 << 20) + 3, 1);
+        assert_eq!(codec.decode(&mut buf), Ok(None));
+        buf.resize((90 << 20) + 4, 1);
+        assert_eq!(codec.decode(&mut buf).unwrap().unwrap().len(), 90 << 20);
     }
 
     #[test]

@@ -16,6 +16,9 @@ use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
 
 use super::{corrupt, encode_failed, Compression, CompressionError};
 
+/// The most an LZ4 block can expand: a sequence of one token byte and one length byte (255)
+/// gives at most 255 + 15 + 4 bytes of output, so no input grows more than 255-fold.
+const MAX_EXPANSION: u64 = 255;
 const CODEC: Compression = Compression::Lz4;
 const MAGIC: u32 = 0x184D_2204;
 const SKIPPABLE: std::ops::RangeInclusive<u32> = 0x184D_2A50..=0x184D_2A5F;
@@ -88,10 +91,13 @@ fn decompress_frame<'a>(
         other => return Err(corrupt(CODEC, format!("invalid block size id {other}"))),
     };
     if content_size {
-        // A hint only: used to size the buffer if it is within the limit, never trusted beyond.
+        // A hint only: used to size the buffer if it is within the limit and within what the
+        // input can expand to, never trusted beyond.
         let b = take(&mut input, 8, "content size")?;
         let declared = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-        if declared <= limit.saturating_sub(out.len()) as u64 {
+        if declared <= limit.saturating_sub(out.len()) as u64
+            && declared <= (input.len() as u64).saturating_mul(MAX_EXPANSION)
+        {
             out.reserve_exact(declared as usize);
         }
     }
@@ -125,7 +131,10 @@ fn decompress_frame<'a>(
             out.extend_from_slice(block);
             continue;
         }
-        let room = block_max.min(budget);
+        // Room for what this block can expand to, not for the frame's largest block: a run of
+        // tiny blocks must not cost a block-size memset each.
+        let expands_to = (size as u64 * MAX_EXPANSION).min(usize::MAX as u64) as usize;
+        let room = block_max.min(budget).min(expands_to);
         out.resize(pos + room, 0);
         let (prev, rest) = out.split_at_mut(pos);
         let result = if independent || pos == 0 {
@@ -135,7 +144,7 @@ fn decompress_frame<'a>(
         };
         match result {
             Ok(n) => out.truncate(pos + n),
-            Err(DecompressError::OutputTooSmall { .. }) if room < block_max => {
+            Err(DecompressError::OutputTooSmall { .. }) if room == budget && room < block_max => {
                 return Err(CompressionError::TooLarge {
                     codec: CODEC,
                     limit,
@@ -210,5 +219,11 @@ mod tests {
         // Magic (4), FLG, BD, then the 8-byte content size: make it claim 4 EiB.
         packed[6..14].copy_from_slice(&(u64::MAX / 4).to_le_bytes());
         assert_eq!(decompress(&packed, 100).unwrap(), b"small");
+        // Within the limit but far beyond what 20-odd bytes can expand to: nothing reserved
+        // from it.
+        packed[6..14].copy_from_slice(&(60u64 << 20).to_le_bytes());
+        let out = decompress(&packed, 64 << 20).unwrap();
+        assert_eq!(out, b"small");
+        assert!(out.capacity() < 1 << 20, "reserved {}", out.capacity());
     }
 }
