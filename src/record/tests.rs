@@ -553,3 +553,36 @@ fn skip_before_drops_leading_records_and_keeps_headers_aligned() {
     assert!(batch.memory_size() < full);
     assert_eq!(batch.skip_before(0), 0);
 }
+
+#[test]
+fn offsets_and_timestamps_that_overflow_are_errors_not_wraps() {
+    let recs: Vec<Rec> = (0..3)
+        .map(|i| (1_700_000_000_000 + i, None, Some(vec![b'v'; 4]), vec![]))
+        .collect();
+    let good = build(Compression::None, &recs);
+    // A base offset whose batch would end past i64::MAX (the base offset is outside the CRC).
+    let mut bad = good.to_vec();
+    bad[0..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+    let err = RawBatch::new(Bytes::from(bad)).unwrap_err();
+    assert!(
+        matches!(&err, RecordError::Overflow { base, delta: 3, .. } if *base == i64::MAX - 1),
+        "{err}"
+    );
+    // The last one that fits is fine.
+    let mut edge = good.to_vec();
+    edge[0..8].copy_from_slice(&(i64::MAX - 3).to_be_bytes());
+    let batch = RawBatch::new(Bytes::from(edge)).unwrap().decode().unwrap();
+    assert_eq!(batch.offset(2), i64::MAX - 1);
+    // A base timestamp that a record's delta carries past i64::MAX.
+    let mut bad = good.to_vec();
+    bad[27..35].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+    fix_crc(&mut bad);
+    let err = RawBatch::new(Bytes::from(bad))
+        .unwrap()
+        .decode()
+        .unwrap_err();
+    assert!(
+        matches!(&err, RecordError::Overflow { what, delta: 2, .. } if what == "timestamp of record 2"),
+        "{err}"
+    );
+}
