@@ -244,7 +244,11 @@ impl Error {
         match self {
             Error::Kafka { code, .. } => code.action(),
             Error::Net(e) => e.action(),
-            Error::NoBrokerAvailable { .. } => Action::Reconnect,
+            // Every broker failed: as fatal as the failure it reports (the worst one seen).
+            Error::NoBrokerAvailable { last, .. } => match last.action() {
+                Action::Fatal => Action::Fatal,
+                _ => Action::Reconnect,
+            },
             Error::UnknownInMetadata(_) => Action::RefreshMetadata,
             Error::Config(_)
             | Error::Protocol(_)

@@ -208,7 +208,15 @@ impl Client {
                 Err(e) => {
                     tracing::debug!(broker = %address, error = %e, "metadata request failed");
                     tried.push(address);
-                    last = Some(e);
+                    // Report the worst failure: a broker that breaks the protocol matters more
+                    // than one that is down.
+                    let keep_last = last
+                        .as_ref()
+                        .is_some_and(|l: &Error| l.action() == Action::Fatal)
+                        && e.action() != Action::Fatal;
+                    if !keep_last {
+                        last = Some(e);
+                    }
                 }
             }
         }

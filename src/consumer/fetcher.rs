@@ -85,6 +85,27 @@ struct PartitionState {
     snap: Option<i64>,
     /// The end was reported and nothing new has arrived since.
     at_end: bool,
+    /// Failed fetches in a row, for the retry backoff.
+    failures: u32,
+}
+
+impl PartitionState {
+    /// Backs off after a failed fetch: `retry.backoff.ms`, doubling with each failure in a row
+    /// up to `retry.backoff.max.ms`.
+    fn failed(&mut self, config: &ConsumerConfig, now: tokio::time::Instant) {
+        let backoff = config
+            .client
+            .retry_backoff
+            .saturating_mul(1 << self.failures.min(16))
+            .min(
+                config
+                    .client
+                    .retry_backoff_max
+                    .max(config.client.retry_backoff),
+            );
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(now + backoff);
+    }
 }
 
 type InFlight =
@@ -145,6 +166,17 @@ pub(crate) async fn run(
                 let names: Vec<&str> = need_metadata.iter().map(String::as_str).collect();
                 if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
                     tracing::debug!(error = %e, "metadata refresh for the fetcher failed");
+                    if e.action() == Action::Fatal {
+                        let now = tokio::time::Instant::now();
+                        for (tp, state) in parts.iter_mut() {
+                            if need_metadata.iter().any(|t| **t == *tp.0) {
+                                state.failed(&config, now);
+                            }
+                        }
+                        if chunks.send(Chunk::Failed(e)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             for (broker, mut targets) in by_broker {
@@ -213,6 +245,7 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
         retry_at: None,
         at_end: false,
         snap: None,
+        failures: 0,
     };
     match command {
         Command::Assign(list) => {
@@ -330,8 +363,11 @@ async fn resolve_starts(
                 tracing::debug!(topic = %topic, error = %e, "offset lookup failed; retrying");
                 for p in &partitions {
                     if let Some(state) = parts.get_mut(&(topic.clone(), *p)) {
-                        state.retry_at = Some(now + config.client.retry_backoff);
+                        state.failed(config, now);
                     }
+                }
+                if e.action() == Action::Fatal {
+                    let _ = chunks.send(Chunk::Failed(e)).await;
                 }
             }
         }
@@ -393,7 +429,9 @@ async fn send_fetch(
             encode_request(&codec, h, request, dst)
         })
         .await?;
-    Ok(FetchResponse::decode_frame(version, &frame)?.1)
+    let (_, response) =
+        FetchResponse::decode_frame(version, &frame).map_err(|e| conn.protocol_error(e))?;
+    Ok(response)
 }
 
 /// Moves positions on and starts decoding what a fetch returned.
@@ -416,21 +454,26 @@ fn handle_response(
     let response = match result {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(error = %e, "fetch failed");
-            let retry_at = tokio::time::Instant::now() + config.client.retry_backoff;
+            let now = tokio::time::Instant::now();
             for (tp, _, _) in &epochs {
                 if let Some(state) = parts.get_mut(tp) {
                     state.in_flight = false;
-                    state.retry_at = Some(retry_at);
+                    state.failed(config, now);
                 }
             }
             if matches!(e.action(), Action::RefreshMetadata | Action::Reconnect) {
+                tracing::debug!(error = %e, "fetch failed");
                 refresh_later(
                     client,
                     epochs.iter().map(|(tp, _, _)| tp.0.to_string()).collect(),
                 );
+                return Vec::new();
             }
-            return Vec::new();
+            // Retrying cannot fix it (a response that breaks the protocol, an unsupported
+            // version): the application hears of every such failure, and the partitions back
+            // off further each time instead of asking ten times a second.
+            tracing::warn!(error = %e, "fetch failed");
+            return vec![Chunk::Failed(e)];
         }
     };
     let mut chunks = Vec::new();
@@ -462,6 +505,7 @@ fn handle_response(
                 state.retry_at = Some(tokio::time::Instant::now() + config.client.retry_backoff);
                 continue;
             }
+            state.failures = 0;
             let end = match config.isolation_level {
                 IsolationLevel::ReadCommitted if p.last_stable_offset >= 0 => p.last_stable_offset,
                 _ => p.high_watermark,

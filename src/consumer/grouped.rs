@@ -220,6 +220,16 @@ impl Consumer {
     pub(super) fn on_group_event(&mut self, event: GroupEvent) -> Result<(), Error> {
         match event {
             GroupEvent::Failed(e) => Err(e),
+            GroupEvent::Unreadable { member_id, reason } => {
+                self.events
+                    .push_back(Event::UnreadableMember { member_id, reason });
+                Ok(())
+            }
+            GroupEvent::UnreadableAssignment { reason } => {
+                self.events
+                    .push_back(Event::UnreadableAssignment { reason });
+                Ok(())
+            }
             GroupEvent::Changes(changes, ack) => {
                 self.changes.extend(changes);
                 self.changes_ack = Some(ack);

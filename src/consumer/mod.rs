@@ -159,6 +159,20 @@ pub enum Event {
     /// These partitions were lost: the member was fenced (a missed session, a newer
     /// generation), and their positions could not be committed.
     Lost(Vec<TopicPartition>),
+    /// As the group's leader, this consumer could not read a member's subscription (its bytes
+    /// break the consumer protocol): that member was assigned nothing, the others as usual.
+    UnreadableMember {
+        /// The member.
+        member_id: String,
+        /// What is wrong with its subscription.
+        reason: String,
+    },
+    /// This consumer's assignment, as the group's leader wrote it, could not be read: nothing
+    /// is assigned to it until the next rebalance.
+    UnreadableAssignment {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The partition has no more records for now: the position reached the high watermark
     /// (the last stable offset under read_committed). Reported once each time it gets there.
     EndOfPartition {

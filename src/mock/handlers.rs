@@ -30,7 +30,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::{group, lock, State};
 use crate::wire::versions::supported;
-use crate::wire::{topic_name, ApiKey};
+use crate::wire::{decode_body, schema, topic_name, ApiKey, Direction};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -127,8 +127,17 @@ pub(super) fn handle(
     error: Option<i16>,
     out: &mut BytesMut,
 ) -> Result<Reply, String> {
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+    let Some(&[_, _, v0, v1]) = frame.get(..4) else {
+        return Err(format!("a request of {} bytes has no header", frame.len()));
+    };
+    let version = i16::from_be_bytes([v0, v1]);
+    // Requests come from any client: the header and the body are walked against their layouts
+    // before anything is decoded from them, as the client does with responses.
+    let header_version = api.request_header_version(version);
+    schema::request_header()
+        .check(header_version, &frame)
+        .map_err(|e| format!("request header: {e}"))?;
+    let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| format!("request header: {e:#}"))?;
     let range = served(api).ok_or_else(|| format!("{api:?} is not served by the mock"))?;
     let in_range = (range.0..=range.1).contains(&version);
@@ -144,7 +153,8 @@ pub(super) fn handle(
     let mut reply = Reply::Now;
     macro_rules! decode {
         ($t:ty) => {
-            <$t>::decode(&mut frame, version).map_err(|e| format!("{api:?} v{version}: {e:#}"))?
+            decode_body::<$t>(api, Direction::Request, version, frame.clone())
+                .map_err(|e| e.to_string())?
         };
     }
     let encoded = match api {

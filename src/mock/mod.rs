@@ -459,6 +459,24 @@ async fn accept_loop(
 }
 
 /// Serves one connection: requests are answered in order.
+/// Reads a request body of `size` bytes, growing the buffer with what arrives rather than with
+/// what the client announced (a client that announces 64 MiB and sends nothing holds nothing).
+async fn read_body(stream: &mut TcpStream, size: usize) -> Option<Bytes> {
+    const STEP: usize = 64 << 10;
+    let mut body = BytesMut::with_capacity(size.min(STEP));
+    while body.len() < size {
+        let rest = size - body.len();
+        body.reserve(rest.min(body.len().max(STEP)));
+        let room = body.capacity() - body.len();
+        let mut limited = (&mut *stream).take(rest.min(room) as u64);
+        match limited.read_buf(&mut body).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    Some(body.freeze())
+}
+
 async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
     let mut out = BytesMut::new();
     loop {
@@ -470,11 +488,9 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
         if size < 8 || size as usize > MAX_REQUEST {
             return;
         }
-        let mut frame = vec![0u8; size as usize];
-        if stream.read_exact(&mut frame).await.is_err() {
+        let Some(frame) = read_body(&mut stream, size as usize).await else {
             return;
-        }
-        let frame = Bytes::from(frame);
+        };
         let Ok(api) = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])) else {
             return;
         };

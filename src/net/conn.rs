@@ -19,8 +19,8 @@ use crate::config::{ClientConfig, SaslConfig, SecurityProtocol, TlsConfig};
 use crate::error::{Error, KafkaCode};
 use crate::wire::header::ResponseHeader;
 use crate::wire::{
-    decode_response, encode_request, ApiKey, FrameCodec, NegotiatedVersions, ProtocolError,
-    RequestHeader,
+    decode_response, encode_request, ApiKey, FrameCodec, FrameError, NegotiatedVersions,
+    ProtocolError, RequestHeader,
 };
 
 /// How many encoded requests may wait for the writer task before `request` waits too.
@@ -158,13 +158,9 @@ impl Shared {
     /// Hands a response frame to the request waiting for it.
     fn dispatch(&self, frame: Bytes) -> Result<(), NetError> {
         let correlation_id =
-            ResponseHeader::peek_correlation_id(&frame).map_err(|e| NetError::Protocol {
+            ResponseHeader::peek_correlation_id(&frame).map_err(|_| NetError::Protocol {
                 broker: self.broker.clone(),
-                source: ProtocolError::Malformed {
-                    api: ApiKey::ApiVersions,
-                    version: 0,
-                    source: e,
-                },
+                source: FrameError::NoCorrelationId { len: frame.len() }.into(),
             })?;
         match self.lock().pending.remove(&correlation_id) {
             // The requester may have given up (dropped its future); that is fine.
@@ -285,9 +281,9 @@ impl Connection {
                 Ok(ok) => ok,
                 Err(e) if version > 0 => match decode_response(ApiKey::ApiVersions, 0, frame) {
                     Ok(v0) => v0,
-                    Err(_) => return Err(e.into()),
+                    Err(_) => return Err(self.protocol_error(e)),
                 },
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(self.protocol_error(e)),
             };
             if response.error_code == UNSUPPORTED_VERSION && version > 0 {
                 let theirs = response
@@ -321,7 +317,7 @@ impl Connection {
     /// The highest version of `api` both sides speak.
     pub fn version(&self, api: ApiKey) -> Result<i16, Error> {
         match self.inner.versions.get() {
-            Some(v) => Ok(v.version(api)?),
+            Some(v) => v.version(api).map_err(|e| self.protocol_error(e)),
             // Before negotiation only ApiVersions is sent, at an explicit version.
             None => Ok(0),
         }
@@ -368,7 +364,20 @@ impl Connection {
                 encode_request(&self.inner.write_codec, h, request, dst)
             })
             .await?;
-        Ok(decode_response::<R::Response>(api, version, frame)?.1)
+        let (_, response) = decode_response::<R::Response>(api, version, frame)
+            .map_err(|source| self.protocol_error(source))?;
+        Ok(response)
+    }
+
+    /// A response from this broker that spate cannot read (it breaks its layout, or no version
+    /// is shared): a fatal error naming the broker. The connection itself stays usable: the
+    /// frame boundaries held.
+    pub fn protocol_error(&self, source: ProtocolError) -> Error {
+        NetError::Protocol {
+            broker: self.broker().to_owned(),
+            source,
+        }
+        .into()
     }
 
     /// Sends `request` at `version` for which the broker sends no response (Produce with
@@ -441,7 +450,7 @@ impl Connection {
         self.send_and_wait(correlation_id, frame.freeze(), api, version, timeout)
             .instrument(span)
             .await
-            .map_err(Error::from)
+            .map_err(|cause| cause.for_request(api, version).into())
     }
 
     async fn send_and_wait(

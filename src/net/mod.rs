@@ -74,7 +74,9 @@ pub enum NetError {
         /// Whether part of a frame had arrived.
         mid_frame: bool,
     },
-    /// The peer sent bytes that are not a valid response frame (negative or oversized length).
+    /// The peer sent a response spate cannot read: a bad frame (negative or oversized length,
+    /// no correlation id), a message that breaks its layout, or an API or version spate does
+    /// not share with it. Retrying would get the same answer.
     #[error("{broker} broke the protocol: {source}")]
     Protocol {
         /// The address.
@@ -105,6 +107,17 @@ pub enum NetError {
         /// The limit.
         after_ms: u64,
     },
+    /// The connection failed while this request was in flight (or before it could be sent):
+    /// the connection's failure, named with the request it cost.
+    #[error("{api:?} v{version}: {cause}")]
+    Request {
+        /// The request's API.
+        api: ApiKey,
+        /// The request's version.
+        version: i16,
+        /// Why the connection failed (shared by every request that was in flight).
+        cause: Box<NetError>,
+    },
     /// SASL authentication failed.
     #[error("SASL {mechanism} authentication with {broker} failed: {reason}")]
     Sasl {
@@ -126,12 +139,44 @@ pub enum NetError {
 }
 
 impl NetError {
-    /// What to do next: authentication and TLS failures are fatal, everything else is worth a
-    /// new connection.
+    /// What to do next: a peer that breaks the protocol (whatever it sends cannot be read, or
+    /// answers requests never sent) and failed authentication or TLS are fatal; a lost,
+    /// refused or silent connection is worth a new one.
     pub fn action(&self) -> Action {
         match self {
-            NetError::Sasl { .. } | NetError::Tls { .. } => Action::Fatal,
-            _ => Action::Reconnect,
+            NetError::Request { cause, .. } => cause.action(),
+            NetError::Sasl { .. }
+            | NetError::Tls { .. }
+            | NetError::Protocol { .. }
+            | NetError::UnexpectedResponse { .. } => Action::Fatal,
+            NetError::Connect { .. }
+            | NetError::ConnectTimeout { .. }
+            | NetError::Io { .. }
+            | NetError::Closed { .. }
+            | NetError::RequestTimeout { .. } => Action::Reconnect,
+        }
+    }
+
+    /// The connection's own failure, without the request it is reported for.
+    pub fn cause(&self) -> &NetError {
+        match self {
+            NetError::Request { cause, .. } => cause.cause(),
+            other => other,
+        }
+    }
+
+    /// This failure as seen by a request of `api` at `version` (unless it already names it).
+    pub(crate) fn for_request(self, api: ApiKey, version: i16) -> NetError {
+        match self {
+            NetError::RequestTimeout {
+                api: a, version: v, ..
+            } if a == api && v == version => self,
+            NetError::Request { .. } => self,
+            cause => NetError::Request {
+                api,
+                version,
+                cause: Box::new(cause),
+            },
         }
     }
 

@@ -103,10 +103,15 @@ fn metadata_request() -> MetadataRequest {
     MetadataRequest::default()
 }
 
+/// The connection's failure behind a request's error; the error must name the request.
 fn net_error(e: Error) -> NetError {
     match e {
-        Error::Net(n) => n,
-        other => panic!("expected a connection error, got {other:?}"),
+        Error::Net(NetError::Request { api, cause, .. }) => {
+            assert_eq!(api, ApiKey::Metadata, "{cause}");
+            *cause
+        }
+        Error::Net(n @ NetError::RequestTimeout { .. }) => n,
+        other => panic!("expected a failed request, got {other:?}"),
     }
 }
 
@@ -297,7 +302,21 @@ async fn a_garbled_body_is_an_error_for_that_request_only() {
     frame.extend_from_slice(&[0xff, 0xff, 0xff]);
     peer.write_raw(&frame).await;
     let err = call.await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            Error::Net(NetError::Protocol {
+                source: ProtocolError::Malformed {
+                    api: ApiKey::Metadata,
+                    version: 12,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.action(), crate::Action::Fatal, "{err}");
     // The stream is still in step: the next request works.
     let call = {
         let conn = conn.clone();
@@ -409,8 +428,11 @@ async fn nothing_listening_is_a_connect_error() {
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
     let started = Instant::now();
-    let err = net_error(Connection::connect(&addr, &options()).await.unwrap_err());
-    assert!(matches!(err, NetError::Connect { .. }), "{err:?}");
+    let err = Connection::connect(&addr, &options()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Net(NetError::Connect { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&addr));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -430,9 +452,12 @@ async fn a_listener_that_never_answers_times_out_at_connect() {
         ..options()
     };
     let started = Instant::now();
-    let err = net_error(Connection::connect(&addr, &opts).await.unwrap_err());
+    let err = Connection::connect(&addr, &opts).await.unwrap_err();
     assert!(
-        matches!(err, NetError::ConnectTimeout { after_ms: 300, .. }),
+        matches!(
+            err,
+            Error::Net(NetError::ConnectTimeout { after_ms: 300, .. })
+        ),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));

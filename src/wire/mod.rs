@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod frame;
 pub mod header;
 pub mod primitives;
+pub mod schema;
 pub mod versions;
 
 use bytes::{Bytes, BytesMut};
@@ -23,6 +24,7 @@ pub use header::{RequestHeader, ResponseHeader};
 pub use kafka_protocol::messages;
 pub use kafka_protocol::messages::ApiKey;
 pub use primitives::PrimitiveError;
+pub use schema::{Direction, SchemaError};
 pub use versions::{ApiVersionRange, NegotiatedVersions, SUPPORTED_APIS};
 
 /// Errors from encoding or decoding protocol messages.
@@ -59,8 +61,32 @@ pub enum ProtocolError {
         /// The primitive failure, with its byte position.
         source: PrimitiveError,
     },
+    /// A message breaks its layout: a count or length past the bytes that remain, a varint that
+    /// does not end, a null where none is allowed. Checked before anything is decoded.
+    #[error("{api:?} v{version} {direction}: {source}")]
+    Invalid {
+        /// The API.
+        api: ApiKey,
+        /// The version.
+        version: i16,
+        /// Request or response.
+        direction: Direction,
+        /// What is wrong, and in which field.
+        source: SchemaError,
+    },
+    /// spate has no layout for this API at this version, so it cannot check (and will not
+    /// decode) such a message.
+    #[error("{api:?} v{version} {direction}: no layout for this version")]
+    NoLayout {
+        /// The API.
+        api: ApiKey,
+        /// The version.
+        version: i16,
+        /// Request or response.
+        direction: Direction,
+    },
     /// A message decoded but left bytes over: the versions do not agree.
-    #[error("{api:?} v{version} response has {extra} trailing byte(s)")]
+    #[error("{api:?} v{version} message has {extra} trailing byte(s)")]
     TrailingBytes {
         /// The API.
         api: ApiKey,
@@ -145,8 +171,9 @@ pub fn topic_name(topic: &str) -> kafka_protocol::messages::TopicName {
 /// Decodes a whole response frame body (header and message) for `api` at `version`. The message
 /// must use up the frame exactly.
 ///
-/// `kafka-protocol` 0.18 sizes array allocations from counts read off the wire; frames from an
-/// untrusted peer should go through spate's own decoders where one exists ([`fetch`]).
+/// The body is first walked against its layout ([`schema`]), so no count or length read off the
+/// wire reaches `kafka-protocol`'s decoder (which sizes allocations from them) unless the bytes
+/// to back it are there.
 pub fn decode_response<M: Decodable>(
     api: ApiKey,
     version: i16,
@@ -160,19 +187,51 @@ pub fn decode_response<M: Decodable>(
     let hv = header::response_header_version(api, version);
     let (header, len) = ResponseHeader::decode(&frame, hv).map_err(malformed)?;
     let _ = frame.split_to(len);
-    let body = M::decode(&mut frame, version).map_err(|e| ProtocolError::Decode {
+    let body = decode_body(api, Direction::Response, version, frame)?;
+    Ok((header, body))
+}
+
+/// Decodes a message body (no header) of `api` at `version`, after checking it against its
+/// layout; the body must be used up exactly. The embedded cluster decodes requests with it.
+pub fn decode_body<M: Decodable>(
+    api: ApiKey,
+    direction: Direction,
+    version: i16,
+    mut body: Bytes,
+) -> Result<M, ProtocolError> {
+    let layout = schema::schema(api, direction, version).ok_or(ProtocolError::NoLayout {
+        api,
+        version,
+        direction,
+    })?;
+    let used = layout
+        .check(version, &body)
+        .map_err(|source| ProtocolError::Invalid {
+            api,
+            version,
+            direction,
+            source,
+        })?;
+    if used != body.len() {
+        return Err(ProtocolError::TrailingBytes {
+            api,
+            version,
+            extra: body.len() - used,
+        });
+    }
+    let message = M::decode(&mut body, version).map_err(|e| ProtocolError::Decode {
         api,
         version,
         reason: format!("{e:#}"),
     })?;
-    if !frame.is_empty() {
+    if !body.is_empty() {
         return Err(ProtocolError::TrailingBytes {
             api,
             version,
-            extra: frame.len(),
+            extra: body.len(),
         });
     }
-    Ok((header, body))
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -241,7 +300,7 @@ mod tests {
             Bytes::from_static(&[0, 0, 0, 1, 0xff]),
         )
         .unwrap_err();
-        assert!(matches!(err, ProtocolError::Decode { .. }), "{err}");
+        assert!(matches!(err, ProtocolError::Invalid { .. }), "{err}");
         let err = decode_response::<ApiVersionsResponse>(
             ApiKey::ApiVersions,
             3,

@@ -120,6 +120,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         ("compression.type".to_owned(), args.codec.clone()),
         ("linger.ms".to_owned(), args.linger_ms.to_string()),
     ];
+    pairs.extend(common::cli_defaults());
     pairs.extend(common::parse_pairs(&args.config)?);
     let (consumer_config, producer_config) = common::consumer_and_producer(pairs)?;
     let client_config = consumer_config.client.clone();

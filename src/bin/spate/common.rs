@@ -6,6 +6,12 @@ use spate::consumer::ConsumerConfig;
 use spate::producer::ProducerConfig;
 use spate::ClientConfig;
 
+/// What the command line sets before any `-X`: a command gives up after 10 s (kcat gives up on
+/// an unreachable bootstrap broker after 5 s; the library's default is Java's 60 s).
+pub fn cli_defaults() -> Vec<(String, String)> {
+    vec![("default.api.timeout.ms".to_owned(), "10000".to_owned())]
+}
+
 /// `-X key=value` arguments as pairs.
 pub fn parse_pairs(args: &[String]) -> Result<Vec<(String, String)>, String> {
     args.iter()
@@ -52,6 +58,9 @@ pub struct ConnArgs {
     #[arg(short = 'b', long = "brokers", env = "SPATE_BROKERS")]
     pub brokers: String,
     /// Any configuration key, as in librdkafka/Java: `-X request.timeout.ms=5000`. Repeatable.
+    ///
+    /// spate's commands give up on an operation (reaching a bootstrap broker included) after
+    /// 10 s, where the library waits 60 s: `-X default.api.timeout.ms=60000` waits longer.
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub config: Vec<String>,
     /// Log connections, requests and metadata refreshes to stderr (`-d` debug, `-dd` trace).
@@ -60,9 +69,10 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
-    /// `bootstrap.servers` from `-b`, then every `-X` in order.
+    /// `bootstrap.servers` from `-b`, the command-line defaults, then every `-X` in order.
     pub fn pairs(&self) -> Result<Vec<(String, String)>, String> {
         let mut pairs = vec![("bootstrap.servers".to_owned(), self.brokers.clone())];
+        pairs.extend(cli_defaults());
         pairs.extend(parse_pairs(&self.config)?);
         Ok(pairs)
     }

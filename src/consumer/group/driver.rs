@@ -20,7 +20,7 @@ use super::assignor::{by_name, Assignor, RebalanceProtocol, TopicPartition};
 use super::membership::{Change, JoinResult, MemberConfig, Membership, Request, State};
 use super::protocol;
 use crate::cluster::{millis_i32, Client, CoordinatorType, Topics};
-use crate::error::{Error, KafkaCode};
+use crate::error::{Action, Error, KafkaCode};
 use crate::net::Connection;
 use crate::wire::ApiKey;
 
@@ -31,6 +31,19 @@ pub(crate) enum GroupEvent {
     Changes(Vec<Change>, oneshot::Sender<()>),
     /// The member cannot go on.
     Failed(Error),
+    /// The leader's assignment for this member could not be read; it was taken as empty.
+    UnreadableAssignment {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// As the leader, this member could not read another member's subscription; that member
+    /// was assigned nothing.
+    Unreadable {
+        /// The member.
+        member_id: String,
+        /// What is wrong with its subscription.
+        reason: String,
+    },
 }
 
 /// Who this member is now, for offset commits.
@@ -184,6 +197,9 @@ pub(crate) async fn run(
                         member.coordinator_found(true, Instant::now());
                     }
                     Err(e) => {
+                        if stop_on(&events, &e).await {
+                            return;
+                        }
                         tracing::debug!(group = %settings.group_id, error = %e, "no coordinator yet");
                         member.coordinator_found(false, Instant::now());
                     }
@@ -208,14 +224,22 @@ pub(crate) async fn run(
                 }
                 checked = Instant::now();
                 match join(&conn, &settings, &assignors, &topics, &member_id, &owned).await {
-                    Ok((result, protocol_name)) => {
+                    Ok((result, protocol_name, unreadable)) => {
                         chosen = protocol_name;
+                        for report in unreadable {
+                            if events.send(report).await.is_err() {
+                                return;
+                            }
+                        }
                         let changes = member.joined(result, Instant::now());
                         if !deliver(&events, changes).await {
                             return;
                         }
                     }
                     Err(e) => {
+                        if stop_on(&events, &e).await {
+                            return;
+                        }
                         tracing::debug!(error = %e, "JoinGroup failed");
                         member.request_failed(Instant::now());
                     }
@@ -243,6 +267,7 @@ pub(crate) async fn run(
                 };
                 match sync(
                     &conn,
+                    &events,
                     &settings,
                     &chosen,
                     &member_id,
@@ -262,6 +287,9 @@ pub(crate) async fn run(
                         }
                     }
                     Err(e) => {
+                        if stop_on(&events, &e).await {
+                            return;
+                        }
                         tracing::debug!(error = %e, "SyncGroup failed");
                         member.request_failed(Instant::now());
                     }
@@ -293,12 +321,29 @@ pub(crate) async fn run(
                             return;
                         }
                     }
-                    Err(_) => member.request_failed(Instant::now()),
+                    Err(e) => {
+                        if stop_on(&events, &e).await {
+                            return;
+                        }
+                        member.request_failed(Instant::now());
+                    }
                 }
             }
             Request::Leave { .. } => {}
         }
     }
+}
+
+/// Whether `e` ends the member: retrying cannot fix it (the coordinator broke the protocol,
+/// authorization was refused). The consumer hears of it. Time running out and lost
+/// connections are the membership machine's to retry.
+async fn stop_on(events: &mpsc::Sender<GroupEvent>, e: &Error) -> bool {
+    let broken = e.action() == Action::Fatal && !matches!(e, Error::Timeout { .. });
+    if broken {
+        tracing::warn!(error = %e, "the group member cannot go on");
+        let _ = events.send(GroupEvent::Failed(e.clone())).await;
+    }
+    broken
 }
 
 /// Hands changes to the consumer. A revocation is waited for (the consumer commits before it
@@ -327,7 +372,7 @@ async fn join(
     topics: &[String],
     member_id: &str,
     owned: &[TopicPartition],
-) -> Result<(JoinResult, String), Error> {
+) -> Result<(JoinResult, String, Vec<GroupEvent>), Error> {
     let metadata = protocol::encode_subscription(topics, owned);
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
@@ -357,22 +402,38 @@ async fn join(
     let timeout = settings.rebalance_timeout + Duration::from_secs(5);
     let response = conn.request_within(&request, version, timeout).await?;
     let mut members = Vec::with_capacity(response.members.len());
+    let mut unreadable = Vec::new();
     if response.error_code == 0 {
         for m in &response.members {
-            members.push(
-                protocol::decode_subscription(
-                    &m.member_id,
-                    m.group_instance_id.as_ref().map(|s| s.to_string()),
-                    m.metadata.clone(),
-                )
-                .map_err(|reason| {
-                    Error::Protocol(crate::wire::ProtocolError::Decode {
-                        api: ApiKey::JoinGroup,
-                        version,
+            let group_instance_id = m.group_instance_id.as_ref().map(|s| s.to_string());
+            match protocol::decode_subscription(
+                &m.member_id,
+                group_instance_id.clone(),
+                m.metadata.clone(),
+            ) {
+                Ok(subscription) => members.push(subscription),
+                Err(reason) => {
+                    // One member's bytes must not stop the group: it subscribes to nothing,
+                    // so it is assigned nothing, and the others are assigned as usual.
+                    tracing::warn!(
+                        group = %settings.group_id,
+                        member = %m.member_id,
+                        %reason,
+                        "cannot read a member's subscription; assigning it nothing"
+                    );
+                    members.push(super::assignor::Subscription {
+                        member_id: m.member_id.to_string(),
+                        group_instance_id,
+                        topics: Vec::new(),
+                        owned: Vec::new(),
+                        generation: -1,
+                    });
+                    unreadable.push(GroupEvent::Unreadable {
+                        member_id: m.member_id.to_string(),
                         reason,
-                    })
-                })?,
-            );
+                    });
+                }
+            }
         }
     }
     Ok((
@@ -388,6 +449,7 @@ async fn join(
             .protocol_name
             .map(|p| p.to_string())
             .unwrap_or_default(),
+        unreadable,
     ))
 }
 
@@ -421,6 +483,7 @@ async fn assign(
 
 async fn sync(
     conn: &Connection,
+    events: &mpsc::Sender<GroupEvent>,
     settings: &GroupSettings,
     chosen: &str,
     member_id: &str,
@@ -455,13 +518,18 @@ async fn sync(
     if response.error_code != 0 {
         return Ok((response.error_code, Vec::new()));
     }
-    let assignment = protocol::decode_assignment(response.assignment).map_err(|reason| {
-        Error::Protocol(crate::wire::ProtocolError::Decode {
-            api: ApiKey::SyncGroup,
-            version,
-            reason,
-        })
-    })?;
+    let assignment = match protocol::decode_assignment(response.assignment) {
+        Ok(assignment) => assignment,
+        Err(reason) => {
+            // The leader (another member) wrote bad bytes: nothing is assigned to this member
+            // until the next rebalance, and it goes on heartbeating.
+            tracing::warn!(group = %settings.group_id, %reason, "cannot read this member's assignment; taking nothing");
+            let _ = events
+                .send(GroupEvent::UnreadableAssignment { reason })
+                .await;
+            Vec::new()
+        }
+    };
     Ok((0, assignment))
 }
 

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::assignor::{Subscription, TopicPartition};
-use crate::wire::by_topic;
+use crate::wire::{by_topic, schema};
 
 /// The subscription version spate writes: v1 carries owned partitions (cooperative
 /// rebalancing, Kafka 2.4+).
@@ -63,8 +63,14 @@ pub fn decode_subscription(
     }
     let version = i16::from_be_bytes([metadata[0], metadata[1]]);
     let _ = metadata.split_to(2);
-    let message = ConsumerProtocolSubscription::decode(&mut metadata, version.clamp(0, NEWEST))
-        .map_err(|e| format!("member {member_id}: subscription: {e:#}"))?;
+    // Another member wrote these bytes: walk them against the layout before decoding (the
+    // decoder sizes allocations from the counts in them).
+    let read_as = version.clamp(0, NEWEST);
+    schema::consumer_subscription()
+        .check(read_as, &metadata)
+        .map_err(|e| format!("member {member_id}: subscription v{version}: {e}"))?;
+    let message = ConsumerProtocolSubscription::decode(&mut metadata, read_as)
+        .map_err(|e| format!("member {member_id}: subscription v{version}: {e:#}"))?;
     Ok(Subscription {
         member_id: member_id.to_owned(),
         group_instance_id,
@@ -112,8 +118,12 @@ pub fn decode_assignment(mut bytes: Bytes) -> Result<Vec<TopicPartition>, String
     }
     let version = i16::from_be_bytes([bytes[0], bytes[1]]);
     let _ = bytes.split_to(2);
-    let message = ConsumerProtocolAssignment::decode(&mut bytes, version.clamp(0, NEWEST))
-        .map_err(|e| format!("assignment: {e:#}"))?;
+    let read_as = version.clamp(0, NEWEST);
+    schema::consumer_assignment()
+        .check(read_as, &bytes)
+        .map_err(|e| format!("assignment v{version}: {e}"))?;
+    let message = ConsumerProtocolAssignment::decode(&mut bytes, read_as)
+        .map_err(|e| format!("assignment v{version}: {e:#}"))?;
     Ok(message
         .assigned_partitions
         .iter()
@@ -153,6 +163,34 @@ mod tests {
         assert_eq!(decode_assignment(Bytes::new()).unwrap(), []);
         assert!(decode_assignment(Bytes::from_static(&[0])).is_err());
         assert!(decode_subscription("m", None, Bytes::from_static(&[0, 0, 0xff])).is_err());
+    }
+
+    #[test]
+    fn lying_counts_are_refused_before_decoding() {
+        // v1 subscription: 2^31 - 1 topics announced in a few bytes.
+        let err = decode_subscription(
+            "evil",
+            None,
+            Bytes::from_static(&[0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a']),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("member evil") && err.contains("topics: 2147483647 entries"),
+            "{err}"
+        );
+        // Owned partitions with a huge INT32 array of partitions.
+        let err = decode_subscription(
+            "evil",
+            None,
+            Bytes::from_static(&[
+                0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 1, b't', 0x10, 0, 0, 0,
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.contains("owned_partitions[0].partitions"), "{err}");
+        let err =
+            decode_assignment(Bytes::from_static(&[0, 1, 0x7f, 0xff, 0xff, 0xff])).unwrap_err();
+        assert!(err.contains("assigned_partitions"), "{err}");
     }
 
     /// Java's v0 subscription for topics ["foo", "bar"] and no user data, as
