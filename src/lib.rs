@@ -8,8 +8,9 @@
 //! # Layout
 //! The modules follow the data, lowest first; each depends only on the ones above it here.
 //! - [`wire`]: frames (size prefix, maximum size), request and response headers, typed
-//!   wrappers around the `kafka-protocol` message structs, version negotiation, and spate's own
-//!   zero-copy [`wire::fetch`] decoder.
+//!   wrappers around the `kafka-protocol` message structs, message layouts and the bounds walk
+//!   over them ([`wire::schema`]), version negotiation, and spate's own zero-copy
+//!   [`wire::fetch`] decoder.
 //! - [`record`]: record batches (magic v2): a zero-copy [`record::RawBatch`] view,
 //!   [`record::RecordBatches`] to split a records section, columnar decoding into
 //!   [`record::ColumnarBatch`], control markers, [`record::RecordBatchBuilder`], and
@@ -75,9 +76,12 @@
 //! # Hostile input
 //! Every length, count and decompressed size read off the wire is checked against the bytes
 //! actually present before anything is allocated from it; failures are typed errors that name
-//! the byte position. `kafka-protocol` 0.18, used for messages other than Fetch, still sizes
-//! array allocations from wire counts (upstream PRs #152/#161/#200 are open); spate's own
-//! decoders cover the frames, headers, Fetch responses and record batches.
+//! the byte position. spate's own decoders read the frames, headers, Fetch responses and record
+//! batches; every other message goes through `kafka-protocol` 0.18 (which sizes allocations
+//! from wire counts) only after [`wire::schema`] has walked it against its layout, generated
+//! from Apache Kafka's message definitions: responses, the embedded cluster's requests, and the
+//! consumer protocol's subscriptions and assignments alike. A broker that breaks the protocol
+//! gets a fatal error naming it, the API and the version, never a silent retry.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -100,6 +100,28 @@ struct State {
 }
 
 impl State {
+    fn new(brokers: Vec<(i32, u16)>) -> State {
+        State {
+            brokers,
+            topics: BTreeMap::new(),
+            rules: Vec::new(),
+            next_producer_id: 1000,
+            requests: HashMap::new(),
+            transactions: HashMap::new(),
+            offsets: HashMap::new(),
+            groups: HashMap::new(),
+            coordinator: 0,
+            down: std::collections::BTreeSet::new(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32) {
+        let n = self.brokers.len() as i32;
+        let logs = (0..partitions).map(|p| PartitionLog::new(p % n)).collect();
+        self.topics.insert(name.to_owned(), logs);
+    }
+
     /// The first live broker.
     fn controller(&self) -> i32 {
         self.brokers
@@ -157,23 +179,13 @@ impl MockCluster {
         for _ in 0..brokers.max(1) {
             listeners.push(TcpListener::bind("127.0.0.1:0").await?);
         }
-        let state = Arc::new(Mutex::new(State {
-            brokers: listeners
+        let state = Arc::new(Mutex::new(State::new(
+            listeners
                 .iter()
                 .enumerate()
                 .map(|(i, l)| Ok((i as i32, l.local_addr()?.port())))
                 .collect::<std::io::Result<_>>()?,
-            topics: BTreeMap::new(),
-            rules: Vec::new(),
-            next_producer_id: 1000,
-            requests: HashMap::new(),
-            transactions: HashMap::new(),
-            offsets: HashMap::new(),
-            groups: HashMap::new(),
-            coordinator: 0,
-            down: std::collections::BTreeSet::new(),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-        }));
+        )));
         let brokers = listeners
             .into_iter()
             .enumerate()
@@ -283,10 +295,7 @@ impl MockCluster {
 
     /// Creates a topic; partition `p`'s leader is broker `p % brokers`.
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let mut state = self.state();
-        let n = state.brokers.len() as i32;
-        let logs = (0..partitions).map(|p| PartitionLog::new(p % n)).collect();
-        state.topics.insert(name.to_owned(), logs);
+        self.state().create_topic(name, partitions);
     }
 
     /// Applies `fault` to the next `times` requests of `api` (on any broker).
@@ -459,6 +468,32 @@ async fn accept_loop(
 }
 
 /// Serves one connection: requests are answered in order.
+/// For the fuzz targets (`cargo fuzz` builds with `--cfg fuzzing`): one request frame (size
+/// prefix removed) through the embedded cluster's request handling, on a one-broker cluster
+/// with a two-partition topic `t`. Whatever the bytes, it must return (an answer or a reason
+/// to close the connection), never panic or allocate beyond the frame.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_request(frame: &[u8]) {
+    let state = Mutex::new(State::new(vec![(0, 9092)]));
+    lock(&state).create_topic("t", 2);
+    let Some(&[a0, a1]) = frame.get(..2) else {
+        return;
+    };
+    let Ok(api) = ApiKey::try_from(i16::from_be_bytes([a0, a1])) else {
+        return;
+    };
+    let mut out = BytesMut::new();
+    let _ = handlers::handle(
+        &state,
+        0,
+        api,
+        Bytes::copy_from_slice(frame),
+        None,
+        &mut out,
+    );
+}
+
 /// Reads a request body of `size` bytes, growing the buffer with what arrives rather than with
 /// what the client announced (a client that announces 64 MiB and sends nothing holds nothing).
 async fn read_body(stream: &mut TcpStream, size: usize) -> Option<Bytes> {

@@ -71,8 +71,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let now = Instant::now();
         shared.clock.resync();
         let closing = shared.closing.load(Ordering::Acquire);
-        if closing && shared.fatal().is_some() {
-            let released = shared.acc().fail_unsent(&shared.fatal().expect("checked"));
+        if let Some(fatal) = shared.fatal() {
+            // Nothing more can be sent (as Java aborts incomplete batches on a fatal error):
+            // every record waiting hears why at once, not at delivery.timeout.ms.
+            let released = shared.acc().fail_unsent(&fatal);
             shared.release(released);
         }
         // A failed batch spent sequence numbers: once nothing is in flight, take a new epoch
@@ -114,10 +116,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let client = shared.client.clone();
             let topics: Vec<String> = report.need_metadata.iter().map(|t| t.to_string()).collect();
             let backoff = config.client.retry_backoff;
+            let failing = shared.clone();
             refresh = Some(Box::pin(async move {
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
                 if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
                     tracing::debug!(error = %e, "metadata refresh for the producer failed");
+                    if e.action() == Action::Fatal {
+                        // Every broker broke the protocol: retrying cannot find the leaders.
+                        failing.set_fatal(e);
+                        failing.wake.notify_one();
+                    }
                 }
                 tokio::time::sleep(backoff).await;
             }));
@@ -176,6 +184,11 @@ async fn bump_epoch(shared: &Shared) {
                 "new producer epoch after a failed batch"
             );
             shared.acc().reset_sequences(id);
+        }
+        Err(e) if e.action() == Action::Fatal && !matches!(e, Error::Timeout { .. }) => {
+            // Neither a new epoch nor a new id (the broker refuses, or breaks the protocol):
+            // the producer cannot number its batches any more.
+            shared.set_fatal(e);
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not take a new producer epoch; retrying");

@@ -197,8 +197,53 @@ pub fn decode_body<M: Decodable>(
     api: ApiKey,
     direction: Direction,
     version: i16,
-    mut body: Bytes,
+    body: Bytes,
 ) -> Result<M, ProtocolError> {
+    decode_kind(api, direction, version, body, |_, body, version| {
+        M::decode(body, version)
+    })
+}
+
+/// Decodes a response body (no header) of any API spate has a layout for, after checking it
+/// against that layout: for tools that handle many APIs alike (and the fuzz targets).
+pub fn decode_response_kind(
+    api: ApiKey,
+    version: i16,
+    body: Bytes,
+) -> Result<messages::ResponseKind, ProtocolError> {
+    decode_kind(
+        api,
+        Direction::Response,
+        version,
+        body,
+        messages::ResponseKind::decode,
+    )
+}
+
+/// Decodes a request body (no header) of any API spate has a layout for, after checking it
+/// against that layout, as the embedded cluster does.
+pub fn decode_request_kind(
+    api: ApiKey,
+    version: i16,
+    body: Bytes,
+) -> Result<messages::RequestKind, ProtocolError> {
+    decode_kind(
+        api,
+        Direction::Request,
+        version,
+        body,
+        messages::RequestKind::decode,
+    )
+}
+
+/// Walks `body` against its layout, then decodes it with `decode`; the body must be used up.
+fn decode_kind<K, E: std::fmt::Display>(
+    api: ApiKey,
+    direction: Direction,
+    version: i16,
+    mut body: Bytes,
+    decode: impl FnOnce(ApiKey, &mut Bytes, i16) -> Result<K, E>,
+) -> Result<K, ProtocolError> {
     let layout = schema::schema(api, direction, version).ok_or(ProtocolError::NoLayout {
         api,
         version,
@@ -219,7 +264,7 @@ pub fn decode_body<M: Decodable>(
             extra: body.len() - used,
         });
     }
-    let message = M::decode(&mut body, version).map_err(|e| ProtocolError::Decode {
+    let message = decode(api, &mut body, version).map_err(|e| ProtocolError::Decode {
         api,
         version,
         reason: format!("{e:#}"),
@@ -290,6 +335,31 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn any_message_by_its_api_key() {
+        let mut buf = BytesMut::new();
+        MetadataResponse::default()
+            .with_throttle_time_ms(9)
+            .encode(&mut buf, 12)
+            .unwrap();
+        match decode_response_kind(ApiKey::Metadata, 12, buf.clone().freeze()).unwrap() {
+            messages::ResponseKind::Metadata(m) => assert_eq!(m.throttle_time_ms, 9),
+            other => panic!("{other:?}"),
+        }
+        // A count past the end is refused before kafka-protocol sees it.
+        buf[4] = 0xff;
+        let err = decode_response_kind(ApiKey::Metadata, 12, buf.freeze()).unwrap_err();
+        assert!(matches!(err, ProtocolError::Invalid { .. }), "{err}");
+        let mut buf = BytesMut::new();
+        ApiVersionsRequest::default().encode(&mut buf, 3).unwrap();
+        assert!(matches!(
+            decode_request_kind(ApiKey::ApiVersions, 3, buf.freeze()),
+            Ok(messages::RequestKind::ApiVersions(_))
+        ));
+        let err = decode_request_kind(ApiKey::ApiVersions, 99, Bytes::new()).unwrap_err();
+        assert!(matches!(err, ProtocolError::NoLayout { .. }), "{err}");
     }
 
     #[test]
