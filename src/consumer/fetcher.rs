@@ -137,6 +137,14 @@ pub(crate) async fn run(
         }
         // Offsets to look up: a start that is not an exact offset.
         resolve_starts(&client, &config, &mut parts, &chunks).await;
+        // Commands that came in meanwhile (a pause, a seek) count before anything is fetched.
+        loop {
+            match commands.try_recv() {
+                Ok(command) => apply(&mut parts, command, &config),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
         // One fetch per broker without one in flight, while the buffer has room.
         if buffer.has_room() {
             let metadata = client.metadata();

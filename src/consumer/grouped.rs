@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use super::fetcher::{Command, Tp};
 use super::group::assignor::TopicPartition;
-use super::group::driver::{GroupEvent, GroupSettings, Identity, Subscribed};
+use super::group::driver::{GroupEvent, GroupSettings, Identity, PollClock, Subscribed};
 use super::group::membership::Change;
 use super::{group, Consumer, Event, Group, IsolationLevel, Offset, View};
 use crate::error::Error;
@@ -58,7 +58,9 @@ impl Consumer {
             assignors: self.config.assignors.clone(),
             subscription,
             metadata_max_age: self.config.client.metadata_max_age,
+            polled: PollClock::new(),
         };
+        let polled = settings.polled.clone();
         let identity = Arc::new(Mutex::new(Identity {
             member_id: String::new(),
             generation: -1,
@@ -78,6 +80,7 @@ impl Consumer {
             leave: Some(leave_tx),
             task,
             last_commit: Instant::now(),
+            polled,
         });
         Ok(())
     }
@@ -196,6 +199,7 @@ impl Consumer {
         if self.group.is_some() && self.config.enable_auto_commit {
             result = self.commit().await;
         }
+        self.finish_revoke();
         if let Some(group) = &mut self.group {
             if let Some(leave) = group.leave.take() {
                 let (done_tx, mut done) = oneshot::channel();
@@ -232,7 +236,7 @@ impl Consumer {
             }
             GroupEvent::Changes(changes, ack) => {
                 self.changes.extend(changes);
-                self.changes_ack = Some(ack);
+                self.changes_ack.push(ack);
                 Ok(())
             }
         }
@@ -245,22 +249,80 @@ impl Consumer {
         while let Some(change) = self.changes.front().cloned() {
             match change {
                 Change::Revoked(tps) => {
+                    // Lost later in the same news (the member left at max.poll.interval.ms
+                    // before the application saw the revocation): report them lost only.
+                    let lost_later: Vec<TopicPartition> = self
+                        .changes
+                        .iter()
+                        .skip(1)
+                        .filter_map(|c| match c {
+                            Change::Lost(l) => Some(l.clone()),
+                            _ => None,
+                        })
+                        .flatten()
+                        .collect();
+                    let tps: Vec<TopicPartition> = tps
+                        .into_iter()
+                        .filter(|tp| !lost_later.contains(tp))
+                        .collect();
+                    if tps.is_empty() {
+                        self.changes.pop_front();
+                        continue;
+                    }
                     if self.config.enable_auto_commit {
                         let offsets = self.positions(Some(&tps));
                         if let Err(e) = self.commit_positions(offsets).await {
                             tracing::warn!(error = %e, "commit before revocation failed");
                         }
                     }
-                    let list: Vec<(&str, i32)> =
-                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-                    self.unassign(&list)?;
+                    // No more records for them, but their positions stay until the
+                    // application has seen the revocation and asks for more: a commit it
+                    // makes meanwhile (in this generation) still covers them.
+                    let list: Vec<Tp> = tps
+                        .iter()
+                        .map(|(t, p)| (Arc::from(t.as_str()), *p))
+                        .collect();
+                    self.current.retain(|p| !list.contains(&p.tp));
+                    for tp in &list {
+                        if let Some(view) = self.views.get_mut(tp) {
+                            view.epoch = 0;
+                        }
+                    }
+                    self.send(Command::Unassign(list.clone()))?;
+                    self.revoking.extend(list);
                     self.events.push_back(Event::Revoked(tps));
                 }
                 Change::Lost(tps) => {
+                    // Partitions whose revocation the application has already been handed
+                    // are not reported again; nor can they still be committed.
+                    let told: Vec<TopicPartition> = tps
+                        .iter()
+                        .filter(|(t, p)| self.revoking.contains(&(Arc::from(t.as_str()), *p)))
+                        .filter(|tp| {
+                            !self
+                                .events
+                                .iter()
+                                .any(|e| matches!(e, Event::Revoked(r) if r.contains(tp)))
+                        })
+                        .cloned()
+                        .collect();
+                    for event in self.events.iter_mut() {
+                        if let Event::Revoked(r) = event {
+                            r.retain(|tp| !tps.contains(tp));
+                        }
+                    }
+                    self.events
+                        .retain(|e| !matches!(e, Event::Revoked(r) if r.is_empty()));
+                    self.revoking
+                        .retain(|(t, p)| !tps.contains(&(t.to_string(), *p)));
                     let list: Vec<(&str, i32)> =
                         tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
                     self.unassign(&list)?;
-                    self.events.push_back(Event::Lost(tps));
+                    let lost: Vec<TopicPartition> =
+                        tps.into_iter().filter(|tp| !told.contains(tp)).collect();
+                    if !lost.is_empty() {
+                        self.events.push_back(Event::Lost(lost));
+                    }
                 }
                 Change::Assigned(tps) => {
                     let list: Vec<(&str, i32)> =
@@ -287,10 +349,31 @@ impl Consumer {
             }
             self.changes.pop_front();
         }
-        if let Some(ack) = self.changes_ack.take() {
-            let _ = ack.send(());
+        if self.revoking.is_empty() {
+            for ack in self.changes_ack.drain(..) {
+                let _ = ack.send(());
+            }
+        } else {
+            self.revoke_ack.append(&mut self.changes_ack);
         }
         Ok(())
+    }
+
+    /// Lets go of revoked partitions once the application has seen the revocation (it is not
+    /// among the events still to return), and tells the group task it may join.
+    pub(super) fn finish_revoke(&mut self) {
+        if self.revoking.is_empty() && self.revoke_ack.is_empty() {
+            return;
+        }
+        if self.events.iter().any(|e| matches!(e, Event::Revoked(_))) {
+            return;
+        }
+        for tp in self.revoking.drain(..) {
+            self.views.remove(&tp);
+        }
+        for ack in self.revoke_ack.drain(..) {
+            let _ = ack.send(());
+        }
     }
 
     /// Commits positions if `auto.commit.interval.ms` has passed.

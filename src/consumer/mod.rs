@@ -42,7 +42,7 @@ pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use self::decode::{Buffer, Pending, Room};
 use self::fetcher::{Chunk, Command, Tp};
 use self::group::assignor::TopicPartition;
-use self::group::driver::{GroupEvent, Identity};
+use self::group::driver::{GroupEvent, Identity, PollClock};
 use self::group::membership::Change;
 use crate::cluster::Client;
 use crate::error::Error;
@@ -212,7 +212,12 @@ pub struct Consumer {
     /// Group changes not yet acted on (kept here so a cancelled `next` loses none), and the
     /// group task's acknowledgement to send once they are done.
     changes: VecDeque<Change>,
-    changes_ack: Option<oneshot::Sender<()>>,
+    changes_ack: Vec<oneshot::Sender<()>>,
+    /// Partitions revoked and handed to the application, which may still commit them: they
+    /// keep their positions until it asks for more (or closes), and only then does the group
+    /// task hear (this acknowledgement) and join the rebalance.
+    revoking: Vec<Tp>,
+    revoke_ack: Vec<oneshot::Sender<()>>,
 }
 
 /// A subscribed consumer's group membership.
@@ -222,6 +227,8 @@ struct Group {
     leave: Option<oneshot::Sender<oneshot::Sender<()>>>,
     task: JoinHandle<()>,
     last_commit: Instant,
+    /// When the application last asked for records (`max.poll.interval.ms`).
+    polled: Arc<PollClock>,
 }
 
 impl Drop for Consumer {
@@ -280,7 +287,9 @@ impl Consumer {
             group: None,
             events: VecDeque::new(),
             changes: VecDeque::new(),
-            changes_ack: None,
+            changes_ack: Vec::new(),
+            revoking: Vec::new(),
+            revoke_ack: Vec::new(),
         }
     }
 
@@ -429,19 +438,23 @@ impl Consumer {
     /// for records; fails on a corrupt batch or a partition that cannot start
     /// (`auto.offset.reset=error`).
     pub async fn next(&mut self) -> Result<Event, Error> {
+        // Time spent in here counts as asking for records (max.poll.interval.ms).
+        let _asking = self.group.as_ref().map(|g| g.polled.asking());
+        // Asking again means the application is done with partitions revoked last time.
+        self.finish_revoke();
         self.auto_commit().await;
         loop {
-            if !self.changes.is_empty() || self.changes_ack.is_some() {
+            // Every piece of group news already sent, before acting on any: a later one may
+            // change an earlier one's meaning (a revocation the application never saw, then
+            // lost at max.poll.interval.ms, is reported lost).
+            while let Some(event) = self.group.as_mut().and_then(|g| g.events.try_recv().ok()) {
+                self.on_group_event(event)?;
+            }
+            if !self.changes.is_empty() || !self.changes_ack.is_empty() {
                 self.act_on_changes().await?;
             }
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
-            }
-            if let Some(group) = &mut self.group {
-                if let Ok(event) = group.events.try_recv() {
-                    self.on_group_event(event)?;
-                    continue;
-                }
             }
             if let Some(handle) = &mut self.decoding {
                 // Awaited in place: cancelled here, the next call awaits it again.

@@ -12,7 +12,9 @@
 //!   stable takes its old place with a new member id and gets its old assignment, with no
 //!   rebalance; the old member id is fenced (FENCED_INSTANCE_ID).
 //! - Every request from a member of an older generation, an unknown member, or during a
-//!   rebalance gets ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID or REBALANCE_IN_PROGRESS, as Kafka's.
+//!   rebalance gets ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID or REBALANCE_IN_PROGRESS, as Kafka's;
+//!   an offset commit in the current generation is accepted while the rebalance waits for
+//!   joins (members commit what they revoke), and refused once it waits for the assignment.
 //!
 //! Everything here runs under the cluster's lock. A request that must wait (a join, a
 //! follower's sync) is answered by a [`Poll`] the connection calls until it is ready.
@@ -107,6 +109,8 @@ pub struct GroupInfo {
     pub leader: Option<String>,
     /// The group is stable (every member has its assignment).
     pub stable: bool,
+    /// Static members: member id by `group.instance.id`.
+    pub instances: BTreeMap<String, String>,
 }
 
 impl Group {
@@ -116,6 +120,11 @@ impl Group {
             members: self.members.keys().cloned().collect(),
             leader: self.leader.clone(),
             stable: self.phase == Phase::Stable,
+            instances: self
+                .members
+                .iter()
+                .filter_map(|(id, m)| Some((m.instance_id.clone()?, id.clone())))
+                .collect(),
         }
     }
 
@@ -258,6 +267,15 @@ impl Group {
             Some(g) if g != self.generation => ILLEGAL_GENERATION,
             _ => 0,
         }
+    }
+
+    /// Removes a member as its session's expiry would (a rebalance starts); false if unknown.
+    pub(super) fn expire(&mut self, member_id: &str, now: Instant) -> bool {
+        if self.members.remove(member_id).is_none() {
+            return false;
+        }
+        self.rebalance(now);
+        true
     }
 
     fn seen(&mut self, member_id: &str, now: Instant) {
@@ -562,7 +580,11 @@ pub(super) fn offset_commit(
                 group.tick(now);
                 let instance = request.group_instance_id.as_ref().map(|s| s.as_str());
                 match group.check(request.member_id.as_str(), instance, Some(generation)) {
-                    0 if matches!(group.phase, Phase::Preparing { .. }) => REBALANCE_IN_PROGRESS,
+                    // As Kafka's ClassicGroup.validateOffsetCommit: a member of the current
+                    // generation may commit while the group prepares a rebalance (it is
+                    // revoking partitions); only once the join is done and the new generation
+                    // awaits its assignment is the commit refused.
+                    0 if group.phase == Phase::Completing => REBALANCE_IN_PROGRESS,
                     0 => {
                         group.seen(request.member_id.as_str(), now);
                         0

@@ -298,6 +298,17 @@ impl MockCluster {
         self.state().create_topic(name, partitions);
     }
 
+    /// Makes the coordinator forget a group member, as if its session had expired: it is
+    /// removed and the group rebalances; its next request gets UNKNOWN_MEMBER_ID. False if the
+    /// group has no such member.
+    pub fn expire_member(&self, group: &str, member_id: &str) -> bool {
+        let mut state = self.state();
+        match state.groups.get_mut(group) {
+            Some(g) => g.expire(member_id, std::time::Instant::now()),
+            None => false,
+        }
+    }
+
     /// Applies `fault` to the next `times` requests of `api` (on any broker).
     pub fn inject(&self, api: ApiKey, fault: Fault, times: usize) {
         self.state().rules.push(Rule {

@@ -4,6 +4,7 @@
 //! application is doing; a revocation waits until the consumer has committed and let go.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,104 @@ pub(crate) struct GroupSettings {
     pub subscription: Subscribed,
     /// How often a pattern subscription looks for new or deleted topics.
     pub metadata_max_age: Duration,
+    /// When the application last asked for records (`max.poll.interval.ms` is measured from it).
+    pub polled: Arc<PollClock>,
+}
+
+/// When the application last asked the consumer for records, shared with the group task. Time
+/// spent waiting inside `next()` counts as asking (as in Java, where `poll` keeps the timer
+/// fresh while it waits).
+#[derive(Debug)]
+pub(crate) struct PollClock {
+    start: Instant,
+    /// Milliseconds after `start`.
+    last: AtomicU64,
+    /// Calls to `next()` under way.
+    inside: AtomicUsize,
+}
+
+impl PollClock {
+    pub(crate) fn new() -> Arc<PollClock> {
+        Arc::new(PollClock {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            inside: AtomicUsize::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// The application is asking for records until the guard is dropped (a cancelled `next()`
+    /// included).
+    pub(crate) fn asking(self: &Arc<Self>) -> Asking {
+        self.touch();
+        self.inside.fetch_add(1, Ordering::Relaxed);
+        Asking(self.clone())
+    }
+
+    /// When it last asked; now if it is asking.
+    pub(crate) fn last(&self) -> Instant {
+        if self.inside.load(Ordering::Relaxed) > 0 {
+            return Instant::now();
+        }
+        self.start + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+}
+
+/// A call to `next()` under way (see [`PollClock::asking`]).
+pub(crate) struct Asking(Arc<PollClock>);
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.inside.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The group task's side of the event channel: changes go out, and the acknowledgement of a
+/// revocation is kept until the application is done with the revoked partitions.
+struct Outbox {
+    events: mpsc::Sender<GroupEvent>,
+    revoke_ack: Option<oneshot::Receiver<()>>,
+}
+
+impl Outbox {
+    /// Hands changes to the consumer. A revocation's acknowledgement is kept (the member joins
+    /// only once the application has let go, and heartbeats meanwhile); an assignment's or a
+    /// loss's is not waited for. False if the consumer is gone.
+    async fn deliver(&mut self, changes: Vec<Change>) -> bool {
+        if changes.is_empty() {
+            return true;
+        }
+        let revokes = changes.iter().any(|c| matches!(c, Change::Revoked(_)));
+        let (ack, acked) = oneshot::channel();
+        if self
+            .events
+            .send(GroupEvent::Changes(changes, ack))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        if revokes {
+            self.revoke_ack = Some(acked);
+        }
+        true
+    }
+
+    /// Waits for the pending revocation to be acknowledged (forever if there is none).
+    async fn revoked(&mut self) {
+        match &mut self.revoke_ack {
+            Some(ack) => {
+                let _ = ack.await;
+                self.revoke_ack = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// What the member subscribes to.
@@ -124,9 +223,14 @@ pub(crate) async fn run(
             heartbeat_interval: settings.heartbeat_interval,
             retry_backoff: client.config().retry_backoff,
             protocol,
+            rebalance_timeout: settings.rebalance_timeout,
         },
         Instant::now(),
     );
+    let mut outbox = Outbox {
+        events: events.clone(),
+        revoke_ack: None,
+    };
     let mut coordinator: Option<Connection> = None;
     let mut chosen = String::new();
     // The topics joined with, and when a pattern was last checked against the cluster.
@@ -142,8 +246,8 @@ pub(crate) async fn run(
             match resolve(&client, &settings.subscription).await {
                 Ok(current) if current != topics => {
                     tracing::info!(group = %settings.group_id, ?current, "the subscribed topics changed; rejoining");
-                    let changes = member.request_rejoin();
-                    if !deliver(&events, changes).await {
+                    let changes = member.request_rejoin(now);
+                    if !outbox.deliver(changes).await {
                         return;
                     }
                 }
@@ -151,8 +255,33 @@ pub(crate) async fn run(
                 Err(e) => tracing::debug!(error = %e, "pattern check failed"),
             }
         }
+        // max.poll.interval.ms: an application that stops asking for records gives its
+        // partitions up; it gets them back (or others) when it asks again.
+        let polled = settings.polled.last();
+        if member.state() == &State::PollTimedOut {
+            if now.saturating_duration_since(polled) < settings.rebalance_timeout {
+                member.resume_polling();
+            }
+        } else if now.saturating_duration_since(polled) >= settings.rebalance_timeout
+            && !matches!(member.state(), State::Left | State::Failed(_))
+        {
+            let (changes, request) = member.poll_timed_out();
+            outbox.revoke_ack = None;
+            if let (Some(Request::Leave { member_id }), Some(conn)) = (request, &coordinator) {
+                if let Err(e) = send_leave(conn, &settings, &member_id).await {
+                    tracing::debug!(error = %e, "LeaveGroup after the poll timeout failed");
+                }
+            }
+            if !outbox.deliver(changes).await {
+                return;
+            }
+        }
+        if outbox.revoke_ack.is_some() && !member.is_revoking() {
+            // The member gave up waiting (max.poll.interval.ms) or was fenced meanwhile.
+            outbox.revoke_ack = None;
+        }
         let changes = member.tick(now);
-        if !deliver(&events, changes).await {
+        if !outbox.deliver(changes).await {
             return;
         }
         if let State::Failed(code) = member.state() {
@@ -172,9 +301,13 @@ pub(crate) async fn run(
                 .min(now + Duration::from_millis(500));
             tokio::select! {
                 () = tokio::time::sleep_until(wake.into()) => {}
+                () = outbox.revoked() => member.revoke_done(),
                 reply = &mut leave => {
                     let (changes, request) = member.leave();
-                    let _ = deliver(&events, changes).await;
+                    if outbox.deliver(changes).await {
+                        // The consumer commits before it lets go: LeaveGroup after that.
+                        let _ = tokio::time::timeout(settings.rebalance_timeout, outbox.revoked()).await;
+                    }
                     if let (Some(Request::Leave { member_id }), Some(conn)) = (request, &coordinator) {
                         let _ = send_leave(conn, &settings, &member_id).await;
                     }
@@ -232,7 +365,7 @@ pub(crate) async fn run(
                             }
                         }
                         let changes = member.joined(result, Instant::now());
-                        if !deliver(&events, changes).await {
+                        if !outbox.deliver(changes).await {
                             return;
                         }
                     }
@@ -282,7 +415,7 @@ pub(crate) async fn run(
                             member_id: member.member_id().to_owned(),
                             generation: member.generation(),
                         };
-                        if !deliver(&events, changes).await {
+                        if !outbox.deliver(changes).await {
                             return;
                         }
                     }
@@ -317,7 +450,7 @@ pub(crate) async fn run(
                     Ok(response) => {
                         let changes =
                             member.heartbeat_answered(response.error_code, Instant::now());
-                        if !deliver(&events, changes).await {
+                        if !outbox.deliver(changes).await {
                             return;
                         }
                     }
@@ -344,25 +477,6 @@ async fn stop_on(events: &mpsc::Sender<GroupEvent>, e: &Error) -> bool {
         let _ = events.send(GroupEvent::Failed(e.clone())).await;
     }
     broken
-}
-
-/// Hands changes to the consumer. A revocation is waited for (the consumer commits before it
-/// lets go, and the member must not rejoin before); an assignment or a loss is not, so
-/// heartbeats go on however slowly the application gets to it. False if the consumer is gone.
-async fn deliver(events: &mpsc::Sender<GroupEvent>, changes: Vec<Change>) -> bool {
-    if changes.is_empty() {
-        return true;
-    }
-    let wait = changes.iter().any(|c| matches!(c, Change::Revoked(_)));
-    let (ack, acked) = oneshot::channel();
-    if events
-        .send(GroupEvent::Changes(changes, ack))
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    !wait || acked.await.is_ok()
 }
 
 async fn join(

@@ -23,16 +23,46 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::assignor::{RebalanceProtocol, Subscription, TopicPartition};
-use crate::error::KafkaCode;
+use crate::error::{Action, KafkaCode};
 
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
 const ILLEGAL_GENERATION: i16 = 22;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
+const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const FENCED_INSTANCE_ID: i16 = 82;
+
+/// What a group API's error code means for the member: the one classification
+/// ([`KafkaCode::action`]), with the codes the Java coordinator handles by name.
+enum Outcome {
+    /// The coordinator moved or is not there: find it again.
+    Coordinator,
+    /// This member is unknown or of an older generation: start over with a new identity.
+    Fenced,
+    /// A rebalance is under way: join it.
+    Rebalancing,
+    /// Transient (the coordinator is loading, a timeout): try again after a backoff.
+    Transient,
+    /// Retrying cannot help (authorization, a fenced instance id, a protocol mismatch).
+    Fatal,
+}
+
+fn outcome(code: i16) -> Outcome {
+    match code {
+        UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION => Outcome::Fenced,
+        REBALANCE_IN_PROGRESS => Outcome::Rebalancing,
+        FENCED_INSTANCE_ID => Outcome::Fatal,
+        _ => match KafkaCode(code).action() {
+            Action::FindCoordinator => Outcome::Coordinator,
+            Action::Rejoin => Outcome::Fenced,
+            Action::Fatal => Outcome::Fatal,
+            Action::Retry
+            | Action::RefreshMetadata
+            | Action::Reconnect
+            | Action::ResetFetchSession => Outcome::Transient,
+        },
+    }
+}
 
 /// Timing and identity of a member.
 #[derive(Debug, Clone)]
@@ -47,6 +77,9 @@ pub struct MemberConfig {
     pub retry_backoff: Duration,
     /// Eager or cooperative.
     pub protocol: RebalanceProtocol,
+    /// `max.poll.interval.ms`: the rebalance timeout, how long the application may take with
+    /// revoked partitions, and how long it may go without asking for records.
+    pub rebalance_timeout: Duration,
 }
 
 /// What to send next.
@@ -112,6 +145,9 @@ pub enum State {
     Stable,
     /// Left the group.
     Left,
+    /// Left the group because the application stopped asking for records for longer than
+    /// `max.poll.interval.ms`; joins again once it asks.
+    PollTimedOut,
     /// Cannot go on (fenced static member, authorization).
     Failed(KafkaCode),
 }
@@ -152,6 +188,11 @@ pub struct Membership {
     /// The coordinator was lost while stable: once found again, go on heartbeating in the same
     /// generation rather than rejoin.
     stable_when_found: bool,
+    /// Partitions were revoked and the application has not finished with them yet (until this
+    /// deadline at most): the member heartbeats in its generation, and joins only after.
+    revoking: Option<Instant>,
+    /// Those partitions.
+    revoking_partitions: Vec<TopicPartition>,
 }
 
 impl Membership {
@@ -169,6 +210,8 @@ impl Membership {
             next_heartbeat: now,
             last_heartbeat_ok: now,
             stable_when_found: false,
+            revoking: None,
+            revoking_partitions: Vec::new(),
         }
     }
 
@@ -192,13 +235,49 @@ impl Membership {
         self.owned.iter().cloned().collect()
     }
 
+    /// Whether revoked partitions are still with the application.
+    pub fn is_revoking(&self) -> bool {
+        self.revoking.is_some()
+    }
+
+    /// The application is done with the partitions revoked last (its commits are in): the
+    /// member may join the rebalance.
+    pub fn revoke_done(&mut self) {
+        self.revoking = None;
+        self.revoking_partitions.clear();
+    }
+
+    fn start_revoking(&mut self, partitions: Vec<TopicPartition>, now: Instant) {
+        self.revoking = Some(now + self.config.rebalance_timeout);
+        self.revoking_partitions = partitions;
+    }
+
     /// The next request to send at `now`, if any (one at a time).
     pub fn poll(&mut self, now: Instant) -> Option<Request> {
         if self.in_flight || self.wait_until.is_some_and(|t| t > now) {
             return None;
         }
+        if let Some(deadline) = self.revoking {
+            if now >= deadline {
+                tracing::warn!(member_id = %self.member_id, "revoked partitions not released within max.poll.interval.ms; joining anyway");
+                self.revoke_done();
+            }
+        }
         let request = match &self.state {
             State::FindingCoordinator => Request::FindCoordinator,
+            // Revoked partitions are still with the application: stay in the group (a member
+            // that stops heartbeating is evicted at the session timeout, however long the
+            // rebalance may take), and join once it is done. As Java's heartbeat thread does
+            // while onPartitionsRevoked runs.
+            State::Unjoined if self.revoking.is_some() => {
+                if now < self.next_heartbeat {
+                    return None;
+                }
+                Request::Heartbeat {
+                    member_id: self.member_id.clone(),
+                    generation: self.generation,
+                }
+            }
             State::Unjoined => {
                 self.state = State::Joining;
                 Request::Join {
@@ -227,6 +306,13 @@ impl Membership {
         if let Some(t) = self.wait_until {
             return Some(t);
         }
+        if let Some(deadline) = self.revoking {
+            return Some(
+                self.next_heartbeat
+                    .min(self.session_deadline())
+                    .min(deadline),
+            );
+        }
         match self.state {
             State::Stable => Some(self.next_heartbeat.min(self.session_deadline())),
             _ if self.stable_when_found => Some(self.session_deadline()),
@@ -241,9 +327,10 @@ impl Membership {
     /// Checks the session at `now`: a member that has not heard from the coordinator for a
     /// whole session timeout has surely been evicted, and has lost its partitions.
     pub fn tick(&mut self, now: Instant) -> Vec<Change> {
-        let holding = self.state == State::Stable || self.stable_when_found;
+        let holding = self.state == State::Stable || self.stable_when_found || self.is_revoking();
         if holding && now >= self.session_deadline() {
             self.stable_when_found = false;
+            self.revoke_done();
             tracing::warn!(member_id = %self.member_id, "no heartbeat answered within the session timeout; rejoining");
             self.in_flight = false;
             return self.lose_and_rejoin(State::FindingCoordinator);
@@ -310,22 +397,24 @@ impl Membership {
                 self.state = State::Unjoined;
                 Vec::new()
             }
-            UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION => {
-                self.reset_identity();
-                // Not at once: a coordinator that keeps refusing must not be flooded.
-                self.backoff(now);
-                self.lose_and_rejoin(State::Unjoined)
-            }
-            REBALANCE_IN_PROGRESS | COORDINATOR_LOAD_IN_PROGRESS => {
-                self.state = State::Unjoined;
-                self.backoff(now);
-                Vec::new()
-            }
-            NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE => {
-                self.after_coordinator_error(now);
-                Vec::new()
-            }
-            code => self.fail(code),
+            code => match outcome(code) {
+                Outcome::Fenced => {
+                    self.reset_identity();
+                    // Not at once: a coordinator that keeps refusing must not be flooded.
+                    self.backoff(now);
+                    self.lose_and_rejoin(State::Unjoined)
+                }
+                Outcome::Rebalancing | Outcome::Transient => {
+                    self.state = State::Unjoined;
+                    self.backoff(now);
+                    Vec::new()
+                }
+                Outcome::Coordinator => {
+                    self.after_coordinator_error(now);
+                    Vec::new()
+                }
+                Outcome::Fatal => self.fail(code),
+            },
         }
     }
 
@@ -337,71 +426,138 @@ impl Membership {
         now: Instant,
     ) -> Vec<Change> {
         self.in_flight = false;
-        match error {
-            0 => {
-                self.state = State::Stable;
-                self.last_heartbeat_ok = now;
-                self.next_heartbeat = now + self.config.heartbeat_interval;
-                let new: BTreeSet<TopicPartition> = assignment.into_iter().collect();
-                let mut changes = Vec::new();
-                let revoked: Vec<TopicPartition> = self.owned.difference(&new).cloned().collect();
-                let added: Vec<TopicPartition> = new.difference(&self.owned).cloned().collect();
-                if !revoked.is_empty() {
-                    changes.push(Change::Revoked(revoked));
+        if error != 0 {
+            return match outcome(error) {
+                Outcome::Rebalancing => self.rejoin(now),
+                Outcome::Fenced => {
+                    self.reset_identity();
+                    self.lose_and_rejoin(State::Unjoined)
                 }
-                if !added.is_empty() {
-                    changes.push(Change::Assigned(added));
-                }
-                let revoked_any = matches!(changes.first(), Some(Change::Revoked(_)));
-                self.owned = new;
-                if revoked_any && self.config.protocol == RebalanceProtocol::Cooperative {
-                    // What we gave up goes to someone else in the next round.
+                Outcome::Transient => {
                     self.state = State::Unjoined;
+                    self.backoff(now);
+                    Vec::new()
                 }
-                changes
-            }
-            REBALANCE_IN_PROGRESS => self.rejoin(),
-            UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION => {
-                self.reset_identity();
-                self.lose_and_rejoin(State::Unjoined)
-            }
-            NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE => {
-                self.after_coordinator_error(now);
-                Vec::new()
-            }
-            code => self.fail(code),
+                Outcome::Coordinator => {
+                    self.after_coordinator_error(now);
+                    Vec::new()
+                }
+                Outcome::Fatal => self.fail(error),
+            };
         }
+        self.state = State::Stable;
+        self.last_heartbeat_ok = now;
+        self.next_heartbeat = now + self.config.heartbeat_interval;
+        let new: BTreeSet<TopicPartition> = assignment.into_iter().collect();
+        let mut changes = Vec::new();
+        let revoked: Vec<TopicPartition> = self.owned.difference(&new).cloned().collect();
+        let added: Vec<TopicPartition> = new.difference(&self.owned).cloned().collect();
+        if !revoked.is_empty() {
+            changes.push(Change::Revoked(revoked));
+        }
+        if !added.is_empty() {
+            changes.push(Change::Assigned(added));
+        }
+        let revoked_any = matches!(changes.first(), Some(Change::Revoked(_)));
+        self.owned = new;
+        if revoked_any && self.config.protocol == RebalanceProtocol::Cooperative {
+            // What we gave up goes to someone else in the next round, once the application
+            // is done with it.
+            self.state = State::Unjoined;
+            if let Some(Change::Revoked(tps)) = changes.first() {
+                self.start_revoking(tps.clone(), now);
+            }
+        }
+        changes
     }
 
     /// The Heartbeat answer.
     pub fn heartbeat_answered(&mut self, error: i16, now: Instant) -> Vec<Change> {
         self.in_flight = false;
+        let alive = |m: &mut Membership| {
+            m.last_heartbeat_ok = now;
+            m.next_heartbeat = now + m.config.heartbeat_interval;
+        };
         match error {
             0 => {
-                self.last_heartbeat_ok = now;
-                self.next_heartbeat = now + self.config.heartbeat_interval;
+                alive(self);
+                Vec::new()
+            }
+            // Still in the group: a member finishing its revocation keeps heartbeating until
+            // it joins (Java: "it is valid to continue heartbeating while the group is
+            // rebalancing").
+            REBALANCE_IN_PROGRESS if self.is_revoking() => {
+                alive(self);
                 Vec::new()
             }
             REBALANCE_IN_PROGRESS => {
-                self.last_heartbeat_ok = now;
-                self.rejoin()
+                alive(self);
+                self.rejoin(now)
             }
-            UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION => {
-                self.reset_identity();
-                self.lose_and_rejoin(State::Unjoined)
-            }
-            NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE => {
-                self.after_coordinator_error(now);
-                Vec::new()
-            }
-            code => self.fail(code),
+            FENCED_INSTANCE_ID | GROUP_AUTHORIZATION_FAILED => self.fail(error),
+            code => match outcome(code) {
+                Outcome::Fenced => {
+                    self.revoke_done();
+                    self.reset_identity();
+                    self.lose_and_rejoin(State::Unjoined)
+                }
+                Outcome::Coordinator => {
+                    self.after_coordinator_error(now);
+                    Vec::new()
+                }
+                // Anything else (the coordinator loading, an unexpected error) is a missed
+                // heartbeat, as in Java: try again soon; the session timeout bounds it.
+                _ => {
+                    tracing::debug!(code = %KafkaCode(code), "heartbeat failed; retrying");
+                    self.next_heartbeat = now + self.config.retry_backoff;
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    /// The application has not asked for records for longer than `max.poll.interval.ms`: the
+    /// member leaves the group so its partitions can move (a dynamic member says so with
+    /// LeaveGroup; a static one just stops, and the session timeout frees its partitions), and
+    /// joins again once the application asks. Its partitions are lost: another member may
+    /// commit them meanwhile.
+    pub fn poll_timed_out(&mut self) -> (Vec<Change>, Option<Request>) {
+        if matches!(
+            self.state,
+            State::Left | State::Failed(_) | State::PollTimedOut
+        ) {
+            return (Vec::new(), None);
+        }
+        tracing::warn!(member_id = %self.member_id, "the application has not asked for records within max.poll.interval.ms; leaving the group");
+        let request =
+            (self.config.group_instance_id.is_none() && !self.member_id.is_empty()).then(|| {
+                Request::Leave {
+                    member_id: self.member_id.clone(),
+                }
+            });
+        // Partitions revoked but not yet let go of are lost with the rest: the application
+        // cannot commit them any more.
+        let revoking = std::mem::take(&mut self.revoking_partitions);
+        self.owned.extend(revoking);
+        let changes = self.lose_and_rejoin(State::PollTimedOut);
+        self.reset_identity();
+        self.revoke_done();
+        self.stable_when_found = false;
+        self.in_flight = false;
+        (changes, request)
+    }
+
+    /// The application asks for records again after a poll timeout: join again.
+    pub fn resume_polling(&mut self) {
+        if self.state == State::PollTimedOut {
+            self.state = State::FindingCoordinator;
         }
     }
 
     /// The application asks to rejoin (subscription or topic metadata changed).
-    pub fn request_rejoin(&mut self) -> Vec<Change> {
+    pub fn request_rejoin(&mut self, now: Instant) -> Vec<Change> {
         match self.state {
-            State::Stable => self.rejoin(),
+            State::Stable => self.rejoin(now),
             _ => Vec::new(),
         }
     }
@@ -425,10 +581,11 @@ impl Membership {
             });
         self.state = State::Left;
         self.in_flight = false;
+        self.revoke_done();
         (changes, request)
     }
 
-    fn rejoin(&mut self) -> Vec<Change> {
+    fn rejoin(&mut self, now: Instant) -> Vec<Change> {
         self.state = State::Unjoined;
         match self.config.protocol {
             RebalanceProtocol::Eager => {
@@ -437,6 +594,9 @@ impl Membership {
                 if owned.is_empty() {
                     Vec::new()
                 } else {
+                    // Join once the application is done with them (its commits use this
+                    // generation, which the coordinator accepts until the join completes).
+                    self.start_revoking(owned.clone(), now);
                     vec![Change::Revoked(owned)]
                 }
             }
@@ -455,13 +615,12 @@ impl Membership {
         }
     }
 
-    /// A fenced generation or unknown member starts over with a new identity (a static member
-    /// keeps its member id: the coordinator maps its instance id).
+    /// A fenced generation or unknown member starts over with a new identity. A static member
+    /// too (as Java's `resetStateAndGeneration`): the coordinator gives it a new member id and
+    /// maps its instance id to it, so a coordinator that forgot it takes it back.
     fn reset_identity(&mut self) {
         self.generation = -1;
-        if self.config.group_instance_id.is_none() {
-            self.member_id.clear();
-        }
+        self.member_id.clear();
     }
 
     fn fail(&mut self, code: i16) -> Vec<Change> {

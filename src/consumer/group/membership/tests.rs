@@ -2,6 +2,10 @@
 
 use super::*;
 
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const NOT_COORDINATOR: i16 = 16;
+const UNKNOWN_SERVER_ERROR: i16 = -1;
+
 fn config(protocol: RebalanceProtocol) -> MemberConfig {
     MemberConfig {
         group_instance_id: None,
@@ -9,6 +13,7 @@ fn config(protocol: RebalanceProtocol) -> MemberConfig {
         heartbeat_interval: Duration::from_secs(3),
         retry_backoff: Duration::from_millis(100),
         protocol,
+        rebalance_timeout: Duration::from_secs(60),
     }
 }
 
@@ -102,6 +107,9 @@ fn eager_rebalance_revokes_everything_then_assigns() {
         m.heartbeat_answered(REBALANCE_IN_PROGRESS, t),
         [Change::Revoked(vec![tp(0), tp(1)])]
     );
+    // No join until the application is done with the revoked partitions.
+    assert_eq!(m.poll(t), None);
+    m.revoke_done();
     assert!(matches!(m.poll(t), Some(Request::Join { ref owned, .. }) if owned.is_empty()));
     m.joined(
         JoinResult {
@@ -166,6 +174,12 @@ fn cooperative_rebalance_revokes_only_what_moves_then_rejoins() {
         [Change::Revoked(vec![tp(2)])]
     );
     assert_eq!(m.state(), &State::Unjoined);
+    assert_eq!(
+        m.poll(t),
+        None,
+        "the application is not done with partition 2 yet"
+    );
+    m.revoke_done();
     assert!(matches!(m.poll(t), Some(Request::Join { ref owned, .. }) if owned.len() == 2));
     m.joined(
         JoinResult {
@@ -281,13 +295,141 @@ fn leaving_revokes_and_static_members_do_not_send_leave() {
     );
     m.poll(t0);
     m.synced(0, vec![tp(3)], t0);
-    // A static member keeps its member id when fenced, and does not leave on close.
-    let t = t0 + Duration::from_secs(3);
-    m.poll(t);
-    m.heartbeat_answered(UNKNOWN_MEMBER_ID, t);
-    assert_eq!(m.member_id(), "static-1");
+    // A static member does not leave on close.
     let (_, request) = m.leave();
     assert_eq!(request, None);
+}
+
+/// A static member whose member id the coordinator forgot (UNKNOWN_MEMBER_ID) starts over with
+/// an empty one, as Java does; the coordinator maps its instance id to the new id.
+#[test]
+fn a_static_member_the_coordinator_forgot_joins_again_as_new() {
+    let t0 = Instant::now();
+    let mut config = config(RebalanceProtocol::Eager);
+    config.group_instance_id = Some("worker-1".into());
+    let mut m = Membership::new(config, t0);
+    m.poll(t0);
+    m.coordinator_found(true, t0);
+    m.poll(t0);
+    m.joined(
+        JoinResult {
+            error: 0,
+            member_id: "static-1".into(),
+            generation: 1,
+            leader: "x".into(),
+            members: vec![],
+            skip_assignment: false,
+        },
+        t0,
+    );
+    m.poll(t0);
+    m.synced(0, vec![tp(3)], t0);
+    let t = t0 + Duration::from_secs(3);
+    m.poll(t);
+    assert_eq!(
+        m.heartbeat_answered(UNKNOWN_MEMBER_ID, t),
+        [Change::Lost(vec![tp(3)])]
+    );
+    assert_eq!(m.member_id(), "");
+    assert!(matches!(m.poll(t), Some(Request::Join { ref member_id, .. }) if member_id.is_empty()));
+}
+
+/// While the application works on revoked partitions, the member heartbeats in its generation
+/// (REBALANCE_IN_PROGRESS answers keep it alive), however long past the session timeout; it
+/// joins when done, or at max.poll.interval.ms.
+#[test]
+fn a_slow_revocation_heartbeats_until_done_or_the_rebalance_timeout() {
+    let t0 = Instant::now();
+    let mut m = stable(RebalanceProtocol::Eager, t0, vec![tp(0)]);
+    let mut t = t0 + Duration::from_secs(3);
+    m.poll(t);
+    assert_eq!(
+        m.heartbeat_answered(REBALANCE_IN_PROGRESS, t),
+        [Change::Revoked(vec![tp(0)])]
+    );
+    assert!(m.is_revoking());
+    // 30 s of revocation, three session timeouts: heartbeats every interval, same generation.
+    for _ in 0..10 {
+        assert!(m.tick(t).is_empty(), "not evicted");
+        assert_eq!(m.poll(t + Duration::from_secs(2)), None, "not due yet");
+        t += Duration::from_secs(3);
+        assert_eq!(m.next_deadline(), Some(t));
+        assert!(matches!(
+            m.poll(t),
+            Some(Request::Heartbeat { generation: 7, .. })
+        ));
+        assert!(m.heartbeat_answered(REBALANCE_IN_PROGRESS, t).is_empty());
+    }
+    m.revoke_done();
+    assert!(matches!(m.poll(t), Some(Request::Join { .. })));
+
+    // An application that never finishes: the member joins at the rebalance timeout.
+    let mut m = stable(RebalanceProtocol::Eager, t0, vec![tp(0)]);
+    let t = t0 + Duration::from_secs(3);
+    m.poll(t);
+    m.heartbeat_answered(REBALANCE_IN_PROGRESS, t);
+    let late = t + Duration::from_secs(60);
+    m.poll(late - Duration::from_secs(1)); // a heartbeat, unanswered here
+    m.heartbeat_answered(REBALANCE_IN_PROGRESS, late - Duration::from_secs(1));
+    assert!(matches!(m.poll(late), Some(Request::Join { .. })));
+    assert!(!m.is_revoking());
+}
+
+/// An application that stops asking for records loses its partitions at max.poll.interval.ms:
+/// a dynamic member leaves (so they move at once) and joins again when asked.
+#[test]
+fn a_poll_timeout_leaves_the_group_and_comes_back_when_asked() {
+    let t0 = Instant::now();
+    let mut m = stable(RebalanceProtocol::Eager, t0, vec![tp(0), tp(1)]);
+    let (changes, request) = m.poll_timed_out();
+    assert_eq!(changes, [Change::Lost(vec![tp(0), tp(1)])]);
+    assert_eq!(
+        request,
+        Some(Request::Leave {
+            member_id: "m-1".into()
+        })
+    );
+    assert_eq!(m.state(), &State::PollTimedOut);
+    assert_eq!(
+        m.poll(t0 + Duration::from_secs(600)),
+        None,
+        "idle until asked"
+    );
+    assert!(m.tick(t0 + Duration::from_secs(600)).is_empty());
+    m.resume_polling();
+    let t = t0 + Duration::from_secs(600);
+    assert_eq!(m.poll(t), Some(Request::FindCoordinator));
+    m.coordinator_found(true, t);
+    assert!(matches!(m.poll(t), Some(Request::Join { ref member_id, .. }) if member_id.is_empty()));
+}
+
+/// Heartbeat errors that are not about membership are missed heartbeats, retried (Java's
+/// heartbeat thread), not the end of the member.
+#[test]
+fn transient_heartbeat_errors_are_retried() {
+    let t0 = Instant::now();
+    for code in [COORDINATOR_LOAD_IN_PROGRESS, UNKNOWN_SERVER_ERROR] {
+        let mut m = stable(RebalanceProtocol::Eager, t0, vec![tp(0)]);
+        let t = t0 + Duration::from_secs(3);
+        m.poll(t);
+        assert!(m.heartbeat_answered(code, t).is_empty(), "{code}");
+        assert_eq!(m.state(), &State::Stable);
+        assert!(matches!(
+            m.poll(t + Duration::from_millis(100)),
+            Some(Request::Heartbeat { .. })
+        ));
+        // Until the session runs out.
+        assert_eq!(
+            m.tick(t0 + Duration::from_secs(10)),
+            [Change::Lost(vec![tp(0)])]
+        );
+    }
+    // Authorization is fatal.
+    let mut m = stable(RebalanceProtocol::Eager, t0, vec![tp(0)]);
+    let t = t0 + Duration::from_secs(3);
+    m.poll(t);
+    m.heartbeat_answered(GROUP_AUTHORIZATION_FAILED, t);
+    assert!(matches!(m.state(), State::Failed(_)));
 }
 
 #[test]
@@ -334,6 +476,7 @@ fn a_leader_told_to_skip_the_assignment_does_not_assign() {
     let t = t0 + Duration::from_secs(3);
     m.poll(t);
     m.heartbeat_answered(REBALANCE_IN_PROGRESS, t);
+    m.revoke_done();
     assert!(matches!(m.poll(t), Some(Request::Join { .. })));
     m.joined(
         JoinResult {
