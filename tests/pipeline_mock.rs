@@ -46,10 +46,15 @@ async fn fill(cluster: &MockCluster, topic: &str, n: usize) -> Vec<Digest> {
 }
 
 fn spawn_pipe(bootstrap: &str, exit_at_end: bool) -> Child {
+    spawn_pipe_with(bootstrap, exit_at_end, &[])
+}
+
+fn spawn_pipe_with(bootstrap: &str, exit_at_end: bool, extra: &[&str]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spate"));
     cmd.args([
         "pipe", "-b", bootstrap, "--from", "in", "--to", "out", "-G", "eo",
     ])
+    .args(extra)
     .args([
         "--map",
         "uppercase",
@@ -254,4 +259,93 @@ async fn a_failing_sink_stops_the_pipeline_with_its_error() {
         committed < 2_000,
         "the failed input is not committed ({committed})"
     );
+}
+
+/// `spate pipe --exactly-once` stopped with SIGTERM mid-run: it commits the open transaction
+/// with its input offsets, leaves the group and exits 0, so what read_committed readers see
+/// of the output is exactly the input up to the committed offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_stopped_by_sigterm_commits_and_exits_cleanly() {
+    let n = 200_000;
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("in", PARTITIONS);
+    cluster.create_topic("out", PARTITIONS);
+    fill(&cluster, "in", n).await;
+    let bootstrap = cluster.bootstrap();
+    // Slow every produce request, so that the signal lands mid-run.
+    cluster.inject(
+        ApiKey::Produce,
+        Fault::Delay(Duration::from_millis(20)),
+        100_000,
+    );
+    // Small batches in a small buffer: many produce requests, each slowed, and transactions
+    // that end every 100 ms.
+    let pipe = spawn_pipe_with(
+        &bootstrap,
+        false,
+        &[
+            "-X",
+            "batch.size=16384",
+            "-X",
+            "max.request.size=262144",
+            "-X",
+            "buffer.memory=262144",
+        ],
+    );
+    let mut pipe = pipe;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (0..PARTITIONS)
+        .map(|p| cluster.log_end("out", p))
+        .sum::<i64>()
+        < 30_000
+    {
+        if std::time::Instant::now() > deadline || pipe.try_wait().unwrap().is_some() {
+            let _ = pipe.kill();
+            let out = pipe.wait_with_output().unwrap();
+            panic!("nothing written: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &pipe.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let done = tokio::task::spawn_blocking(move || pipe.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{}: {stderr}", done.status);
+    let committed: Vec<i64> = (0..PARTITIONS)
+        .map(|p| cluster.committed("eo", "in", p).unwrap_or(0))
+        .collect();
+    assert!(committed.iter().sum::<i64>() > 0, "{committed:?}");
+    assert!(
+        committed.iter().sum::<i64>() < n as i64,
+        "stopped in the middle: {committed:?}"
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        read_with_librdkafka(&bootstrap, "out", PARTITIONS, "read_committed")
+    })
+    .await
+    .unwrap();
+    for p in 0..PARTITIONS as usize {
+        assert_eq!(
+            read[p].count as i64, committed[p],
+            "partition {p}: the committed output matches the committed input offsets"
+        );
+    }
+    wait_for_empty_group(&cluster, "eo").await;
+}
+
+async fn wait_for_empty_group(cluster: &MockCluster, group: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while cluster.group(group).is_some_and(|g| !g.members.is_empty()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pipe did not leave the group: {:?}",
+            cluster.group(group)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -32,7 +32,6 @@ def main():
         print("assigned " + ",".join(str(p.partition) for p in partitions), flush=True)
 
     def on_revoke(consumer, partitions):
-        print("revoked " + ",".join(str(p.partition) for p in partitions), flush=True)
         if commit_on_revoke and partitions:
             try:
                 consumer.commit(asynchronous=False)

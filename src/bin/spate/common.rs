@@ -118,3 +118,53 @@ impl ConnArgs {
         runtime.block_on(fut)
     }
 }
+
+/// SIGINT and SIGTERM, listened to from the start of a long-running command: the first asks
+/// it to stop cleanly (commit, leave the group, exit 0), a second ends it at once. SIGINT is
+/// caught even when the process started with it ignored (as a shell's background job does),
+/// and SIGTERM is what service managers (systemd, Kubernetes) send.
+pub struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts listening (within the runtime). A signal that arrives before this is registered
+    /// has its default effect, so long-running commands call it first.
+    pub fn listen() -> Result<Signals, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
+            Ok(Signals {
+                interrupt: listen(SignalKind::interrupt())?,
+                terminate: listen(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Resolves at the first signal; from then on a second one exits the process at once.
+    pub async fn stop_requested(mut self) {
+        self.next().await;
+        eprintln!("spate: stopping (a second signal stops at once)");
+        tokio::spawn(async move {
+            self.next().await;
+            eprintln!("spate: stopped at once");
+            std::process::exit(130);
+        });
+    }
+}

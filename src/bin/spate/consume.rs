@@ -1,12 +1,12 @@
 //! `spate consume`: records of a topic to stdout, like `kcat -C`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 
-use crate::common::ConnArgs;
+use crate::common::{self, ConnArgs};
 use crate::format::{Fields, Format};
 
 #[derive(clap::Args, Debug)]
@@ -94,7 +94,21 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let mut config =
         ConsumerConfig::from_pairs(pairs).map_err(|e| format!("configuration: {e}"))?;
     config.client.client_id = "spate-consume".into();
+    // With a group, this command commits itself, and only what it has written out: the
+    // consumer's auto-commit would commit positions of records still in the output buffer,
+    // which a killed process never prints (at-least-once would not hold).
+    let commits = Commits {
+        on: args.group.is_some() && config.enable_auto_commit,
+        interval: config.auto_commit_interval,
+        last: std::time::Instant::now(),
+        upto: BTreeMap::new(),
+    };
+    config.enable_auto_commit = false;
     args.conn.block_on(async {
+        // SIGINT or SIGTERM: stop reading, commit, leave the group, exit 0.
+        let stop = common::Signals::listen()?.stop_requested();
+        tokio::pin!(stop);
+        let mut commits = commits;
         let mut consumer = Consumer::new(config).await.map_err(|e| e.to_string())?;
         let topic = args.topic.as_str();
         // Partitions being read; with -G, whatever the group assigns.
@@ -126,7 +140,11 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             !reading.is_empty() && reading.iter().all(|p| at_end.contains(p))
         };
         while printed < limit && !(args.exit_at_end && done(&reading, &at_end)) {
-            match consumer.next().await.map_err(|e| e.to_string())? {
+            let event = tokio::select! {
+                () = &mut stop => break,
+                event = consumer.next() => event,
+            };
+            match event.map_err(|e| e.to_string())? {
                 Event::Batch(b) => {
                     at_end.remove(&b.partition());
                     let batch = b.batch();
@@ -148,28 +166,90 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                                 },
                             )
                             .map_err(|e| format!("writing output: {e}"))?;
+                        commits.upto.insert(b.partition(), batch.offset(i) + 1);
                         printed += 1;
+                    }
+                    if commits.due() {
+                        flush(&mut out)?;
+                        commits.commit(&consumer, topic, None).await;
                     }
                 }
                 Event::EndOfPartition { partition, .. } => {
                     at_end.insert(partition);
                     // Let a pipe reader see everything up to here.
-                    out.flush().map_err(|e| format!("writing output: {e}"))?;
+                    flush(&mut out)?;
                 }
                 Event::Assigned(tps) => reading.extend(tps.iter().map(|(_, p)| *p)),
-                Event::Revoked(tps) | Event::Lost(tps) => {
+                Event::Revoked(tps) => {
+                    // Written out, then committed, before the partitions go to another member
+                    // (the group waits for this: the member is still in its generation).
+                    flush(&mut out)?;
+                    let revoked: Vec<i32> = tps.iter().map(|(_, p)| *p).collect();
+                    commits.commit(&consumer, topic, Some(&revoked)).await;
+                    for p in revoked {
+                        reading.remove(&p);
+                        at_end.remove(&p);
+                    }
+                }
+                Event::Lost(tps) => {
                     for (_, p) in tps {
                         reading.remove(&p);
                         at_end.remove(&p);
+                        commits.upto.remove(&p);
                     }
                 }
                 _ => {}
             }
         }
-        out.flush().map_err(|e| format!("writing output: {e}"))?;
+        flush(&mut out)?;
+        commits.commit(&consumer, topic, None).await;
         consumer.close().await.map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn flush(out: &mut impl Write) -> Result<(), String> {
+    out.flush().map_err(|e| format!("writing output: {e}"))
+}
+
+/// What `spate consume -G` has written out and not yet committed.
+struct Commits {
+    on: bool,
+    interval: std::time::Duration,
+    last: std::time::Instant,
+    /// Per partition, the offset after the last record written.
+    upto: BTreeMap<i32, i64>,
+}
+
+impl Commits {
+    fn due(&self) -> bool {
+        self.on && self.last.elapsed() >= self.interval
+    }
+
+    /// Commits what was written for `only` these partitions (all if `None`); a failure (a
+    /// rebalance under way) is reported, and the records are read again by their next owner.
+    async fn commit(&mut self, consumer: &Consumer, topic: &str, only: Option<&[i32]>) {
+        self.last = std::time::Instant::now();
+        if !self.on {
+            return;
+        }
+        let offsets: Vec<(String, i32, i64)> = self
+            .upto
+            .iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .map(|(p, o)| (topic.to_owned(), *p, *o))
+            .collect();
+        if !offsets.is_empty() {
+            if let Err(e) = consumer.commit_offsets(&offsets).await {
+                tracing::warn!(error = %e, "commit failed");
+            }
+        }
+        // Partitions let go of are not committed again later (their next owner's commits
+        // must not be overwritten), whether or not this one went through.
+        if let Some(only) = only {
+            self.upto.retain(|p, _| !only.contains(p));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -128,10 +128,11 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     let started = Instant::now();
     let stats = args.conn.block_on(async move {
-        let ctrl_c = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        pipeline.run_until(ctrl_c).await.map_err(|e| e.to_string())
+        let signals = common::Signals::listen()?;
+        pipeline
+            .run_until(signals.stop_requested())
+            .await
+            .map_err(|e| e.to_string())
     })?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
