@@ -203,6 +203,16 @@ pub enum Error {
     /// The consumer was closed.
     #[error("the consumer is closed")]
     ConsumerClosed,
+    /// Another consumer joined the group with this member's `group.instance.id` (static
+    /// membership, KIP-345): this one is fenced and can only be closed. Two processes are
+    /// configured with the same instance id.
+    #[error("group {group_id}: another member took group.instance.id {group_instance_id}")]
+    FencedInstanceId {
+        /// The group.
+        group_id: String,
+        /// The instance id both use.
+        group_instance_id: String,
+    },
     /// A fetched record batch is corrupt (CRC mismatch, truncated, a decompression bomb, …).
     /// The consumer does not move past it.
     #[error("{topic}-{partition}: {source}")]
@@ -256,6 +266,7 @@ impl Error {
             | Error::RecordTooLarge { .. }
             | Error::ProducerClosed
             | Error::ConsumerClosed
+            | Error::FencedInstanceId { .. }
             | Error::Records { .. }
             | Error::ProducerFenced { .. }
             | Error::Transaction(_) => Action::Fatal,

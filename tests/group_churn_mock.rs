@@ -358,3 +358,50 @@ async fn librdkafka_commits_in_its_revoke_callback() {
     stop.send(true).unwrap();
     spate.await.unwrap().close().await.unwrap();
 }
+
+/// Two processes configured with one `group.instance.id`: the newer takes the place, and the
+/// older hears a typed, fatal error (FENCED_INSTANCE_ID), not a retry loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_member_with_the_same_instance_id_fences_the_first() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("twins", 2);
+    let mut first = Consumer::new(config(&cluster, "twins").group_instance_id("twin"))
+        .await
+        .unwrap();
+    first.subscribe(&["twins"]).unwrap();
+    loop {
+        if let Event::Assigned(_) = first.next().await.unwrap() {
+            break;
+        }
+    }
+    let log: Shared = Arc::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let second = spawn_member(
+        config(&cluster, "twins").group_instance_id("twin"),
+        "twins",
+        log.clone(),
+        Duration::ZERO,
+        stopped,
+    );
+    let err = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match first.next().await {
+                Ok(_) => continue,
+                Err(e) => return e,
+            }
+        }
+    })
+    .await
+    .expect("the first member is told");
+    assert!(
+        matches!(&err, spate::Error::FencedInstanceId { group_instance_id, .. } if group_instance_id == "twin"),
+        "{err:?}"
+    );
+    assert_eq!(err.action(), spate::Action::Fatal);
+    wait_until("the second owns both", Duration::from_secs(20), || {
+        log.lock().unwrap().owned.len() == 2
+    })
+    .await;
+    stop.send(true).unwrap();
+    second.await.unwrap().close().await.unwrap();
+}

@@ -101,6 +101,9 @@ pub struct ConsumerConfig {
     pub enable_auto_commit: bool,
     /// `auto.commit.interval.ms`.
     pub auto_commit_interval: Duration,
+    /// `client.rack`: the rack this consumer runs in, told to rack-aware assignors (KIP-881)
+    /// and to brokers in fetches (KIP-392).
+    pub client_rack: Option<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -123,6 +126,7 @@ impl Default for ConsumerConfig {
             assignors: vec!["range".into(), "cooperative-sticky".into()],
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
+            client_rack: None,
         }
     }
 }
@@ -202,6 +206,7 @@ impl ConsumerConfig {
             }
             "enable.auto.commit" => self.enable_auto_commit = parse(key, v)?,
             "auto.commit.interval.ms" => self.auto_commit_interval = ms(key, v)?,
+            "client.rack" => self.client_rack = (!v.is_empty()).then(|| v.to_owned()),
             // spate always checks CRCs; librdkafka's switch is accepted for compatibility.
             "check.crcs" => {
                 if !parse::<bool>(key, v)? {
@@ -229,6 +234,24 @@ impl ConsumerConfig {
             i64::from(self.max_partition_fetch_bytes),
         )?;
         positive("fetch.buffer.bytes", self.buffer_bytes as i64)?;
+        if let Some(bad) = self
+            .assignors
+            .iter()
+            .find(|n| crate::consumer::group::assignor::by_name(n).is_none())
+        {
+            return Err(invalid(
+                "partition.assignment.strategy",
+                bad,
+                "unknown assignor (range, roundrobin, cooperative-sticky)",
+            ));
+        }
+        if self.assignors.is_empty() {
+            return Err(invalid(
+                "partition.assignment.strategy",
+                "",
+                "at least one assignor is needed",
+            ));
+        }
         if self.fetch_min_bytes < 0 {
             return Err(invalid(
                 "fetch.min.bytes",
@@ -338,5 +361,17 @@ mod tests {
         assert!(err("check.crcs", "false").contains("always"));
         assert!(err("fetch.max.bytes", "0").contains("fetch.max.bytes"));
         assert!(err("linger.ms", "5").contains("unknown configuration key `linger.ms`"));
+        assert!(err("partition.assignment.strategy", "range,fancy").contains("fancy"));
+        // The builder's names are checked too.
+        let built = ConsumerConfig::new("h:1").assignors(&["sticky-ish"]);
+        assert!(built
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sticky-ish"));
+        let c =
+            ConsumerConfig::from_pairs([("bootstrap.servers", "h:1"), ("client.rack", "eu-1a")])
+                .unwrap();
+        assert_eq!(c.client_rack.as_deref(), Some("eu-1a"));
     }
 }

@@ -418,7 +418,9 @@ fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchR
         .with_session_epoch(plan.epoch)
         .with_topics(topics)
         .with_forgotten_topics_data(forgotten)
-        .with_rack_id(StrBytes::from_static_str(""))
+        .with_rack_id(StrBytes::from_string(
+            config.client_rack.clone().unwrap_or_default(),
+        ))
 }
 
 async fn send_fetch(

@@ -59,6 +59,7 @@ impl Consumer {
             subscription,
             metadata_max_age: self.config.client.metadata_max_age,
             polled: PollClock::new(),
+            client_rack: self.config.client_rack.clone(),
         };
         let polled = settings.polled.clone();
         let identity = Arc::new(Mutex::new(Identity {

@@ -25,6 +25,9 @@ use crate::error::{Action, Error, KafkaCode};
 use crate::net::Connection;
 use crate::wire::ApiKey;
 
+/// FENCED_INSTANCE_ID: another member took this `group.instance.id`.
+const FENCED_INSTANCE_ID: i16 = 82;
+
 /// What the group task tells the consumer.
 #[derive(Debug)]
 pub(crate) enum GroupEvent {
@@ -68,6 +71,8 @@ pub(crate) struct GroupSettings {
     pub metadata_max_age: Duration,
     /// When the application last asked for records (`max.poll.interval.ms` is measured from it).
     pub polled: Arc<PollClock>,
+    /// `client.rack`, for rack-aware assignors.
+    pub client_rack: Option<String>,
 }
 
 /// When the application last asked the consumer for records, shared with the group task. Time
@@ -285,13 +290,19 @@ pub(crate) async fn run(
             return;
         }
         if let State::Failed(code) = member.state() {
-            let _ = events
-                .send(GroupEvent::Failed(Error::kafka(
+            let error = if code.0 == FENCED_INSTANCE_ID {
+                Error::FencedInstanceId {
+                    group_id: settings.group_id.clone(),
+                    group_instance_id: settings.group_instance_id.clone().unwrap_or_default(),
+                }
+            } else {
+                Error::kafka(
                     *code,
                     format!("member of group {}", settings.group_id),
                     None,
-                )))
-                .await;
+                )
+            };
+            let _ = events.send(GroupEvent::Failed(error)).await;
             return;
         }
         let Some(request) = member.poll(now) else {
@@ -341,7 +352,7 @@ pub(crate) async fn run(
             Request::Join {
                 member_id,
                 owned,
-                generation: _,
+                generation,
             } => {
                 let Some(conn) = coordinator.clone() else {
                     member.request_failed(Instant::now());
@@ -356,7 +367,12 @@ pub(crate) async fn run(
                     }
                 }
                 checked = Instant::now();
-                match join(&conn, &settings, &assignors, &topics, &member_id, &owned).await {
+                let joining = Joining {
+                    member_id: &member_id,
+                    owned: &owned,
+                    generation,
+                };
+                match join(&conn, &settings, &assignors, &topics, joining).await {
                     Ok((result, protocol_name, unreadable)) => {
                         chosen = protocol_name;
                         for report in unreadable {
@@ -479,15 +495,27 @@ async fn stop_on(events: &mpsc::Sender<GroupEvent>, e: &Error) -> bool {
     broken
 }
 
+/// Who joins: the member id, and the partitions it owns from which generation.
+struct Joining<'a> {
+    member_id: &'a str,
+    owned: &'a [TopicPartition],
+    generation: i32,
+}
+
 async fn join(
     conn: &Connection,
     settings: &GroupSettings,
     assignors: &[Box<dyn Assignor>],
     topics: &[String],
-    member_id: &str,
-    owned: &[TopicPartition],
+    joining: Joining<'_>,
 ) -> Result<(JoinResult, String, Vec<GroupEvent>), Error> {
-    let metadata = protocol::encode_subscription(topics, owned);
+    let Joining {
+        member_id,
+        owned,
+        generation,
+    } = joining;
+    let metadata =
+        protocol::encode_subscription(topics, owned, generation, settings.client_rack.as_deref());
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
         .with_session_timeout_ms(millis_i32(settings.session_timeout))

@@ -14,9 +14,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::assignor::{Subscription, TopicPartition};
 use crate::wire::{by_topic, schema};
 
-/// The subscription version spate writes: v1 carries owned partitions (cooperative
-/// rebalancing, Kafka 2.4+).
-const SUBSCRIPTION_VERSION: i16 = 1;
+/// The subscription version spate writes: v1 added owned partitions (cooperative
+/// rebalancing, Kafka 2.4+), v2 the generation they are from (so an assignor can tell a
+/// stale claim from a current one), v3 the member's rack (KIP-881).
+const SUBSCRIPTION_VERSION: i16 = 3;
 const ASSIGNMENT_VERSION: i16 = 1;
 const NEWEST: i16 = 3;
 
@@ -27,9 +28,17 @@ fn group<T>(tps: &[TopicPartition], make: impl Fn(String, Vec<i32>) -> T) -> Vec
         .collect()
 }
 
-/// JoinGroup metadata for a member subscribed to `topics` that owns `owned`.
-pub fn encode_subscription(topics: &[String], owned: &[TopicPartition]) -> Bytes {
+/// JoinGroup metadata for a member subscribed to `topics` that owns `owned` since
+/// `generation`, in `rack` (if configured).
+pub fn encode_subscription(
+    topics: &[String],
+    owned: &[TopicPartition],
+    generation: i32,
+    rack: Option<&str>,
+) -> Bytes {
     let message = ConsumerProtocolSubscription::default()
+        .with_generation_id(generation)
+        .with_rack_id(rack.map(|r| StrBytes::from_string(r.to_owned())))
         .with_topics(
             topics
                 .iter()
@@ -146,8 +155,8 @@ mod tests {
             ("b".to_owned(), 0),
             ("a".to_owned(), 3),
         ];
-        let bytes = encode_subscription(&["a".into(), "b".into()], &owned);
-        assert_eq!(&bytes[..2], &[0, 1], "version 1");
+        let bytes = encode_subscription(&["a".into(), "b".into()], &owned, 7, Some("r1"));
+        assert_eq!(&bytes[..2], &[0, 3], "version 3");
         let s = decode_subscription("m", Some("i".into()), bytes).unwrap();
         assert_eq!(s.topics, ["a", "b"]);
         let mut got = s.owned.clone();
@@ -156,6 +165,10 @@ mod tests {
         want.sort();
         assert_eq!(got, want);
         assert_eq!(s.group_instance_id.as_deref(), Some("i"));
+        assert_eq!(
+            s.generation, 7,
+            "v2+ carries the owned partitions' generation"
+        );
         let bytes = encode_assignment(&owned);
         let mut got = decode_assignment(bytes).unwrap();
         got.sort();
