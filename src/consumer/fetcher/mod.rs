@@ -19,19 +19,24 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::aborted::AbortedFilter;
-use super::config::{ConsumerConfig, IsolationLevel, OffsetReset};
-use super::decode::{records_error, Buffer, Pending};
+mod response;
+mod starts;
+
+use super::config::ConsumerConfig;
+use super::decode::{Buffer, Pending};
 use super::session::{FetchSession, Target};
 use super::Offset;
-use crate::cluster::{millis_i32, Client, OffsetSpec, Topics};
-use crate::error::{Action, Error, KafkaCode};
-use crate::record::{DecodeOptions, RecordBatches};
+use crate::cluster::{millis_i32, Client, Topics};
+use crate::error::{Action, Error};
+use crate::record::DecodeOptions;
 use crate::wire::fetch::FetchResponse;
 use crate::wire::{by_topic, encode_request, topic_name, ApiKey, FrameCodec};
+use response::handle_response;
+use starts::resolve_starts;
 
 /// The highest Fetch version the fetcher sends: v13+ names topics by id.
 const MAX_FETCH_VERSION: i16 = 12;
+/// OFFSET_OUT_OF_RANGE.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// How often the fetcher looks again when nothing wakes it (retries, resets).
 const TICK: Duration = Duration::from_millis(100);
@@ -289,99 +294,6 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
     }
 }
 
-/// Looks up the offsets of partitions that start at the beginning, the end, a timestamp, or
-/// (with no committed offset) the reset policy.
-async fn resolve_starts(
-    client: &Client,
-    config: &ConsumerConfig,
-    parts: &mut HashMap<Tp, PartitionState>,
-    chunks: &mpsc::Sender<Chunk>,
-) {
-    let mut wanted: HashMap<(Arc<str>, OffsetSpec), Vec<i32>> = HashMap::new();
-    let now = tokio::time::Instant::now();
-    for (tp, state) in parts.iter() {
-        if state.offset.is_some() || state.retry_at.is_some_and(|t| t > now) {
-            continue;
-        }
-        let spec = match state.start {
-            Offset::At(_) => continue,
-            Offset::Beginning => OffsetSpec::Earliest,
-            Offset::End | Offset::FromEnd(_) => OffsetSpec::Latest,
-            Offset::Timestamp(ts) => OffsetSpec::Timestamp(ts),
-            Offset::Reset => match config.auto_offset_reset {
-                OffsetReset::Earliest => OffsetSpec::Earliest,
-                OffsetReset::Latest => OffsetSpec::Latest,
-                OffsetReset::Error => continue,
-            },
-        };
-        wanted.entry((tp.0.clone(), spec)).or_default().push(tp.1);
-    }
-    // Partitions told to fail rather than reset.
-    let failing: Vec<Tp> = parts
-        .iter()
-        .filter(|(_, s)| {
-            s.offset.is_none()
-                && s.start == Offset::Reset
-                && config.auto_offset_reset == OffsetReset::Error
-        })
-        .map(|(tp, _)| tp.clone())
-        .collect();
-    for tp in failing {
-        parts.remove(&tp);
-        let error = Error::kafka(
-            KafkaCode(OFFSET_OUT_OF_RANGE),
-            format!(
-                "{}-{}: no offset to start from, and auto.offset.reset=error",
-                tp.0, tp.1
-            ),
-            None,
-        );
-        let _ = chunks.send(Chunk::Failed(error)).await;
-    }
-    for ((topic, spec), partitions) in wanted {
-        let committed = config.isolation_level == IsolationLevel::ReadCommitted;
-        match client
-            .list_offsets_isolated(&topic, &partitions, spec, committed)
-            .await
-        {
-            Ok(listed) => {
-                for o in listed {
-                    if let Some(state) = parts.get_mut(&(topic.clone(), o.partition)) {
-                        // A timestamp past the last record resolves to the end.
-                        state.offset = Some(if o.offset < 0 { i64::MAX } else { o.offset });
-                        if spec == OffsetSpec::Latest {
-                            state.snap = Some(match state.start {
-                                Offset::FromEnd(n) => n.max(0),
-                                _ => 0,
-                            });
-                        }
-                    }
-                }
-                // i64::MAX above is "the end": look it up.
-                for p in &partitions {
-                    if let Some(state) = parts.get_mut(&(topic.clone(), *p)) {
-                        if state.offset == Some(i64::MAX) {
-                            state.offset = None;
-                            state.start = Offset::End;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::debug!(topic = %topic, error = %e, "offset lookup failed; retrying");
-                for p in &partitions {
-                    if let Some(state) = parts.get_mut(&(topic.clone(), *p)) {
-                        state.failed(config, now);
-                    }
-                }
-                if e.action() == Action::Fatal {
-                    let _ = chunks.send(Chunk::Failed(e)).await;
-                }
-            }
-        }
-    }
-}
-
 fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchRequest {
     let topics: Vec<FetchTopic> = by_topic(plan.partitions.iter().map(|t| {
         let p = FetchPartition::default()
@@ -442,172 +354,4 @@ async fn send_fetch(
     let (_, response) =
         FetchResponse::decode_frame(version, &frame).map_err(|e| conn.protocol_error(e))?;
     Ok(response)
-}
-
-/// Moves positions on and starts decoding what a fetch returned.
-#[allow(clippy::too_many_arguments)]
-fn handle_response(
-    client: &Client,
-    config: &ConsumerConfig,
-    parts: &mut HashMap<Tp, PartitionState>,
-    epochs: Vec<(Tp, u64, i64)>,
-    result: Result<FetchResponse, Error>,
-    buffer: &Arc<Buffer>,
-    options: &DecodeOptions,
-) -> Vec<Chunk> {
-    // The broker's fetch is over, whatever epoch each partition is in now.
-    for (tp, _, _) in &epochs {
-        if let Some(state) = parts.get_mut(tp) {
-            state.in_flight = false;
-        }
-    }
-    let response = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let now = tokio::time::Instant::now();
-            for (tp, _, _) in &epochs {
-                if let Some(state) = parts.get_mut(tp) {
-                    state.in_flight = false;
-                    state.failed(config, now);
-                }
-            }
-            if matches!(e.action(), Action::RefreshMetadata | Action::Reconnect) {
-                tracing::debug!(error = %e, "fetch failed");
-                refresh_later(
-                    client,
-                    epochs.iter().map(|(tp, _, _)| tp.0.to_string()).collect(),
-                );
-                return Vec::new();
-            }
-            // Retrying cannot fix it (a response that breaks the protocol, an unsupported
-            // version): the application hears of every such failure, and the partitions back
-            // off further each time instead of asking ten times a second.
-            tracing::warn!(error = %e, "fetch failed");
-            return vec![Chunk::Failed(e)];
-        }
-    };
-    let mut chunks = Vec::new();
-    let mut refresh = Vec::new();
-    for topic in response.topics {
-        for p in topic.partitions {
-            let tp: Tp = (Arc::from(topic.name.as_str()), p.partition_index);
-            let Some(&(_, epoch, fetched_at)) = epochs.iter().find(|(t, _, _)| *t == tp) else {
-                continue;
-            };
-            let Some(state) = parts.get_mut(&tp) else {
-                continue; // unassigned meanwhile
-            };
-            if state.epoch != epoch {
-                continue; // seeked meanwhile: these records are from before
-            }
-            if p.error_code != 0 {
-                let code = KafkaCode(p.error_code);
-                if p.error_code == OFFSET_OUT_OF_RANGE {
-                    tracing::info!(topic = %tp.0, partition = tp.1, offset = fetched_at, "offset out of range; resetting");
-                    state.offset = None;
-                    state.start = Offset::Reset;
-                    continue;
-                }
-                if code.action() == Action::RefreshMetadata {
-                    refresh.push(tp.0.to_string());
-                }
-                tracing::debug!(topic = %tp.0, partition = tp.1, error = %code, "fetch error");
-                state.retry_at = Some(tokio::time::Instant::now() + config.client.retry_backoff);
-                continue;
-            }
-            state.failures = 0;
-            let end = match config.isolation_level {
-                IsolationLevel::ReadCommitted if p.last_stable_offset >= 0 => p.last_stable_offset,
-                _ => p.high_watermark,
-            };
-            if let Some(before_end) = state.snap.take() {
-                let log_start = p.log_start_offset.max(0);
-                let target = (end - before_end).max(log_start);
-                if target != fetched_at {
-                    // Fetch again from where the end says to start; drop these records.
-                    state.offset = Some(target);
-                    continue;
-                }
-            }
-            if p.records.is_empty() {
-                if fetched_at >= end && !state.at_end {
-                    state.at_end = true;
-                    chunks.push(Chunk::End(tp, epoch, fetched_at));
-                }
-                continue;
-            }
-            // Where the next fetch starts: after the last complete batch.
-            let mut next = fetched_at;
-            let mut raw = Vec::new();
-            let mut batches = RecordBatches::new(p.records.clone());
-            for batch in batches.by_ref() {
-                match batch {
-                    Ok(b) => {
-                        next = next.max(b.header().next_offset());
-                        raw.push(b);
-                    }
-                    Err(e) => {
-                        // A corrupt batch: tell the application, and do not move on.
-                        chunks.push(Chunk::Failed(records_error(&tp, e)));
-                        raw.clear();
-                        break;
-                    }
-                }
-            }
-            if raw.is_empty() {
-                if batches.partial().is_some() && state.max_bytes < config.fetch_max_bytes {
-                    // A batch larger than we asked for: ask for more next time.
-                    state.max_bytes = state
-                        .max_bytes
-                        .saturating_mul(2)
-                        .min(config.fetch_max_bytes);
-                }
-                continue;
-            }
-            state.offset = Some(next);
-            let aborted = p
-                .aborted_transactions
-                .unwrap_or_default()
-                .into_iter()
-                .map(|a| (a.producer_id, a.first_offset));
-            let filter = (config.isolation_level == IsolationLevel::ReadCommitted)
-                .then(|| AbortedFilter::new(aborted));
-            let reached_end = next >= end;
-            state.at_end = reached_end;
-            let raw_bytes = p.records.len();
-            let mut pending = Pending::new(
-                tp.clone(),
-                epoch,
-                p.high_watermark,
-                fetched_at,
-                raw,
-                filter,
-                buffer.take(raw_bytes),
-            );
-            let (buffer, options) = (buffer.clone(), *options);
-            chunks.push(Chunk::Decoding(tokio::spawn(async move {
-                pending.decode_while_room(&buffer, &options);
-                pending
-            })));
-            if reached_end {
-                chunks.push(Chunk::End(tp, epoch, next));
-            }
-        }
-    }
-    if !refresh.is_empty() {
-        refresh_later(client, refresh);
-    }
-    chunks
-}
-
-fn refresh_later(client: &Client, mut topics: Vec<String>) {
-    topics.sort();
-    topics.dedup();
-    let client = client.clone();
-    tokio::spawn(async move {
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
-            tracing::debug!(error = %e, "metadata refresh after a fetch error failed");
-        }
-    });
 }

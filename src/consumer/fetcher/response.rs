@@ -1,0 +1,183 @@
+//! What a fetch answer does: positions move on, records go to decoding, errors are reported
+//! or retried.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Chunk, PartitionState, Tp, OFFSET_OUT_OF_RANGE};
+use crate::cluster::{Client, Topics};
+use crate::consumer::aborted::AbortedFilter;
+use crate::consumer::config::{ConsumerConfig, IsolationLevel};
+use crate::consumer::decode::{records_error, Buffer, Pending};
+use crate::consumer::Offset;
+use crate::error::{Action, Error, KafkaCode};
+use crate::record::{DecodeOptions, RecordBatches};
+use crate::wire::fetch::FetchResponse;
+
+/// Moves positions on and starts decoding what a fetch returned.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn handle_response(
+    client: &Client,
+    config: &ConsumerConfig,
+    parts: &mut HashMap<Tp, PartitionState>,
+    epochs: Vec<(Tp, u64, i64)>,
+    result: Result<FetchResponse, Error>,
+    buffer: &Arc<Buffer>,
+    options: &DecodeOptions,
+) -> Vec<Chunk> {
+    // The broker's fetch is over, whatever epoch each partition is in now.
+    for (tp, _, _) in &epochs {
+        if let Some(state) = parts.get_mut(tp) {
+            state.in_flight = false;
+        }
+    }
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let now = tokio::time::Instant::now();
+            for (tp, _, _) in &epochs {
+                if let Some(state) = parts.get_mut(tp) {
+                    state.in_flight = false;
+                    state.failed(config, now);
+                }
+            }
+            if matches!(e.action(), Action::RefreshMetadata | Action::Reconnect) {
+                tracing::debug!(error = %e, "fetch failed");
+                refresh_later(
+                    client,
+                    epochs.iter().map(|(tp, _, _)| tp.0.to_string()).collect(),
+                );
+                return Vec::new();
+            }
+            // Retrying cannot fix it (a response that breaks the protocol, an unsupported
+            // version): the application hears of every such failure, and the partitions back
+            // off further each time instead of asking ten times a second.
+            tracing::warn!(error = %e, "fetch failed");
+            return vec![Chunk::Failed(e)];
+        }
+    };
+    let mut chunks = Vec::new();
+    let mut refresh = Vec::new();
+    for topic in response.topics {
+        for p in topic.partitions {
+            let tp: Tp = (Arc::from(topic.name.as_str()), p.partition_index);
+            let Some(&(_, epoch, fetched_at)) = epochs.iter().find(|(t, _, _)| *t == tp) else {
+                continue;
+            };
+            let Some(state) = parts.get_mut(&tp) else {
+                continue; // unassigned meanwhile
+            };
+            if state.epoch != epoch {
+                continue; // seeked meanwhile: these records are from before
+            }
+            if p.error_code != 0 {
+                let code = KafkaCode(p.error_code);
+                if p.error_code == OFFSET_OUT_OF_RANGE {
+                    tracing::info!(topic = %tp.0, partition = tp.1, offset = fetched_at, "offset out of range; resetting");
+                    state.offset = None;
+                    state.start = Offset::Reset;
+                    continue;
+                }
+                if code.action() == Action::RefreshMetadata {
+                    refresh.push(tp.0.to_string());
+                }
+                tracing::debug!(topic = %tp.0, partition = tp.1, error = %code, "fetch error");
+                state.retry_at = Some(tokio::time::Instant::now() + config.client.retry_backoff);
+                continue;
+            }
+            state.failures = 0;
+            let end = match config.isolation_level {
+                IsolationLevel::ReadCommitted if p.last_stable_offset >= 0 => p.last_stable_offset,
+                _ => p.high_watermark,
+            };
+            if let Some(before_end) = state.snap.take() {
+                let log_start = p.log_start_offset.max(0);
+                let target = (end - before_end).max(log_start);
+                if target != fetched_at {
+                    // Fetch again from where the end says to start; drop these records.
+                    state.offset = Some(target);
+                    continue;
+                }
+            }
+            if p.records.is_empty() {
+                if fetched_at >= end && !state.at_end {
+                    state.at_end = true;
+                    chunks.push(Chunk::End(tp, epoch, fetched_at));
+                }
+                continue;
+            }
+            // Where the next fetch starts: after the last complete batch.
+            let mut next = fetched_at;
+            let mut raw = Vec::new();
+            let mut batches = RecordBatches::new(p.records.clone());
+            for batch in batches.by_ref() {
+                match batch {
+                    Ok(b) => {
+                        next = next.max(b.header().next_offset());
+                        raw.push(b);
+                    }
+                    Err(e) => {
+                        // A corrupt batch: tell the application, and do not move on.
+                        chunks.push(Chunk::Failed(records_error(&tp, e)));
+                        raw.clear();
+                        break;
+                    }
+                }
+            }
+            if raw.is_empty() {
+                if batches.partial().is_some() && state.max_bytes < config.fetch_max_bytes {
+                    // A batch larger than we asked for: ask for more next time.
+                    state.max_bytes = state
+                        .max_bytes
+                        .saturating_mul(2)
+                        .min(config.fetch_max_bytes);
+                }
+                continue;
+            }
+            state.offset = Some(next);
+            let aborted = p
+                .aborted_transactions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| (a.producer_id, a.first_offset));
+            let filter = (config.isolation_level == IsolationLevel::ReadCommitted)
+                .then(|| AbortedFilter::new(aborted));
+            let reached_end = next >= end;
+            state.at_end = reached_end;
+            let raw_bytes = p.records.len();
+            let mut pending = Pending::new(
+                tp.clone(),
+                epoch,
+                p.high_watermark,
+                fetched_at,
+                raw,
+                filter,
+                buffer.take(raw_bytes),
+            );
+            let (buffer, options) = (buffer.clone(), *options);
+            chunks.push(Chunk::Decoding(tokio::spawn(async move {
+                pending.decode_while_room(&buffer, &options);
+                pending
+            })));
+            if reached_end {
+                chunks.push(Chunk::End(tp, epoch, next));
+            }
+        }
+    }
+    if !refresh.is_empty() {
+        refresh_later(client, refresh);
+    }
+    chunks
+}
+
+pub(super) fn refresh_later(client: &Client, mut topics: Vec<String>) {
+    topics.sort();
+    topics.dedup();
+    let client = client.clone();
+    tokio::spawn(async move {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
+            tracing::debug!(error = %e, "metadata refresh after a fetch error failed");
+        }
+    });
+}
