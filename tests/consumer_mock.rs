@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use spate::consumer::{Consumer, ConsumerConfig, Event, IsolationLevel, Offset, OffsetReset};
-use spate::mock::MockCluster;
+use spate::mock::{Fault, MockCluster};
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::record::Compression;
+use spate::wire::ApiKey;
 use spate::ClientConfig;
 
 fn client_config(cluster: &MockCluster) -> ClientConfig {
@@ -348,6 +349,122 @@ async fn a_corrupt_batch_is_a_typed_error_and_the_position_stays() {
         "every record before the bad batch was delivered"
     );
     assert_eq!(consumer.position("bad", 0), Some(bad_offset));
+    // Asked again, it fails again (the position does not move past it), but after a backoff
+    // that grows, not at once: a handful of failures in half a second, not hundreds.
+    let started = std::time::Instant::now();
+    let mut failures = 0;
+    while started.elapsed() < Duration::from_millis(500) {
+        match tokio::time::timeout(Duration::from_millis(100), consumer.next()).await {
+            Ok(Err(e)) => {
+                assert!(e.to_string().contains("CRC"), "{e}");
+                failures += 1;
+            }
+            Ok(Ok(other)) => panic!("moved past the bad batch: {other:?}"),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        (2..=10).contains(&failures),
+        "{failures} failures in 500 ms"
+    );
+}
+
+/// Errors retrying cannot fix reach the application for their partition; the partition backs
+/// off and reads on once the error is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_error_retrying_cannot_fix_is_reported_for_that_partition() {
+    const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("auth", 1);
+    fill(&cluster, "auth", 0, 100, Compression::None).await;
+    cluster.inject(ApiKey::Fetch, Fault::Error(TOPIC_AUTHORIZATION_FAILED), 2);
+    let mut consumer = Consumer::new(consumer_config(&cluster)).await.unwrap();
+    consumer.assign(&[("auth", 0, Offset::Beginning)]).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(spate::KafkaCode(TOPIC_AUTHORIZATION_FAILED)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("auth-0"), "{err}");
+    // Once authorized again, every record arrives.
+    let mut next = 0;
+    while next < 100 {
+        match tokio::time::timeout(Duration::from_secs(5), consumer.next())
+            .await
+            .unwrap()
+        {
+            Ok(Event::Batch(b)) => next = b.next_offset(),
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.code(), Some(spate::KafkaCode(TOPIC_AUTHORIZATION_FAILED))),
+        }
+    }
+}
+
+/// A slow offset lookup holds up only its own partition: another partition (led by another
+/// broker: one connection serves its requests in order, at Kafka as here), starting at an
+/// exact offset, is fetched meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_offset_lookup_does_not_hold_up_other_partitions() {
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("hol", 2);
+    fill(&cluster, "hol", 0, 100, Compression::None).await;
+    fill(&cluster, "hol", 1, 100, Compression::None).await;
+    cluster.inject(ApiKey::ListOffsets, Fault::Delay(Duration::from_secs(3)), 1);
+    let mut consumer = Consumer::new(consumer_config(&cluster)).await.unwrap();
+    consumer
+        .assign(&[("hol", 0, Offset::Beginning), ("hol", 1, Offset::At(0))])
+        .unwrap();
+    let started = std::time::Instant::now();
+    let first = next_batch_of(&mut consumer).await;
+    assert_eq!(
+        first.partition(),
+        1,
+        "partition 1 first, while 0's lookup waits"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut seen = [0, first.batch().len()];
+    while seen != [100, 100] {
+        let b = next_batch_of(&mut consumer).await;
+        seen[b.partition() as usize] += b.batch().len();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "partition 0 waited for its lookup"
+    );
+}
+
+/// The group coordinator is looked up once, not before every commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_is_found_once_for_many_commits() {
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("commits", 1);
+    fill(&cluster, "commits", 0, 10, Compression::None).await;
+    let mut consumer = Consumer::new(consumer_config(&cluster).group_id("commits"))
+        .await
+        .unwrap();
+    consumer
+        .assign(&[("commits", 0, Offset::Beginning)])
+        .unwrap();
+    next_batch_of(&mut consumer).await;
+    let before = cluster.request_count(ApiKey::FindCoordinator);
+    for _ in 0..20 {
+        consumer.commit().await.unwrap();
+    }
+    let found = cluster.request_count(ApiKey::FindCoordinator) - before;
+    assert!(found <= 1, "{found} lookups for 20 commits");
+    assert_eq!(cluster.committed("commits", "commits", 0), Some(10));
+    // A moved coordinator is found again.
+    cluster.move_coordinator(1);
+    consumer.commit().await.unwrap();
+    assert!(cluster.request_count(ApiKey::FindCoordinator) > before + found);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

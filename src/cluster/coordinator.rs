@@ -3,6 +3,8 @@
 //! # References
 //! - KIP-98 (transaction coordinator), KIP-699 (batched FindCoordinator, v4).
 
+use std::collections::HashMap;
+
 use kafka_protocol::messages::FindCoordinatorRequest;
 use kafka_protocol::protocol::StrBytes;
 
@@ -12,7 +14,7 @@ use crate::net::Connection;
 use crate::wire::ApiKey;
 
 /// What a coordinator coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CoordinatorType {
     /// A consumer group (`key` is the group id).
     Group,
@@ -57,12 +59,41 @@ impl Client {
         Ok(node)
     }
 
-    /// A connection to the coordinator of `key`, refreshing metadata if the broker is new.
+    /// A connection to the coordinator of `key`: the one found last time, or found now
+    /// (FindCoordinator), refreshing metadata if the broker is new. A coordinator that moved
+    /// (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE) or whose connection failed is forgotten by
+    /// [`with_retry`](Client::with_retry), and found again on the next attempt.
     pub async fn coordinator(&self, kind: CoordinatorType, key: &str) -> Result<Connection, Error> {
-        let id = self.find_coordinator(kind, key).await?;
-        if !self.metadata().brokers.contains_key(&id) {
-            self.refresh_metadata(Topics::None).await?;
+        let cache_key = (kind, key.to_owned());
+        let cached = self.coordinators().get(&cache_key).copied();
+        let id = match cached {
+            Some(id) if self.metadata().brokers.contains_key(&id) => id,
+            _ => {
+                let id = self.find_coordinator(kind, key).await?;
+                if !self.metadata().brokers.contains_key(&id) {
+                    self.refresh_metadata(Topics::None).await?;
+                }
+                self.coordinators().insert(cache_key.clone(), id);
+                id
+            }
+        };
+        let conn = self.broker(id).await;
+        if conn.is_err() {
+            self.coordinators().remove(&cache_key);
         }
-        self.broker(id).await
+        conn
+    }
+
+    /// Forgets every coordinator found: the next [`coordinator`](Client::coordinator) call
+    /// asks again.
+    pub fn forget_coordinators(&self) {
+        self.coordinators().clear();
+    }
+
+    fn coordinators(&self) -> std::sync::MutexGuard<'_, HashMap<(CoordinatorType, String), i32>> {
+        self.inner
+            .coordinators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -66,6 +66,8 @@ struct Inner {
     refreshing: tokio::sync::Mutex<()>,
     refreshes: AtomicU64,
     connects: AtomicU64,
+    /// Coordinators found, by kind and key (group id, transactional id).
+    coordinators: Mutex<HashMap<(CoordinatorType, String), i32>>,
 }
 
 /// One pooled connection: the address, the live connection if any, and the reconnect backoff.
@@ -131,6 +133,7 @@ impl Client {
                 refreshing: tokio::sync::Mutex::new(()),
                 refreshes: AtomicU64::new(0),
                 connects: AtomicU64::new(0),
+                coordinators: Mutex::new(HashMap::new()),
             }),
         };
         client
@@ -395,10 +398,14 @@ impl Client {
                 }
             };
             match err.action() {
-                // The operation looks its coordinator up again on each attempt.
-                Action::Retry | Action::FindCoordinator => {}
+                Action::Retry => {}
+                // The coordinator moved: the next attempt looks it up again.
+                Action::FindCoordinator => self.forget_coordinators(),
                 // A lost connection may mean the broker moved or left: look again.
                 Action::RefreshMetadata | Action::Reconnect => {
+                    if err.action() == Action::Reconnect {
+                        self.forget_coordinators();
+                    }
                     let selection = if topics.is_empty() {
                         Topics::None
                     } else {

@@ -489,6 +489,9 @@ impl Consumer {
                         let position = self.views.get(&tp).and_then(|v| v.position);
                         let offset = position.unwrap_or(pending.from);
                         self.seek(&tp.0, tp.1, Offset::At(offset))?;
+                        // Fetched again only after a backoff, longer each time.
+                        let epoch = self.views.get(&tp).map_or(0, |v| v.epoch);
+                        self.send(Command::Backoff(tp, epoch))?;
                         return Err(e);
                     }
                 };
@@ -541,7 +544,15 @@ impl Consumer {
                 None => self.chunks.recv().await.ok_or(Error::ConsumerClosed)?,
             };
             match chunk {
-                Chunk::Failed(e) => return Err(e),
+                Chunk::Failed(e, scope) => {
+                    // Not for a partition seeked or given up since.
+                    let current = scope.as_ref().is_none_or(|(tp, epoch)| {
+                        self.views.get(tp).is_some_and(|v| v.epoch == *epoch)
+                    });
+                    if current {
+                        return Err(e);
+                    }
+                }
                 Chunk::End(tp, epoch, offset) => {
                     if let Some(view) = self.views.get_mut(&tp) {
                         if view.epoch == epoch {

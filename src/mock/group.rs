@@ -187,20 +187,8 @@ impl Group {
             return;
         }
         self.generation += 1;
-        // The first protocol of the leader's that every member supports.
-        let leader = match &self.leader {
-            Some(l) if self.members.contains_key(l) => l.clone(),
-            _ => self.members.keys().next().expect("not empty").clone(),
-        };
-        let protocol = self.members[&leader]
-            .protocols
-            .iter()
-            .map(|(name, _)| name.clone())
-            .find(|name| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
-            });
+        let leader = self.next_leader().expect("not empty");
+        let protocol = self.select_protocol();
         self.leader = Some(leader.clone());
         self.protocol = protocol.clone();
         self.phase = Phase::Completing;
@@ -234,6 +222,29 @@ impl Group {
             member.last_seen = now;
             self.join_results.insert(id, response);
         }
+    }
+
+    /// The leader of the next generation: the current one if still a member, else the first.
+    fn next_leader(&self) -> Option<String> {
+        match &self.leader {
+            Some(l) if self.members.contains_key(l) => Some(l.clone()),
+            _ => self.members.keys().next().cloned(),
+        }
+    }
+
+    /// The protocol the next generation would use: the first of the leader's that every
+    /// member supports.
+    fn select_protocol(&self) -> Option<String> {
+        let leader = self.next_leader()?;
+        self.members[&leader]
+            .protocols
+            .iter()
+            .map(|(name, _)| name.clone())
+            .find(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
     }
 
     fn join_response(&self, member_id: &str) -> JoinGroupResponse {
@@ -358,7 +369,6 @@ pub(super) fn join(
     // leader id, or from v9 the new one with skip_assignment, KIP-814): the assignment stands.
     if let Some(old) = known_static.filter(|old| *old != member_id) {
         let mut member = group.members.remove(&old).expect("found above");
-        let same = member.protocols == protocols;
         member.last_seen = now;
         member.protocols = protocols.clone();
         group.members.insert(member_id.clone(), member);
@@ -367,6 +377,10 @@ pub(super) fn join(
         if was_leader {
             group.leader = Some(member_id.clone());
         }
+        // As Kafka's GroupCoordinator: in a stable group, the static member takes its place
+        // without a rebalance unless the protocol the group would now select changes (its
+        // metadata bytes may differ: a restarted process owns nothing yet).
+        let same = group.select_protocol() == group.protocol;
         if group.phase == Phase::Stable && same {
             let response = group.join_response(&member_id);
             return Ok(match (was_leader, version >= 9) {

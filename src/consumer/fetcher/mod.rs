@@ -32,7 +32,7 @@ use crate::record::DecodeOptions;
 use crate::wire::fetch::FetchResponse;
 use crate::wire::{by_topic, encode_request, topic_name, ApiKey, FrameCodec};
 use response::handle_response;
-use starts::resolve_starts;
+use starts::{finish_lookup, start_lookups, Lookup};
 
 /// The highest Fetch version the fetcher sends: v13+ names topics by id.
 const MAX_FETCH_VERSION: i16 = 12;
@@ -57,14 +57,20 @@ pub(crate) enum Command {
     Seek(Tp, Offset, u64),
     /// Stop or restart fetching a partition.
     Pause(Tp, bool),
+    /// The application was handed a failure for this partition (in this epoch): back off
+    /// before fetching it again, longer each time.
+    Backoff(Tp, u64),
 }
 
 /// A fetch's worth of one partition, decoding (or decoded) in the background. Handed to the
 /// consumer in the order the answers arrived, so each partition's order holds.
 pub(crate) enum Chunk {
     Decoding(JoinHandle<Pending>),
-    /// A partition failed in a way the application must hear about (reset policy `error`).
-    Failed(Error),
+    /// A failure the application must hear about (a partition that cannot start under
+    /// `auto.offset.reset=error`, an error retrying cannot fix), for the partition and epoch it
+    /// concerns if it concerns one: the consumer drops it if that partition was seeked or
+    /// given up since.
+    Failed(Error, Option<(Tp, u64)>),
     /// The partition's fetch position reached its end (high watermark, or last stable offset
     /// under read_committed), at this offset.
     End(Tp, u64, i64),
@@ -92,6 +98,8 @@ struct PartitionState {
     at_end: bool,
     /// Failed fetches in a row, for the retry backoff.
     failures: u32,
+    /// Its offset lookup is under way.
+    looking_up: bool,
 }
 
 impl PartitionState {
@@ -128,6 +136,9 @@ pub(crate) async fn run(
     let mut sessions: HashMap<i32, FetchSession> = HashMap::new();
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut busy: HashMap<i32, bool> = HashMap::new();
+    let mut lookups: FuturesUnordered<Lookup> = FuturesUnordered::new();
+    // A metadata refresh for partitions with no known leader: one at a time, in the background.
+    let mut refreshing: Option<JoinHandle<()>> = None;
     let decode_options = DecodeOptions {
         max_decompressed: config.max_decompressed,
     };
@@ -140,14 +151,10 @@ pub(crate) async fn run(
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
-        // Offsets to look up: a start that is not an exact offset.
-        resolve_starts(&client, &config, &mut parts, &chunks).await;
-        // Commands that came in meanwhile (a pause, a seek) count before anything is fetched.
-        loop {
-            match commands.try_recv() {
-                Ok(command) => apply(&mut parts, command, &config),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
+        // Offsets to look up: a start that is not an exact offset (in the background).
+        for chunk in start_lookups(&client, &config, &mut parts, &mut lookups) {
+            if chunks.send(chunk).await.is_err() {
+                return;
             }
         }
         // One fetch per broker without one in flight, while the buffer has room.
@@ -173,24 +180,26 @@ pub(crate) async fn run(
                     None => need_metadata.push(tp.0.to_string()),
                 }
             }
-            if !need_metadata.is_empty() {
+            let idle = refreshing.as_ref().is_none_or(JoinHandle::is_finished);
+            if !need_metadata.is_empty() && idle {
                 need_metadata.sort();
                 need_metadata.dedup();
-                let names: Vec<&str> = need_metadata.iter().map(String::as_str).collect();
-                if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
-                    tracing::debug!(error = %e, "metadata refresh for the fetcher failed");
-                    if e.action() == Action::Fatal {
-                        let now = tokio::time::Instant::now();
-                        for (tp, state) in parts.iter_mut() {
-                            if need_metadata.iter().any(|t| **t == *tp.0) {
-                                state.failed(&config, now);
-                            }
-                        }
-                        if chunks.send(Chunk::Failed(e)).await.is_err() {
-                            return;
-                        }
+                // Their partitions wait a backoff meanwhile (the others go on).
+                for (tp, state) in parts.iter_mut() {
+                    if need_metadata.iter().any(|t| **t == *tp.0) {
+                        state.retry_at = Some(now + config.client.retry_backoff);
                     }
                 }
+                let (client, chunks) = (client.clone(), chunks.clone());
+                refreshing = Some(tokio::spawn(async move {
+                    let names: Vec<&str> = need_metadata.iter().map(String::as_str).collect();
+                    if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
+                        tracing::debug!(error = %e, "metadata refresh for the fetcher failed");
+                        if e.action() == Action::Fatal {
+                            let _ = chunks.send(Chunk::Failed(e, None)).await;
+                        }
+                    }
+                }));
             }
             for (broker, mut targets) in by_broker {
                 if *busy.get(&broker).unwrap_or(&false) {
@@ -238,6 +247,13 @@ pub(crate) async fn run(
                     }
                 }
             }
+            Some(looked) = lookups.next(), if !lookups.is_empty() => {
+                for chunk in finish_lookup(&config, &mut parts, looked) {
+                    if chunks.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
             () = buffer.freed.notified() => {}
             () = tokio::time::sleep(TICK) => {}
         }
@@ -259,6 +275,7 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
         at_end: false,
         snap: None,
         failures: 0,
+        looking_up: false,
     };
     match command {
         Command::Assign(list) => {
@@ -281,14 +298,25 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
             if let Some(state) = parts.get_mut(&tp) {
                 let paused = state.paused;
                 let in_flight = state.in_flight;
+                let failures = state.failures;
+                let retry_at = state.retry_at;
                 *state = new(start, epoch);
                 state.paused = paused;
                 state.in_flight = in_flight;
+                // A seek back to a batch that failed keeps its backoff (Command::Backoff
+                // follows it); a seek elsewhere starts afresh.
+                state.failures = failures;
+                state.retry_at = retry_at.filter(|_| failures > 0);
             }
         }
         Command::Pause(tp, paused) => {
             if let Some(state) = parts.get_mut(&tp) {
                 state.paused = paused;
+            }
+        }
+        Command::Backoff(tp, epoch) => {
+            if let Some(state) = parts.get_mut(&tp).filter(|s| s.epoch == epoch) {
+                state.failed(config, tokio::time::Instant::now());
             }
         }
     }

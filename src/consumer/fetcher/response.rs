@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Chunk, PartitionState, Tp, OFFSET_OUT_OF_RANGE};
+
+/// UNKNOWN_TOPIC_OR_PARTITION.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 use crate::cluster::{Client, Topics};
 use crate::consumer::aborted::AbortedFilter;
 use crate::consumer::config::{ConsumerConfig, IsolationLevel};
@@ -53,7 +56,7 @@ pub(super) fn handle_response(
             // version): the application hears of every such failure, and the partitions back
             // off further each time instead of asking ten times a second.
             tracing::warn!(error = %e, "fetch failed");
-            return vec![Chunk::Failed(e)];
+            return vec![Chunk::Failed(e, None)];
         }
     };
     let mut chunks = Vec::new();
@@ -78,21 +81,36 @@ pub(super) fn handle_response(
                     state.start = Offset::Reset;
                     continue;
                 }
-                if code.action() == Action::RefreshMetadata {
+                state.failed(config, tokio::time::Instant::now());
+                let action = code.action();
+                if action == Action::RefreshMetadata {
                     refresh.push(tp.0.to_string());
                 }
-                tracing::debug!(topic = %tp.0, partition = tp.1, error = %code, "fetch error");
-                state.retry_at = Some(tokio::time::Instant::now() + config.client.retry_backoff);
+                // Retrying cannot fix it (authorization, a topic that is gone): the
+                // application hears of it, for this partition, each time it comes back.
+                let gone = action == Action::RefreshMetadata
+                    && state.failures > 2
+                    && client
+                        .metadata()
+                        .topics
+                        .get(&*tp.0)
+                        .is_none_or(|t| t.error == Some(KafkaCode(UNKNOWN_TOPIC_OR_PARTITION)));
+                if action == Action::Fatal || gone {
+                    tracing::warn!(topic = %tp.0, partition = tp.1, error = %code, "fetch error");
+                    let error = Error::kafka(code, format!("fetch {}-{}", tp.0, tp.1), None);
+                    chunks.push(Chunk::Failed(error, Some((tp, epoch))));
+                } else {
+                    tracing::debug!(topic = %tp.0, partition = tp.1, error = %code, "fetch error; retrying");
+                }
                 continue;
             }
-            state.failures = 0;
             let end = match config.isolation_level {
                 IsolationLevel::ReadCommitted if p.last_stable_offset >= 0 => p.last_stable_offset,
                 _ => p.high_watermark,
             };
             if let Some(before_end) = state.snap.take() {
                 let log_start = p.log_start_offset.max(0);
-                let target = (end - before_end).max(log_start);
+                let target = end.saturating_sub(before_end).max(log_start);
                 if target != fetched_at {
                     // Fetch again from where the end says to start; drop these records.
                     state.offset = Some(target);
@@ -100,6 +118,7 @@ pub(super) fn handle_response(
                 }
             }
             if p.records.is_empty() {
+                state.failures = 0;
                 if fetched_at >= end && !state.at_end {
                     state.at_end = true;
                     chunks.push(Chunk::End(tp, epoch, fetched_at));
@@ -109,6 +128,7 @@ pub(super) fn handle_response(
             // Where the next fetch starts: after the last complete batch.
             let mut next = fetched_at;
             let mut raw = Vec::new();
+            let mut corrupt = None;
             let mut batches = RecordBatches::new(p.records.clone());
             for batch in batches.by_ref() {
                 match batch {
@@ -117,14 +137,23 @@ pub(super) fn handle_response(
                         raw.push(b);
                     }
                     Err(e) => {
-                        // A corrupt batch: tell the application, and do not move on.
-                        chunks.push(Chunk::Failed(records_error(&tp, e)));
-                        raw.clear();
+                        // A corrupt batch: the good ones before it are delivered, then the
+                        // application hears of it; the position stays on it, and it is
+                        // fetched again only after a backoff, longer each time.
+                        corrupt = Some(Chunk::Failed(
+                            records_error(&tp, e),
+                            Some((tp.clone(), epoch)),
+                        ));
+                        state.failed(config, tokio::time::Instant::now());
                         break;
                     }
                 }
             }
             if raw.is_empty() {
+                if let Some(failed) = corrupt {
+                    chunks.push(failed);
+                    continue;
+                }
                 if batches.partial().is_some() && state.max_bytes < config.fetch_max_bytes {
                     // A batch larger than we asked for: ask for more next time.
                     state.max_bytes = state
@@ -159,8 +188,13 @@ pub(super) fn handle_response(
                 pending.decode_while_room(&buffer, &options);
                 pending
             })));
-            if reached_end {
-                chunks.push(Chunk::End(tp, epoch, next));
+            if let Some(failed) = corrupt {
+                chunks.push(failed);
+            } else {
+                state.failures = 0;
+                if reached_end {
+                    chunks.push(Chunk::End(tp, epoch, next));
+                }
             }
         }
     }

@@ -332,6 +332,8 @@ pub(crate) async fn run(
         };
         match request {
             Request::FindCoordinator => {
+                // The member asks only when the coordinator it had failed it: look again.
+                client.forget_coordinators();
                 match client
                     .coordinator(CoordinatorType::Group, &settings.group_id)
                     .await
