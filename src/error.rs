@@ -16,6 +16,64 @@ use crate::config::ConfigError;
 use crate::net::NetError;
 use crate::wire::ProtocolError;
 
+/// Kafka error codes spate handles by name, declared once. What each means for the caller
+/// comes from [`KafkaCode::action`]; these names are for the places that treat one code apart
+/// (a membership rule, a producer sequence rule, the embedded cluster's answers).
+pub mod codes {
+    /// UNKNOWN_SERVER_ERROR.
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    /// OFFSET_OUT_OF_RANGE.
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    /// CORRUPT_MESSAGE.
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    /// LEADER_NOT_AVAILABLE.
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    /// NOT_LEADER_OR_FOLLOWER.
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    /// MESSAGE_TOO_LARGE.
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    /// COORDINATOR_LOAD_IN_PROGRESS.
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// NOT_COORDINATOR.
+    pub const NOT_COORDINATOR: i16 = 16;
+    /// ILLEGAL_GENERATION.
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// INCONSISTENT_GROUP_PROTOCOL.
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    /// UNKNOWN_MEMBER_ID.
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    /// REBALANCE_IN_PROGRESS.
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    /// GROUP_AUTHORIZATION_FAILED.
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    /// UNSUPPORTED_VERSION.
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    /// NOT_CONTROLLER.
+    pub const NOT_CONTROLLER: i16 = 41;
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER.
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    /// DUPLICATE_SEQUENCE_NUMBER.
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    /// INVALID_PRODUCER_EPOCH.
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// INVALID_PRODUCER_ID_MAPPING.
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    /// UNKNOWN_PRODUCER_ID.
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    /// MEMBER_ID_REQUIRED.
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    /// FENCED_INSTANCE_ID.
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    /// PRODUCER_FENCED.
+    pub const PRODUCER_FENCED: i16 = 90;
+}
+
 /// What a caller should do after an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -224,6 +282,18 @@ pub enum Error {
         /// What is wrong with the batch.
         source: crate::record::RecordError,
     },
+    /// A call that does not fit the client's state (subscribing a consumer twice, …).
+    #[error("{0}")]
+    InvalidState(String),
+    /// A background task of the client stopped unexpectedly (it panicked): a bug in spate,
+    /// reported rather than hidden.
+    #[error("the {task} task failed: {reason}")]
+    TaskFailed {
+        /// Which task.
+        task: &'static str,
+        /// What the runtime said.
+        reason: String,
+    },
     /// A transaction call in a state that does not allow it (commit with none begun, a send
     /// after a failed batch until the transaction is aborted, …).
     #[error("transaction: {0}")]
@@ -267,6 +337,8 @@ impl Error {
             | Error::ProducerClosed
             | Error::ConsumerClosed
             | Error::FencedInstanceId { .. }
+            | Error::InvalidState(_)
+            | Error::TaskFailed { .. }
             | Error::Records { .. }
             | Error::ProducerFenced { .. }
             | Error::Transaction(_) => Action::Fatal,

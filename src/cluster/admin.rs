@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{millis_i32, Client, ClusterMetadata, TopicMeta, Topics};
+use crate::error::codes::NOT_CONTROLLER;
 use crate::error::{Error, KafkaCode};
 use crate::wire::topic_name;
 
@@ -88,9 +89,6 @@ fn check(
 ) -> Result<(), Error> {
     KafkaCode::check(code).map_err(|c| Error::kafka(c, context(), message.map(|m| m.to_string())))
 }
-
-/// NOT_CONTROLLER.
-const NOT_CONTROLLER: i16 = 41;
 
 /// NOT_CONTROLLER for any topic means the whole request went to a broker that is no longer the
 /// controller: fail the attempt, so that [`Client::with_retry`] refreshes metadata (which names
@@ -216,7 +214,11 @@ impl Client {
                 .find(|m| m.partition == p)
                 .map(|m| m.leader)
                 .ok_or_else(|| {
-                    Error::kafka(KafkaCode(3), format!("list offsets {topic}-{p}"), None)
+                    Error::kafka(
+                        KafkaCode(crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION),
+                        format!("list offsets {topic}-{p}"),
+                        None,
+                    )
                 })?;
             by_leader.entry(leader).or_default().push(p);
         }
@@ -279,10 +281,13 @@ impl Client {
         }
         let names = [topic];
         let m = self.refresh_metadata(Topics::Only(&names)).await?;
-        let t = m
-            .topics
-            .get(topic)
-            .ok_or_else(|| Error::kafka(KafkaCode(3), format!("metadata for {topic}"), None))?;
+        let t = m.topics.get(topic).ok_or_else(|| {
+            Error::kafka(
+                KafkaCode(crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION),
+                format!("metadata for {topic}"),
+                None,
+            )
+        })?;
         if let Some(code) = t.error {
             return Err(Error::kafka(
                 code,
@@ -316,7 +321,7 @@ impl Client {
                 }) => Err(Error::kafka(*code, format!("describe topic {n}"), None)),
                 Some(t) => Ok(t.clone()),
                 None => Err(Error::kafka(
-                    KafkaCode(3),
+                    KafkaCode(crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION),
                     format!("describe topic {n}"),
                     None,
                 )),

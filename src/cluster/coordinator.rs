@@ -54,7 +54,11 @@ impl Client {
         let context = || format!("find the {kind:?} coordinator of `{key}`").to_lowercase();
         KafkaCode::check(code).map_err(|code| Error::kafka(code, context(), message))?;
         if node < 0 {
-            return Err(Error::kafka(KafkaCode(15), context(), None));
+            return Err(Error::kafka(
+                KafkaCode(crate::error::codes::COORDINATOR_NOT_AVAILABLE),
+                context(),
+                None,
+            ));
         }
         Ok(node)
     }

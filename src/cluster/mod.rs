@@ -435,9 +435,17 @@ fn no_leader(metadata: &ClusterMetadata, topic: &str, partition: i32) -> Error {
         }) => Error::kafka(*code, format!("metadata for topic {topic}"), None),
         Some(t) if t.partitions.iter().any(|p| p.partition == partition) => {
             // LEADER_NOT_AVAILABLE: an election is under way.
-            Error::kafka(KafkaCode(5), format!("leader of {topic}-{partition}"), None)
+            Error::kafka(
+                KafkaCode(crate::error::codes::LEADER_NOT_AVAILABLE),
+                format!("leader of {topic}-{partition}"),
+                None,
+            )
         }
-        _ => Error::kafka(KafkaCode(3), format!("{topic}-{partition}"), None),
+        _ => Error::kafka(
+            KafkaCode(crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION),
+            format!("{topic}-{partition}"),
+            None,
+        ),
     }
 }
 

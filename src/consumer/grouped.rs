@@ -44,7 +44,7 @@ impl Consumer {
             })
         })?;
         if self.group.is_some() {
-            return Err(Error::Transaction(
+            return Err(Error::InvalidState(
                 "already subscribed (one subscription per consumer)".into(),
             ));
         }

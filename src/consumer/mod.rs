@@ -463,11 +463,10 @@ impl Consumer {
                 match decoded {
                     Ok(pending) => self.current.push_back(pending),
                     Err(join) => {
-                        return Err(Error::Protocol(crate::wire::ProtocolError::Decode {
-                            api: crate::wire::ApiKey::Fetch,
-                            version: 0,
-                            reason: format!("a decode task failed: {join}"),
-                        }))
+                        return Err(Error::TaskFailed {
+                            task: "record decoding",
+                            reason: join.to_string(),
+                        })
                     }
                 }
             }

@@ -29,15 +29,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::{group, lock, State};
+use crate::error::codes::{
+    INVALID_PRODUCER_EPOCH, INVALID_PRODUCER_ID_MAPPING, NOT_COORDINATOR, NOT_LEADER_OR_FOLLOWER,
+    UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
+};
 use crate::wire::versions::supported;
 use crate::wire::{decode_body, schema, topic_name, ApiKey, Direction};
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-const NOT_COORDINATOR: i16 = 16;
-const UNSUPPORTED_VERSION: i16 = 35;
-const INVALID_PRODUCER_EPOCH: i16 = 47;
-const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
 
 /// The APIs the mock answers, and the highest version of each it has been written for (within
 /// spate's own range). Fetch stops at v12, the last version that names topics.

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::{NetError, Stream};
 use crate::config::{ClientConfig, SaslConfig, SecurityProtocol, TlsConfig};
+use crate::error::codes::UNSUPPORTED_VERSION;
 use crate::error::{Error, KafkaCode};
 use crate::wire::header::ResponseHeader;
 use crate::wire::{
@@ -27,8 +28,6 @@ use crate::wire::{
 const WRITE_QUEUE: usize = 256;
 /// Read buffer growth step; a frame larger than this is reserved whole once its size is known.
 const READ_CHUNK: usize = 64 * 1024;
-/// Error code UNSUPPORTED_VERSION, which an older broker answers to ApiVersions v3.
-const UNSUPPORTED_VERSION: i16 = 35;
 /// The highest ApiVersions version spate sends.
 const API_VERSIONS_MAX: i16 = 3;
 

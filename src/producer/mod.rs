@@ -588,7 +588,9 @@ impl Producer {
                                 Ok(t.partitions.len() as i32)
                             }
                             Some(t) => Err(Error::kafka(
-                                t.error.unwrap_or(crate::KafkaCode(3)),
+                                t.error.unwrap_or(crate::KafkaCode(
+                                    crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION,
+                                )),
                                 format!("metadata for topic {topic}"),
                                 None,
                             )),

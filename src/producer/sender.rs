@@ -19,16 +19,13 @@ use super::accumulator::{Batch, BatchAck};
 use super::config::Acks;
 use super::{transaction, Shared};
 use crate::cluster::{millis_i32, Topics};
+use crate::error::codes::{
+    DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER,
+    PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNKNOWN_PRODUCER_ID,
+};
 use crate::error::{Action, Error, KafkaCode};
 use crate::record::restamp_producer;
 use crate::wire::{by_topic, topic_name, ApiKey};
-
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-const INVALID_PRODUCER_EPOCH: i16 = 47;
-const UNKNOWN_PRODUCER_ID: i16 = 59;
-const PRODUCER_FENCED: i16 = 90;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 /// How often the sender looks at the accumulator when nothing wakes it (delivery timeouts,
 /// batches waiting for a leader).
@@ -347,7 +344,7 @@ fn settle(shared: &Shared, answered: Answered) {
                     None => {
                         // The broker did not answer for this partition: try again.
                         let error = Error::kafka(
-                            KafkaCode(-1),
+                            KafkaCode(crate::error::codes::UNKNOWN_SERVER_ERROR),
                             format!(
                                 "produce to {}-{} on broker {broker}: no answer for the partition",
                                 batch.topic, batch.partition

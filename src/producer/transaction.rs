@@ -23,12 +23,11 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{Producer, ProducerConfig, Shared};
 use crate::cluster::{millis_i32, Client, CoordinatorType};
+use crate::error::codes::{
+    INVALID_PRODUCER_EPOCH, PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+};
 use crate::error::{Error, KafkaCode};
 use crate::wire::{by_topic, topic_name, ApiKey};
-
-const INVALID_PRODUCER_EPOCH: i16 = 47;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-const PRODUCER_FENCED: i16 = 90;
 
 /// A consumer's group membership, for committing its offsets inside a transaction (KIP-447):
 /// the group coordinator refuses the commit if the member has been fenced by a rebalance.

@@ -27,6 +27,7 @@ use super::decode::{Buffer, Pending};
 use super::session::{FetchSession, Target};
 use super::Offset;
 use crate::cluster::{millis_i32, Client, Topics};
+use crate::error::codes::OFFSET_OUT_OF_RANGE;
 use crate::error::{Action, Error};
 use crate::record::DecodeOptions;
 use crate::wire::fetch::FetchResponse;
@@ -36,8 +37,6 @@ use starts::{finish_lookup, start_lookups, Lookup};
 
 /// The highest Fetch version the fetcher sends: v13+ names topics by id.
 const MAX_FETCH_VERSION: i16 = 12;
-/// OFFSET_OUT_OF_RANGE.
-const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// How often the fetcher looks again when nothing wakes it (retries, resets).
 const TICK: Duration = Duration::from_millis(100);
 

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use super::{Chunk, PartitionState, Tp, OFFSET_OUT_OF_RANGE};
 
-/// UNKNOWN_TOPIC_OR_PARTITION.
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 use crate::cluster::{Client, Topics};
 use crate::consumer::aborted::AbortedFilter;
 use crate::consumer::config::{ConsumerConfig, IsolationLevel};
 use crate::consumer::decode::{records_error, Buffer, Pending};
 use crate::consumer::Offset;
+use crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION;
 use crate::error::{Action, Error, KafkaCode};
 use crate::record::{DecodeOptions, RecordBatches};
 use crate::wire::fetch::FetchResponse;

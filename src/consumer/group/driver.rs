@@ -21,12 +21,10 @@ use super::assignor::{by_name, Assignor, RebalanceProtocol, TopicPartition};
 use super::membership::{Change, JoinResult, MemberConfig, Membership, Request, State};
 use super::protocol;
 use crate::cluster::{millis_i32, Client, CoordinatorType, Topics};
+use crate::error::codes::FENCED_INSTANCE_ID;
 use crate::error::{Action, Error, KafkaCode};
 use crate::net::Connection;
 use crate::wire::ApiKey;
-
-/// FENCED_INSTANCE_ID: another member took this `group.instance.id`.
-const FENCED_INSTANCE_ID: i16 = 82;
 
 /// What the group task tells the consumer.
 #[derive(Debug)]
@@ -605,7 +603,7 @@ async fn assign(
 ) -> Result<BTreeMap<String, Vec<TopicPartition>>, Error> {
     let assignor = by_name(chosen).ok_or_else(|| {
         Error::kafka(
-            KafkaCode(-1),
+            KafkaCode(crate::error::codes::UNKNOWN_SERVER_ERROR),
             format!("the group chose assignor `{chosen}`, which spate does not have"),
             None,
         )

@@ -23,14 +23,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::assignor::{RebalanceProtocol, Subscription, TopicPartition};
+use crate::error::codes::{
+    FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED, ILLEGAL_GENERATION, MEMBER_ID_REQUIRED,
+    REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+};
 use crate::error::{Action, KafkaCode};
-
-const ILLEGAL_GENERATION: i16 = 22;
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-const MEMBER_ID_REQUIRED: i16 = 79;
-const FENCED_INSTANCE_ID: i16 = 82;
 
 /// What a group API's error code means for the member: the one classification
 /// ([`KafkaCode::action`]), with the codes the Java coordinator handles by name.

@@ -1,10 +1,7 @@
 //! The membership state machine under simulated time.
 
 use super::*;
-
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const NOT_COORDINATOR: i16 = 16;
-const UNKNOWN_SERVER_ERROR: i16 = -1;
+use crate::error::codes::{COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, UNKNOWN_SERVER_ERROR};
 
 fn config(protocol: RebalanceProtocol) -> MemberConfig {
     MemberConfig {
