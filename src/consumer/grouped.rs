@@ -194,7 +194,8 @@ impl Consumer {
     }
 
     /// Leaves the group cleanly: commits (with `enable.auto.commit`), revokes, sends
-    /// LeaveGroup (not for a static member), and stops.
+    /// LeaveGroup (not for a static member), closes the fetch sessions at the brokers, and
+    /// stops.
     pub async fn close(mut self) -> Result<(), Error> {
         let mut result = Ok(());
         if self.group.is_some() && self.config.enable_auto_commit {
@@ -217,6 +218,12 @@ impl Consumer {
                     }
                 }
             }
+        }
+        // The fetcher closes its fetch sessions at the brokers, then stops.
+        let (closed_tx, closed) = oneshot::channel();
+        if self.send(Command::Close(closed_tx)).is_ok() {
+            let wait = self.config.client.request_timeout + std::time::Duration::from_secs(1);
+            let _ = tokio::time::timeout(wait, closed).await;
         }
         result
     }

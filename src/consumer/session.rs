@@ -10,6 +10,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::error::codes::FETCH_SESSION_ID_NOT_FOUND;
+
+/// The epoch that closes a session (KIP-227's FINAL_EPOCH).
+const FINAL_EPOCH: i32 = -1;
+
 /// A partition a fetch asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
@@ -86,17 +91,18 @@ impl FetchSession {
 
     /// The broker answered the pending request with `error_code` and `session_id`.
     pub fn answered(&mut self, error_code: i16, session_id: i32) {
-        const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-        const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
         let Some(plan) = self.pending.take() else {
             return;
         };
-        if matches!(
-            error_code,
-            FETCH_SESSION_ID_NOT_FOUND | INVALID_FETCH_SESSION_EPOCH
-        ) || error_code != 0
-        {
-            self.reset();
+        if error_code == FETCH_SESSION_ID_NOT_FOUND {
+            // The broker has no such session (evicted, or the broker restarted).
+            self.reset(false);
+            return;
+        }
+        if error_code != 0 {
+            // INVALID_FETCH_SESSION_EPOCH or anything else: the session may live on at the
+            // broker; the next full request names it, so that the broker closes it.
+            self.reset(true);
             return;
         }
         if plan.full {
@@ -124,13 +130,30 @@ impl FetchSession {
         }
     }
 
-    /// The request failed (no answer): start over with a full request.
+    /// The request failed (no answer): start over with a full request, which closes this
+    /// session at the broker (session id, epoch 0) if it still has it.
     pub fn failed(&mut self) {
-        self.reset();
+        self.reset(true);
     }
 
-    fn reset(&mut self) {
-        self.id = 0;
+    /// The request that closes the session at the broker (epoch -1, nothing to fetch), if there
+    /// is one; the session is forgotten here.
+    pub fn close(&mut self) -> Option<Plan> {
+        let id = std::mem::take(&mut self.id);
+        self.reset(false);
+        (id != 0).then(|| Plan {
+            session_id: id,
+            epoch: FINAL_EPOCH,
+            partitions: Vec::new(),
+            forgotten: Vec::new(),
+            full: true,
+        })
+    }
+
+    fn reset(&mut self, keep_id: bool) {
+        if !keep_id {
+            self.id = 0;
+        }
         self.epoch = 0;
         self.held.clear();
         self.pending = None;
@@ -192,12 +215,26 @@ mod tests {
         s.answered(0, 5);
         s.plan(&[t("a", 0, 3)]);
         s.answered(71, 0); // INVALID_FETCH_SESSION_EPOCH
+                           // Full, naming the old session so that the broker closes it.
         let plan = s.plan(&[t("a", 0, 3)]);
-        assert!(plan.full && plan.session_id == 0 && plan.epoch == 0);
+        assert!(plan.full && plan.session_id == 5 && plan.epoch == 0);
         s.answered(0, 6);
         s.plan(&[t("a", 0, 4)]);
         s.failed();
-        assert!(s.plan(&[t("a", 0, 4)]).full);
+        let plan = s.plan(&[t("a", 0, 4)]);
+        assert!(plan.full && plan.session_id == 6 && plan.epoch == 0);
+        // A session the broker does not know is not named again.
+        s.answered(0, 7);
+        s.plan(&[t("a", 0, 5)]);
+        s.answered(70, 0); // FETCH_SESSION_ID_NOT_FOUND
+        let plan = s.plan(&[t("a", 0, 5)]);
+        assert!(plan.full && plan.session_id == 0 && plan.epoch == 0);
+        // Closing: epoch -1 for the session, then nothing.
+        s.answered(0, 8);
+        let close = s.close().unwrap();
+        assert_eq!((close.session_id, close.epoch), (8, -1));
+        assert!(close.partitions.is_empty());
+        assert!(s.close().is_none());
     }
 
     #[test]

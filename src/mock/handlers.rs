@@ -8,9 +8,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
-use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
-};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -28,9 +25,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{group, lock, State};
+use super::{fetch, group, lock, State};
 use crate::error::codes::{
-    INVALID_PRODUCER_EPOCH, INVALID_PRODUCER_ID_MAPPING, NOT_COORDINATOR, NOT_LEADER_OR_FOLLOWER,
+    FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, INVALID_PRODUCER_EPOCH,
+    INVALID_PRODUCER_ID_MAPPING, NOT_COORDINATOR, NOT_LEADER_OR_FOLLOWER,
     UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
 };
 use crate::wire::versions::supported;
@@ -192,15 +190,37 @@ pub(super) fn handle(
         }
         ApiKey::Fetch => {
             let request = decode!(FetchRequest);
-            let (response, empty) = fetch(&lock(state), broker, &request, error);
+            let mut guard = lock(state);
+            // An injected session error is answered as the broker answers one: top level.
+            let session_fault = error
+                .filter(|c| matches!(*c, FETCH_SESSION_ID_NOT_FOUND | INVALID_FETCH_SESSION_EPOCH));
+            let opened = match session_fault {
+                Some(code) => Err(code),
+                None => fetch::open(&mut guard, broker, &request, version),
+            };
+            let plan = match opened {
+                Ok(plan) => plan,
+                Err(code) => {
+                    fetch::session_error(code)
+                        .encode(out, version)
+                        .map_err(|e| format!("{e:#}"))?;
+                    set_size(out, start);
+                    return Ok(reply);
+                }
+            };
+            let (_, empty) = fetch::read(&mut guard, broker, &request, &plan, error, false);
             if !empty || request.max_wait_ms <= 0 || error.is_some() {
-                response.encode(out, version)
+                fetch::read(&mut guard, broker, &request, &plan, error, true)
+                    .0
+                    .encode(out, version)
             } else {
                 // Long poll: answer as soon as data arrives, or empty at max_wait.
                 let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms as u64);
                 let poll: Poll = Box::new(move |state: &mut State| {
-                    let (response, empty) = fetch(state, broker, &request, None);
-                    (!empty || Instant::now() >= deadline).then_some(Ready::Fetch(response))
+                    let (_, empty) = fetch::read(state, broker, &request, &plan, None, false);
+                    (!empty || Instant::now() >= deadline).then(|| {
+                        Ready::Fetch(fetch::read(state, broker, &request, &plan, None, true).0)
+                    })
                 });
                 return Ok(Reply::Wait { poll, version });
             }
@@ -563,76 +583,6 @@ fn produce(
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
-}
-
-/// Answers a fetch; the flag says whether it found no records at all.
-fn fetch(
-    state: &State,
-    broker: i32,
-    request: &FetchRequest,
-    error: Option<i16>,
-) -> (FetchResponse, bool) {
-    let committed_only = request.isolation_level == 1;
-    let mut budget = request.max_bytes.max(0) as usize;
-    let mut empty = true;
-    let responses = request
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let answer = PartitionData::default()
-                        .with_partition_index(p.partition)
-                        .with_high_watermark(-1)
-                        .with_last_stable_offset(-1)
-                        .with_log_start_offset(0)
-                        .with_preferred_read_replica(BrokerId(-1));
-                    if let Some(code) = error {
-                        return answer.with_error_code(code);
-                    }
-                    let Some(log) = state
-                        .topics
-                        .get(t.topic.0.as_str())
-                        .and_then(|l| l.get(p.partition as usize))
-                    else {
-                        return answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
-                    };
-                    if log.leader != broker {
-                        return answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
-                    }
-                    let max = (p.partition_max_bytes.max(0) as usize).min(budget);
-                    match log.read(p.fetch_offset, max, committed_only) {
-                        Err(code) => answer.with_error_code(code),
-                        Ok(read) => {
-                            budget = budget.saturating_sub(read.records.len());
-                            empty &= read.records.is_empty();
-                            let aborted = committed_only.then(|| {
-                                read.aborted
-                                    .iter()
-                                    .map(|a| {
-                                        AbortedTransaction::default()
-                                            .with_producer_id(ProducerId(a.producer_id))
-                                            .with_first_offset(a.first_offset)
-                                    })
-                                    .collect()
-                            });
-                            answer
-                                .with_high_watermark(read.high_watermark)
-                                .with_last_stable_offset(read.last_stable_offset)
-                                .with_aborted_transactions(aborted)
-                                .with_records(Some(read.records))
-                        }
-                    }
-                })
-                .collect();
-            FetchableTopicResponse::default()
-                .with_topic(t.topic.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
-    (FetchResponse::default().with_responses(responses), empty)
 }
 
 fn list_offsets(

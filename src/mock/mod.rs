@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod fetch;
 mod group;
 mod handlers;
 mod log;
@@ -97,6 +98,10 @@ struct State {
     down: std::collections::BTreeSet<i32>,
     /// The largest batch accepted (`message.max.bytes`), log overhead included.
     max_message_bytes: usize,
+    /// Incremental fetch sessions (KIP-227).
+    fetch_sessions: fetch::Sessions,
+    /// The size of the last request of each API, for tests.
+    last_request_size: HashMap<i16, usize>,
 }
 
 impl State {
@@ -113,6 +118,8 @@ impl State {
             coordinator: 0,
             down: std::collections::BTreeSet::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            fetch_sessions: fetch::Sessions::default(),
+            last_request_size: HashMap::new(),
         }
     }
 
@@ -221,6 +228,7 @@ impl MockCluster {
         let _ = task.stop.send(true);
         let mut state = self.state();
         state.down.insert(broker);
+        state.fetch_sessions.clear(Some(broker));
         let live: Vec<i32> = state
             .brokers
             .iter()
@@ -296,6 +304,34 @@ impl MockCluster {
     /// Creates a topic; partition `p`'s leader is broker `p % brokers`.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         self.state().create_topic(name, partitions);
+    }
+
+    /// The size in bytes of the last request of `api` (its frame, without the size prefix).
+    pub fn last_request_size(&self, api: ApiKey) -> Option<usize> {
+        self.state().last_request_size.get(&(api as i16)).copied()
+    }
+
+    /// How many incremental fetch sessions (KIP-227) the brokers keep.
+    pub fn fetch_sessions(&self) -> usize {
+        self.state().fetch_sessions.len()
+    }
+
+    /// How many incremental fetch requests (KIP-227) have been answered.
+    pub fn incremental_fetches(&self) -> u64 {
+        self.state().fetch_sessions.incremental
+    }
+
+    /// Sets how many fetch sessions the cluster keeps (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`, default 1000; 0 turns sessions off); past
+    /// it, the least recently used session is evicted.
+    pub fn set_fetch_session_slots(&self, slots: usize) {
+        self.state().fetch_sessions.slots = slots;
+    }
+
+    /// Forgets every fetch session: their next incremental request gets
+    /// FETCH_SESSION_ID_NOT_FOUND.
+    pub fn evict_fetch_sessions(&self) {
+        self.state().fetch_sessions.clear(None);
     }
 
     /// Makes the coordinator forget a group member, as if its session had expired: it is
@@ -540,7 +576,11 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
         let Ok(api) = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])) else {
             return;
         };
-        let fault = lock(&state).take_fault(api);
+        let fault = {
+            let mut state = lock(&state);
+            state.last_request_size.insert(api as i16, frame.len());
+            state.take_fault(api)
+        };
         match fault {
             Some(Fault::DropRequest) => return,
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,

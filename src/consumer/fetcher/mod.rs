@@ -59,6 +59,8 @@ pub(crate) enum Command {
     /// The application was handed a failure for this partition (in this epoch): back off
     /// before fetching it again, longer each time.
     Backoff(Tp, u64),
+    /// The consumer closes: close every fetch session at its broker, then stop.
+    Close(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A fetch's worth of one partition, decoding (or decoded) in the background. Handed to the
@@ -99,6 +101,9 @@ struct PartitionState {
     failures: u32,
     /// Its offset lookup is under way.
     looking_up: bool,
+    /// Its end (high watermark, or last stable offset under read_committed) as the last answer
+    /// that named it said: an incremental answer leaves out partitions whose end did not move.
+    end: Option<i64>,
 }
 
 impl PartitionState {
@@ -120,8 +125,10 @@ impl PartitionState {
     }
 }
 
-type InFlight =
-    Pin<Box<dyn Future<Output = (i32, Vec<(Tp, u64, i64)>, Result<FetchResponse, Error>)> + Send>>;
+/// A fetch's answer: the broker, each partition asked for (with its epoch and fetch offset),
+/// whether the request was incremental, and the response.
+type Answer = (i32, Vec<(Tp, u64, i64)>, bool, Result<FetchResponse, Error>);
+type InFlight = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 /// The fetcher task. Ends when the consumer is dropped (its command channel closes).
 pub(crate) async fn run(
@@ -145,6 +152,11 @@ pub(crate) async fn run(
         // Apply every command already sent before deciding what to fetch.
         loop {
             match commands.try_recv() {
+                Ok(Command::Close(done)) => {
+                    close_sessions(&client, &config, &mut sessions).await;
+                    let _ = done.send(());
+                    return;
+                }
                 Ok(command) => apply(&mut parts, command, &config),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
@@ -219,26 +231,36 @@ pub(crate) async fn run(
                 let request = fetch_request(&config, &plan);
                 let client = client.clone();
                 let wait = config.fetch_max_wait;
+                let incremental = !plan.full;
                 in_flight.push(Box::pin(async move {
                     let result = send_fetch(&client, broker, &request, wait).await;
-                    (broker, epochs, result)
+                    (broker, epochs, incremental, result)
                 }));
             }
         }
         tokio::select! {
             command = commands.recv() => match command {
+                Some(Command::Close(done)) => {
+                    close_sessions(&client, &config, &mut sessions).await;
+                    let _ = done.send(());
+                    return;
+                }
                 Some(command) => apply(&mut parts, command, &config),
                 None => return,
             },
-            Some((broker, epochs, result)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((broker, epochs, incremental, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 busy.insert(broker, false);
                 let session = sessions.entry(broker).or_default();
                 match &result {
                     Ok(response) => session.answered(response.error_code, response.session_id),
                     Err(_) => session.failed(),
                 }
+                // A session error answers no partition: they are fetched again in full.
+                let incremental = incremental
+                    && result.as_ref().is_ok_and(|r| r.error_code == 0);
                 let outcome = handle_response(
-                    &client, &config, &mut parts, epochs, result, &buffer, &decode_options,
+                    &client, &config, &mut parts, (epochs, incremental), result, &buffer,
+                    &decode_options,
                 );
                 for chunk in outcome {
                     if chunks.send(chunk).await.is_err() {
@@ -275,6 +297,7 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
         snap: None,
         failures: 0,
         looking_up: false,
+        end: None,
     };
     match command {
         Command::Assign(list) => {
@@ -299,7 +322,10 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
                 let in_flight = state.in_flight;
                 let failures = state.failures;
                 let retry_at = state.retry_at;
+                let end = state.end;
                 *state = new(start, epoch);
+                // Where the log ends does not change with the position.
+                state.end = end;
                 state.paused = paused;
                 state.in_flight = in_flight;
                 // A seek back to a batch that failed keeps its backoff (Command::Backoff
@@ -313,6 +339,8 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
                 state.paused = paused;
             }
         }
+        // Handled by the task loop before it gets here.
+        Command::Close(_) => {}
         Command::Backoff(tp, epoch) => {
             if let Some(state) = parts.get_mut(&tp).filter(|s| s.epoch == epoch) {
                 state.failed(config, tokio::time::Instant::now());
@@ -360,6 +388,25 @@ fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchR
         .with_rack_id(StrBytes::from_string(
             config.client_rack.clone().unwrap_or_default(),
         ))
+}
+
+/// Closes every fetch session at its broker (epoch -1, KIP-227), so brokers free the slots
+/// at once rather than when they evict them; best effort, within the request timeout.
+async fn close_sessions(
+    client: &Client,
+    config: &ConsumerConfig,
+    sessions: &mut HashMap<i32, FetchSession>,
+) {
+    let closing = sessions.iter_mut().filter_map(|(broker, session)| {
+        let plan = session.close()?;
+        let request = fetch_request(config, &plan);
+        let broker = *broker;
+        Some(async move {
+            let _ = send_fetch(client, broker, &request, Duration::ZERO).await;
+        })
+    });
+    let all = futures_util::future::join_all(closing);
+    let _ = tokio::time::timeout(config.client.request_timeout, all).await;
 }
 
 async fn send_fetch(

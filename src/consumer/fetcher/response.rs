@@ -22,7 +22,7 @@ pub(super) fn handle_response(
     client: &Client,
     config: &ConsumerConfig,
     parts: &mut HashMap<Tp, PartitionState>,
-    epochs: Vec<(Tp, u64, i64)>,
+    (epochs, incremental): (Vec<(Tp, u64, i64)>, bool),
     result: Result<FetchResponse, Error>,
     buffer: &Arc<Buffer>,
     options: &DecodeOptions,
@@ -60,9 +60,11 @@ pub(super) fn handle_response(
     };
     let mut chunks = Vec::new();
     let mut refresh = Vec::new();
+    let mut answered: Vec<Tp> = Vec::new();
     for topic in response.topics {
         for p in topic.partitions {
             let tp: Tp = (Arc::from(topic.name.as_str()), p.partition_index);
+            answered.push(tp.clone());
             let Some(&(_, epoch, fetched_at)) = epochs.iter().find(|(t, _, _)| *t == tp) else {
                 continue;
             };
@@ -107,6 +109,7 @@ pub(super) fn handle_response(
                 IsolationLevel::ReadCommitted if p.last_stable_offset >= 0 => p.last_stable_offset,
                 _ => p.high_watermark,
             };
+            state.end = Some(end);
             if let Some(before_end) = state.snap.take() {
                 let log_start = p.log_start_offset.max(0);
                 let target = end.saturating_sub(before_end).max(log_start);
@@ -194,6 +197,33 @@ pub(super) fn handle_response(
                 if reached_end {
                     chunks.push(Chunk::End(tp, epoch, next));
                 }
+            }
+        }
+    }
+    if incremental {
+        // An incremental answer leaves out partitions with no records whose end did not move:
+        // for them, the end they last reported still holds.
+        for (tp, epoch, fetched_at) in &epochs {
+            if answered.contains(tp) {
+                continue;
+            }
+            let Some(state) = parts.get_mut(tp).filter(|s| s.epoch == *epoch) else {
+                continue;
+            };
+            let Some(end) = state.end else {
+                continue;
+            };
+            if let Some(before_end) = state.snap.take() {
+                let target = end.saturating_sub(before_end).max(0);
+                if target != *fetched_at {
+                    state.offset = Some(target);
+                    continue;
+                }
+            }
+            state.failures = 0;
+            if *fetched_at >= end && !state.at_end {
+                state.at_end = true;
+                chunks.push(Chunk::End(tp.clone(), *epoch, *fetched_at));
             }
         }
     }

@@ -1,0 +1,379 @@
+//! The embedded cluster's Fetch: reading the logs, the long poll, and incremental fetch
+//! sessions (KIP-227) kept as Kafka's `FetchSessionCache` keeps them.
+//!
+//! - Epoch 0 asks for a new session (closing the one named, if any); the answer carries every
+//!   partition asked for and the new session id (0 when every slot is taken).
+//! - Epoch -1 closes the session named; the fetch is answered whole, without a session.
+//! - A later epoch is incremental: the request names only the partitions whose fetch offset or
+//!   size changed and those to forget; the session keeps the rest. The answer names only the
+//!   partitions with records, an error, or a high watermark, last stable offset or log start
+//!   offset that changed since the session last reported them. An unknown session id gets
+//!   FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH.
+//! - Sessions take one of a fixed number of slots (Kafka's
+//!   `max.incremental.fetch.session.cache.slots`, 1000); when all are taken, the one used
+//!   least recently is evicted.
+//!
+//! # References
+//! - KIP-227, and Kafka's `FetchSession.scala` / `FetchSessionCache`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
+
+use super::State;
+use crate::error::codes::{
+    FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_LEADER_OR_FOLLOWER,
+    UNKNOWN_TOPIC_OR_PARTITION,
+};
+
+/// Kafka's default `max.incremental.fetch.session.cache.slots`.
+pub(super) const DEFAULT_SLOTS: usize = 1000;
+const INITIAL_EPOCH: i32 = 0;
+const FINAL_EPOCH: i32 = -1;
+
+type Key = (String, i32);
+
+/// What a session last told the client about a partition, and where the client fetches it.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    fetch_offset: i64,
+    max_bytes: i32,
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+}
+
+#[derive(Debug)]
+struct Session {
+    /// The broker that keeps it (each broker has its own cache).
+    broker: i32,
+    /// The epoch the next request must carry.
+    epoch: i32,
+    partitions: BTreeMap<Key, Cached>,
+    last_used: Instant,
+}
+
+/// Every broker's fetch sessions (ids are unique across the cluster).
+#[derive(Debug)]
+pub(super) struct Sessions {
+    by_id: HashMap<i32, Session>,
+    next_id: i32,
+    pub(super) slots: usize,
+    /// Incremental requests answered, for tests.
+    pub(super) incremental: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            by_id: HashMap::new(),
+            next_id: 1,
+            slots: DEFAULT_SLOTS,
+            incremental: 0,
+        }
+    }
+}
+
+impl Sessions {
+    /// Drops a broker's sessions, as its restart would (every broker's with `None`).
+    pub(super) fn clear(&mut self, broker: Option<i32>) {
+        self.by_id
+            .retain(|_, s| broker.is_some_and(|b| b != s.broker));
+    }
+
+    fn remove(&mut self, broker: i32, id: i32) {
+        if self.by_id.get(&id).is_some_and(|s| s.broker == broker) {
+            self.by_id.remove(&id);
+        }
+    }
+
+    /// How many sessions exist.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn create(&mut self, broker: i32, now: Instant) -> i32 {
+        if self.slots == 0 {
+            return 0;
+        }
+        if self.by_id.len() >= self.slots {
+            if let Some(oldest) = self
+                .by_id
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(id, _)| *id)
+            {
+                self.by_id.remove(&oldest);
+            }
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        self.by_id.insert(
+            id,
+            Session {
+                broker,
+                epoch: 1,
+                partitions: BTreeMap::new(),
+                last_used: now,
+            },
+        );
+        id
+    }
+}
+
+/// One partition a fetch reads.
+#[derive(Debug, Clone)]
+struct Wanted {
+    key: Key,
+    fetch_offset: i64,
+    max_bytes: i32,
+}
+
+/// A request after its session work: what to read, and how to answer.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    /// The session id to answer with (0: none).
+    session_id: i32,
+    /// Incremental: only what changed is answered.
+    incremental: bool,
+    /// For a full fetch, the partitions asked for (in order); for an incremental one, the
+    /// session's.
+    partitions: Vec<Wanted>,
+}
+
+/// Does the session work of a request (create, close, update) once; a session error is the
+/// top-level error to answer with.
+pub(super) fn open(
+    state: &mut State,
+    broker: i32,
+    request: &FetchRequest,
+    version: i16,
+) -> Result<Plan, i16> {
+    let now = Instant::now();
+    let asked: Vec<Wanted> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Wanted {
+                key: (t.topic.0.to_string(), p.partition),
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+            })
+        })
+        .collect();
+    let sessions = &mut state.fetch_sessions;
+    if version < 7 {
+        return Ok(full(0, asked));
+    }
+    let (id, epoch) = (request.session_id, request.session_epoch);
+    match epoch {
+        FINAL_EPOCH => {
+            sessions.remove(broker, id);
+            Ok(full(0, asked))
+        }
+        INITIAL_EPOCH => {
+            sessions.remove(broker, id);
+            let id = sessions.create(broker, now);
+            if let Some(session) = sessions.by_id.get_mut(&id) {
+                for w in &asked {
+                    session.partitions.insert(w.key.clone(), cached(w));
+                }
+            }
+            Ok(full(id, asked))
+        }
+        _ => {
+            let session = sessions
+                .by_id
+                .get_mut(&id)
+                .filter(|s| s.broker == broker)
+                .ok_or(FETCH_SESSION_ID_NOT_FOUND)?;
+            if session.epoch != epoch {
+                return Err(INVALID_FETCH_SESSION_EPOCH);
+            }
+            session.epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
+            session.last_used = now;
+            for w in &asked {
+                match session.partitions.get_mut(&w.key) {
+                    Some(c) => {
+                        c.fetch_offset = w.fetch_offset;
+                        c.max_bytes = w.max_bytes;
+                    }
+                    None => {
+                        session.partitions.insert(w.key.clone(), cached(w));
+                    }
+                }
+            }
+            for t in &request.forgotten_topics_data {
+                for p in &t.partitions {
+                    session.partitions.remove(&(t.topic.0.to_string(), *p));
+                }
+            }
+            sessions.incremental += 1;
+            let partitions = session
+                .partitions
+                .iter()
+                .map(|(key, c)| Wanted {
+                    key: key.clone(),
+                    fetch_offset: c.fetch_offset,
+                    max_bytes: c.max_bytes,
+                })
+                .collect();
+            Ok(Plan {
+                session_id: id,
+                incremental: true,
+                partitions,
+            })
+        }
+    }
+}
+
+fn full(session_id: i32, partitions: Vec<Wanted>) -> Plan {
+    Plan {
+        session_id,
+        incremental: false,
+        partitions,
+    }
+}
+
+fn cached(w: &Wanted) -> Cached {
+    Cached {
+        fetch_offset: w.fetch_offset,
+        max_bytes: w.max_bytes,
+        // Unknown: the first answer reports them.
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+    }
+}
+
+/// The answer to a session error: the code, no partitions, no session.
+pub(super) fn session_error(code: i16) -> FetchResponse {
+    FetchResponse::default()
+        .with_error_code(code)
+        .with_session_id(0)
+}
+
+/// Reads what `plan` asks for. With `commit`, an incremental session remembers what it
+/// reported (a long poll reads without it until it answers). The flag says whether no
+/// partition had records.
+pub(super) fn read(
+    state: &mut State,
+    broker: i32,
+    request: &FetchRequest,
+    plan: &Plan,
+    error: Option<i16>,
+    commit: bool,
+) -> (FetchResponse, bool) {
+    let committed_only = request.isolation_level == 1;
+    let mut budget = request.max_bytes.max(0) as usize;
+    let mut empty = true;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for w in &plan.partitions {
+        let answer = partition(state, broker, w, committed_only, &mut budget, error);
+        empty &= answer.records.as_ref().is_none_or(|r| r.is_empty());
+        if plan.incremental {
+            let Some(session) = state.fetch_sessions.by_id.get_mut(&plan.session_id) else {
+                continue;
+            };
+            let Some(c) = session.partitions.get_mut(&w.key) else {
+                continue;
+            };
+            // Kafka's CachedPartition.maybeUpdateResponseData: answer what changed.
+            let changed = answer.records.as_ref().is_some_and(|r| !r.is_empty())
+                || answer.error_code != 0
+                || c.high_watermark != answer.high_watermark
+                || c.last_stable_offset != answer.last_stable_offset
+                || c.log_start_offset != answer.log_start_offset;
+            if !changed {
+                continue;
+            }
+            if commit {
+                c.high_watermark = if answer.error_code != 0 {
+                    -1
+                } else {
+                    answer.high_watermark
+                };
+                c.last_stable_offset = answer.last_stable_offset;
+                c.log_start_offset = answer.log_start_offset;
+            }
+        } else if commit && plan.session_id != 0 {
+            if let Some(c) = state
+                .fetch_sessions
+                .by_id
+                .get_mut(&plan.session_id)
+                .and_then(|s| s.partitions.get_mut(&w.key))
+            {
+                c.high_watermark = answer.high_watermark;
+                c.last_stable_offset = answer.last_stable_offset;
+                c.log_start_offset = answer.log_start_offset;
+            }
+        }
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == w.key.0 => t.partitions.push(answer),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(w.key.0.clone().into()))
+                    .with_partitions(vec![answer]),
+            ),
+        }
+    }
+    let response = FetchResponse::default()
+        .with_session_id(plan.session_id)
+        .with_responses(topics);
+    (response, empty)
+}
+
+fn partition(
+    state: &State,
+    broker: i32,
+    w: &Wanted,
+    committed_only: bool,
+    budget: &mut usize,
+    error: Option<i16>,
+) -> PartitionData {
+    let answer = PartitionData::default()
+        .with_partition_index(w.key.1)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(0)
+        .with_preferred_read_replica(BrokerId(-1));
+    if let Some(code) = error {
+        return answer.with_error_code(code);
+    }
+    let Some(log) = state
+        .topics
+        .get(w.key.0.as_str())
+        .and_then(|l| l.get(w.key.1 as usize))
+    else {
+        return answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    if log.leader != broker {
+        return answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
+    }
+    let max = (w.max_bytes.max(0) as usize).min(*budget);
+    match log.read(w.fetch_offset, max, committed_only) {
+        Err(code) => answer.with_error_code(code),
+        Ok(read) => {
+            *budget = budget.saturating_sub(read.records.len());
+            let aborted = committed_only.then(|| {
+                read.aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            });
+            answer
+                .with_high_watermark(read.high_watermark)
+                .with_last_stable_offset(read.last_stable_offset)
+                .with_aborted_transactions(aborted)
+                .with_records(Some(read.records))
+        }
+    }
+}
