@@ -70,6 +70,10 @@ pub mod codes {
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
     /// INVALID_FETCH_SESSION_EPOCH.
     pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+    /// FENCED_LEADER_EPOCH.
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    /// UNKNOWN_LEADER_EPOCH.
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     /// MEMBER_ID_REQUIRED.
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     /// FENCED_INSTANCE_ID.
@@ -286,6 +290,23 @@ pub enum Error {
         /// What is wrong with the batch.
         source: crate::record::RecordError,
     },
+    /// The log of a partition was truncated below the consumer's position (an unclean
+    /// election; KIP-320) and `auto.offset.reset` is `none`: the records from
+    /// `divergent_offset` on are not the ones it read. The partition is not fetched until the
+    /// application seeks (to `divergent_offset` to read what replaced them).
+    #[error("{topic}-{partition}: log truncation detected at offset {offset}: the log diverges from offset {divergent_offset} (leader epoch {divergent_epoch})")]
+    LogTruncation {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The consumer's fetch position.
+        offset: i64,
+        /// The first offset that diverged.
+        divergent_offset: i64,
+        /// The last leader epoch both logs share.
+        divergent_epoch: i32,
+    },
     /// A call that does not fit the client's state (subscribing a consumer twice, …).
     #[error("{0}")]
     InvalidState(String),
@@ -342,6 +363,7 @@ impl Error {
             | Error::ConsumerClosed
             | Error::FencedInstanceId { .. }
             | Error::InvalidState(_)
+            | Error::LogTruncation { .. }
             | Error::TaskFailed { .. }
             | Error::Records { .. }
             | Error::ProducerFenced { .. }

@@ -79,6 +79,7 @@ async fn send(conn: &Connection, api: ApiKey, version: i16) -> Result<(), Error>
         TxnOffsetCommit => TxnOffsetCommitRequest,
         DescribeConfigs => DescribeConfigsRequest,
         SaslAuthenticate => SaslAuthenticateRequest,
+        OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     )
 }
 

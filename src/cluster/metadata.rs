@@ -149,8 +149,26 @@ impl ClusterMetadata {
     /// Folds a newer response in. Brokers and controller come from the newer one. When the
     /// newer one covered every topic (`full`), topics it does not list are gone; otherwise the
     /// topics it lists replace the old entries and the rest are kept.
+    ///
+    /// A partition whose leader epoch in the newer response is older than the one known is
+    /// kept as it was (KIP-320): a broker that has not caught up with an election must not
+    /// take the client back to the old leader.
     pub fn merge(&self, newer: ClusterMetadata, full: bool) -> ClusterMetadata {
         let mut merged = newer;
+        for (name, topic) in merged.topics.iter_mut() {
+            let Some(old) = self.topics.get(name) else {
+                continue;
+            };
+            for p in topic.partitions.iter_mut() {
+                let known = old.partitions.iter().find(|o| o.partition == p.partition);
+                if let Some(known) = known {
+                    if p.leader_epoch >= 0 && known.leader_epoch > p.leader_epoch {
+                        tracing::debug!(topic = %name, partition = p.partition, known = known.leader_epoch, got = p.leader_epoch, "stale partition metadata ignored");
+                        *p = known.clone();
+                    }
+                }
+            }
+        }
         if !full {
             for (name, topic) in &self.topics {
                 merged
@@ -165,6 +183,15 @@ impl ClusterMetadata {
     /// A topic, if known and without a topic-level error.
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
         self.topics.get(name).filter(|t| t.error.is_none())
+    }
+
+    /// A partition's leader epoch, if known (-1 if the broker does not send it).
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.topic(topic)?
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader_epoch)
     }
 
     /// The leader of a partition, if known and up.
@@ -231,5 +258,32 @@ mod tests {
         // No leader broker known.
         let orphan = ClusterMetadata::from_response(&response(&[("c", 1)], 7));
         assert!(orphan.leader("c", 0).is_none());
+    }
+
+    /// KIP-320: an answer with an older leader epoch than the one known does not win.
+    #[test]
+    fn stale_leader_epochs_are_ignored() {
+        let with_epoch = |leader: i32, epoch: i32| {
+            let mut r = response(&[("a", 1)], leader);
+            r.topics[0].partitions[0].leader_epoch = epoch;
+            r.brokers.push(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(2))
+                    .with_host(StrBytes::from_static_str("h2"))
+                    .with_port(9092),
+            );
+            ClusterMetadata::from_response(&r)
+        };
+        let known = with_epoch(2, 5);
+        let stale = known.merge(with_epoch(1, 4), false);
+        assert_eq!(
+            stale.leader("a", 0).unwrap().id,
+            2,
+            "the newer election stands"
+        );
+        assert_eq!(stale.leader_epoch("a", 0), Some(5));
+        let fresh = known.merge(with_epoch(1, 6), false);
+        assert_eq!(fresh.leader("a", 0).unwrap().id, 1);
+        assert_eq!(fresh.leader_epoch("a", 0), Some(6));
     }
 }

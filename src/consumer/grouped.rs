@@ -6,10 +6,11 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::fetcher::{Command, Tp};
+use super::fetcher::{Command, Start, Tp};
 use super::group::assignor::TopicPartition;
 use super::group::driver::{GroupEvent, GroupSettings, Identity, PollClock, Subscribed};
 use super::group::membership::Change;
+use super::group::offsets::Committed;
 use super::{group, Consumer, Event, Group, IsolationLevel, Offset, View};
 use crate::error::Error;
 
@@ -87,12 +88,12 @@ impl Consumer {
     }
 
     /// The positions to commit: every partition with a known position.
-    fn positions(&self, only: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64)> {
-        let mut out: Vec<(TopicPartition, i64)> = self
+    fn positions(&self, only: Option<&[TopicPartition]>) -> Vec<Committed> {
+        let mut out: Vec<Committed> = self
             .views
             .iter()
-            .filter_map(|((t, p), v)| Some(((t.to_string(), *p), v.position?)))
-            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
+            .filter_map(|((t, p), v)| Some(((t.to_string(), *p), v.position?, v.leader_epoch)))
+            .filter(|(tp, _, _)| only.is_none_or(|o| o.contains(tp)))
             .collect();
         out.sort();
         out
@@ -128,7 +129,14 @@ impl Consumer {
     pub async fn commit_offsets(&self, offsets: &[(String, i32, i64)]) -> Result<(), Error> {
         let offsets = offsets
             .iter()
-            .map(|(t, p, o)| ((t.clone(), *p), *o))
+            .map(|(t, p, o)| {
+                // The leader epoch is known for the position handed out last.
+                let view = self.views.get(&(Arc::from(t.as_str()), *p));
+                let epoch = view
+                    .filter(|v| v.position == Some(*o))
+                    .map_or(-1, |v| v.leader_epoch);
+                ((t.clone(), *p), *o, epoch)
+            })
             .collect();
         self.commit_positions(offsets).await
     }
@@ -156,7 +164,7 @@ impl Consumer {
         }
     }
 
-    async fn commit_positions(&self, offsets: Vec<(TopicPartition, i64)>) -> Result<(), Error> {
+    async fn commit_positions(&self, offsets: Vec<Committed>) -> Result<(), Error> {
         let group_id = self.config.group_id.as_deref().ok_or_else(|| {
             Error::Config(crate::config::ConfigError::Missing {
                 key: "group.id".into(),
@@ -189,8 +197,21 @@ impl Consumer {
             .iter()
             .map(|(t, p)| ((*t).to_owned(), *p))
             .collect();
+        Ok(self
+            .committed_with_epochs(group_id, &tps)
+            .await?
+            .into_iter()
+            .map(|(tp, committed)| (tp, committed.map(|(offset, _)| offset)))
+            .collect())
+    }
+
+    async fn committed_with_epochs(
+        &self,
+        group_id: &str,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<(i64, i32)>)>, Error> {
         let stable = self.config.isolation_level == IsolationLevel::ReadCommitted;
-        group::offsets::fetch(&self.client, group_id, &tps, stable).await
+        group::offsets::fetch(&self.client, group_id, tps, stable).await
     }
 
     /// Leaves the group cleanly: commits (with `enable.auto.commit`), revokes, sends
@@ -333,23 +354,31 @@ impl Consumer {
                     }
                 }
                 Change::Assigned(tps) => {
-                    let list: Vec<(&str, i32)> =
-                        tps.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-                    let committed = self.committed(&list).await?;
+                    let group_id = self.config.group_id.clone().unwrap_or_default();
+                    let committed = self.committed_with_epochs(&group_id, &tps).await?;
                     let mut add = Vec::with_capacity(committed.len());
-                    for ((topic, partition), offset) in committed {
-                        let start = offset.map_or(Offset::Reset, Offset::At);
+                    for ((topic, partition), committed) in committed {
+                        let start = committed.map_or(Offset::Reset, |(o, _)| Offset::At(o));
+                        let leader_epoch = committed.map_or(-1, |(_, e)| e);
                         let epoch = self.bump();
                         let tp: Tp = (Arc::from(topic.as_str()), partition);
                         self.views.insert(
                             tp.clone(),
                             View {
                                 epoch,
-                                position: offset,
+                                position: committed.map(|(o, _)| o),
                                 paused: false,
+                                leader_epoch,
                             },
                         );
-                        add.push((tp, start, epoch));
+                        // The committed epoch lets the broker tell whether the log was
+                        // truncated below the committed offset (KIP-320).
+                        add.push(Start {
+                            tp,
+                            offset: start,
+                            epoch,
+                            leader_epoch,
+                        });
                     }
                     self.send(Command::Add(add))?;
                     self.events.push_back(Event::Assigned(tps));

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use self::decode::{Buffer, Pending, Room};
-use self::fetcher::{Chunk, Command, Tp};
+use self::fetcher::{Chunk, Command, Start, Tp};
 use self::group::assignor::TopicPartition;
 use self::group::driver::{GroupEvent, Identity, PollClock};
 use self::group::membership::Change;
@@ -189,6 +189,8 @@ struct View {
     epoch: u64,
     position: Option<i64>,
     paused: bool,
+    /// The leader epoch of the record before the position (-1 if unknown): committed with it.
+    leader_epoch: i32,
 }
 
 /// A consumer of assigned partitions. Dropping it stops its fetcher.
@@ -333,9 +335,15 @@ impl Consumer {
                         _ => None,
                     },
                     paused: false,
+                    leader_epoch: -1,
                 },
             );
-            list.push((tp, *start, epoch));
+            list.push(Start {
+                tp,
+                offset: *start,
+                epoch,
+                leader_epoch: -1,
+            });
         }
         self.send(Command::Assign(list))
     }
@@ -396,6 +404,7 @@ impl Consumer {
         let epoch = self.bump();
         let (tp, view) = self.view(topic, partition)?;
         view.epoch = epoch;
+        view.leader_epoch = -1;
         view.position = match start {
             Offset::At(o) => Some(o),
             _ => None,
@@ -511,6 +520,10 @@ impl Consumer {
                             .get_mut(&(batch.topic.clone(), batch.partition))
                             .expect("checked above");
                         view.position = Some(batch.next_offset());
+                        let leader_epoch = batch.batch.header().partition_leader_epoch;
+                        if leader_epoch >= 0 {
+                            view.leader_epoch = leader_epoch;
+                        }
                         return Ok(Event::Batch(batch));
                     }
                     None => {
@@ -562,6 +575,13 @@ impl Consumer {
                                 offset,
                             });
                         }
+                    }
+                }
+                Chunk::Truncated(tp, epoch, offset) => {
+                    // Records from here on replace the ones truncated away: they are read next.
+                    if let Some(view) = self.views.get_mut(&tp).filter(|v| v.epoch == epoch) {
+                        view.position = Some(offset);
+                        view.leader_epoch = -1;
                     }
                 }
                 Chunk::Decoding(handle) => self.decoding = Some(handle),

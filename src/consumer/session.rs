@@ -22,7 +22,26 @@ pub(crate) struct Target {
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: i32,
+    /// The leader epoch the client knows (KIP-320; -1 unknown).
+    pub current_leader_epoch: i32,
+    /// The leader epoch of the last batch fetched (KIP-320; -1 unknown).
+    pub last_fetched_epoch: i32,
 }
+
+impl Target {
+    /// What the broker's session holds for the partition: a change means it is sent again.
+    fn held(&self) -> Held {
+        (
+            self.offset,
+            self.max_bytes,
+            self.current_leader_epoch,
+            self.last_fetched_epoch,
+        )
+    }
+}
+
+/// Fetch offset, max bytes, current leader epoch, last fetched epoch.
+type Held = (i64, i32, i32, i32);
 
 /// What the next request holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +60,8 @@ pub(crate) struct FetchSession {
     id: i32,
     /// The epoch of the next request (0: full).
     epoch: i32,
-    /// What the broker's session holds: partition → (fetch offset, max bytes).
-    held: BTreeMap<(Arc<str>, i32), (i64, i32)>,
+    /// What the broker's session holds, by partition.
+    held: BTreeMap<(Arc<str>, i32), Held>,
     /// The plan in flight, applied to `held` when it succeeds.
     pending: Option<Plan>,
 }
@@ -62,9 +81,7 @@ impl FetchSession {
         } else {
             let partitions = wanted
                 .iter()
-                .filter(|t| {
-                    self.held.get(&(t.topic.clone(), t.partition)) != Some(&(t.offset, t.max_bytes))
-                })
+                .filter(|t| self.held.get(&(t.topic.clone(), t.partition)) != Some(&t.held()))
                 .cloned()
                 .collect();
             let forgotten = self
@@ -112,8 +129,7 @@ impl FetchSession {
             self.held.remove(&(topic.clone(), *partition));
         }
         for t in &plan.partitions {
-            self.held
-                .insert((t.topic.clone(), t.partition), (t.offset, t.max_bytes));
+            self.held.insert((t.topic.clone(), t.partition), t.held());
         }
         if session_id == 0 {
             // The broker keeps no session: every request is full.
@@ -162,9 +178,7 @@ impl FetchSession {
     /// The offset the broker's session holds for a partition, if any.
     #[cfg(test)]
     pub fn held(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.held
-            .get(&(Arc::from(topic), partition))
-            .map(|(o, _)| *o)
+        self.held.get(&(Arc::from(topic), partition)).map(|h| h.0)
     }
 }
 
@@ -178,6 +192,8 @@ mod tests {
             partition,
             offset,
             max_bytes: 1000,
+            current_leader_epoch: 0,
+            last_fetched_epoch: -1,
         }
     }
 

@@ -1,5 +1,8 @@
-//! The embedded cluster's Fetch: reading the logs, the long poll, and incremental fetch
-//! sessions (KIP-227) kept as Kafka's `FetchSessionCache` keeps them.
+//! The embedded cluster's Fetch: reading the logs, the long poll, incremental fetch sessions
+//! (KIP-227) kept as Kafka's `FetchSessionCache` keeps them, and leader epochs (KIP-320):
+//! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for a client's stale or future epoch, the
+//! diverging epoch when the client's last fetched epoch ended before its fetch offset (an
+//! unclean election truncated the log), and OffsetForLeaderEpoch.
 //!
 //! - Epoch 0 asks for a new session (closing the one named, if any); the answer carries every
 //!   partition asked for and the new session id (0 when every slot is taken).
@@ -20,14 +23,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset as EpochEndOffsetAnswer, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProducerId, TopicName,
+};
 
 use super::State;
 use crate::error::codes::{
-    FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_LEADER_OR_FOLLOWER,
-    UNKNOWN_TOPIC_OR_PARTITION,
+    FENCED_LEADER_EPOCH, FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH,
+    NOT_LEADER_OR_FOLLOWER, UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// Kafka's default `max.incremental.fetch.session.cache.slots`.
@@ -42,6 +51,8 @@ type Key = (String, i32);
 struct Cached {
     fetch_offset: i64,
     max_bytes: i32,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
@@ -131,6 +142,10 @@ struct Wanted {
     key: Key,
     fetch_offset: i64,
     max_bytes: i32,
+    /// The leader epoch the client believes current (-1: unchecked).
+    current_leader_epoch: i32,
+    /// The epoch of the last batch the client fetched (-1: unknown), to detect divergence.
+    last_fetched_epoch: i32,
 }
 
 /// A request after its session work: what to read, and how to answer.
@@ -162,6 +177,8 @@ pub(super) fn open(
                 key: (t.topic.0.to_string(), p.partition),
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             })
         })
         .collect();
@@ -201,6 +218,8 @@ pub(super) fn open(
                     Some(c) => {
                         c.fetch_offset = w.fetch_offset;
                         c.max_bytes = w.max_bytes;
+                        c.current_leader_epoch = w.current_leader_epoch;
+                        c.last_fetched_epoch = w.last_fetched_epoch;
                     }
                     None => {
                         session.partitions.insert(w.key.clone(), cached(w));
@@ -220,6 +239,8 @@ pub(super) fn open(
                     key: key.clone(),
                     fetch_offset: c.fetch_offset,
                     max_bytes: c.max_bytes,
+                    current_leader_epoch: c.current_leader_epoch,
+                    last_fetched_epoch: c.last_fetched_epoch,
                 })
                 .collect();
             Ok(Plan {
@@ -243,6 +264,8 @@ fn cached(w: &Wanted) -> Cached {
     Cached {
         fetch_offset: w.fetch_offset,
         max_bytes: w.max_bytes,
+        current_leader_epoch: w.current_leader_epoch,
+        last_fetched_epoch: w.last_fetched_epoch,
         // Unknown: the first answer reports them.
         high_watermark: -1,
         last_stable_offset: -1,
@@ -285,6 +308,7 @@ pub(super) fn read(
             // Kafka's CachedPartition.maybeUpdateResponseData: answer what changed.
             let changed = answer.records.as_ref().is_some_and(|r| !r.is_empty())
                 || answer.error_code != 0
+                || answer.diverging_epoch.epoch >= 0
                 || c.high_watermark != answer.high_watermark
                 || c.last_stable_offset != answer.last_stable_offset
                 || c.log_start_offset != answer.log_start_offset;
@@ -354,6 +378,25 @@ fn partition(
     if log.leader != broker {
         return answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
     }
+    // KIP-320: the client's idea of the leader epoch is checked first (Kafka's
+    // Partition.checkCurrentLeaderEpoch), then whether its log diverged from this one.
+    if let Some(code) = check_leader_epoch(w.current_leader_epoch, log.leader_epoch) {
+        return answer.with_error_code(code);
+    }
+    if w.last_fetched_epoch >= 0 && w.fetch_offset > 0 {
+        let (epoch, end_offset) = log.end_offset_for(w.last_fetched_epoch);
+        if end_offset < w.fetch_offset || epoch < w.last_fetched_epoch {
+            // Kafka's validateFetchOffsetAndEpoch: no records, where the logs part.
+            return answer
+                .with_high_watermark(log.next_offset)
+                .with_last_stable_offset(log.last_stable_offset())
+                .with_diverging_epoch(
+                    EpochEndOffset::default()
+                        .with_epoch(epoch)
+                        .with_end_offset(end_offset),
+                );
+        }
+    }
     let max = (w.max_bytes.max(0) as usize).min(*budget);
     match log.read(w.fetch_offset, max, committed_only) {
         Err(code) => answer.with_error_code(code),
@@ -376,4 +419,62 @@ fn partition(
                 .with_records(Some(read.records))
         }
     }
+}
+
+/// FENCED_LEADER_EPOCH when the client's epoch is older than the leader's, UNKNOWN_LEADER_EPOCH
+/// when newer (this broker has not caught up), nothing when it is -1 (unchecked) or the same.
+pub(super) fn check_leader_epoch(client: i32, leader: i32) -> Option<i16> {
+    match client {
+        c if c < 0 || c == leader => None,
+        c if c < leader => Some(FENCED_LEADER_EPOCH),
+        _ => Some(UNKNOWN_LEADER_EPOCH),
+    }
+}
+
+/// OffsetForLeaderEpoch (KIP-320): for each partition, the end offset of the requested epoch
+/// in this leader's log, after the same leader and current-epoch checks as a fetch.
+pub(super) fn offsets_for_leader_epoch(
+    state: &State,
+    broker: i32,
+    request: &OffsetForLeaderEpochRequest,
+    error: Option<i16>,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = EpochEndOffsetAnswer::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let log = state
+                        .topics
+                        .get(t.topic.0.as_str())
+                        .and_then(|l| l.get(p.partition as usize));
+                    let code = match log {
+                        _ if error.is_some() => error,
+                        None => Some(UNKNOWN_TOPIC_OR_PARTITION),
+                        Some(log) if log.leader != broker => Some(NOT_LEADER_OR_FOLLOWER),
+                        Some(log) => check_leader_epoch(p.current_leader_epoch, log.leader_epoch),
+                    };
+                    match (code, log) {
+                        (Some(code), _) => answer.with_error_code(code),
+                        (None, Some(log)) => {
+                            let (epoch, end) = log.end_offset_for(p.leader_epoch);
+                            answer.with_leader_epoch(epoch).with_end_offset(end)
+                        }
+                        (None, None) => answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
 }

@@ -619,10 +619,11 @@ pub(super) fn offset_commit(
                         code
                     };
                     if code == 0 {
-                        state.offsets.insert(
-                            (group_id.clone(), t.name.0.to_string(), p.partition_index),
-                            p.committed_offset,
-                        );
+                        let key = (group_id.clone(), t.name.0.to_string(), p.partition_index);
+                        state
+                            .offset_epochs
+                            .insert(key.clone(), p.committed_leader_epoch);
+                        state.offsets.insert(key, p.committed_offset);
                     }
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)

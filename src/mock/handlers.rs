@@ -54,6 +54,7 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 3),
     (ApiKey::EndTxn, 3),
     (ApiKey::TxnOffsetCommit, 3),
+    (ApiKey::OffsetForLeaderEpoch, 4),
 ];
 
 /// A transaction the mock's coordinator knows.
@@ -453,6 +454,11 @@ pub(super) fn handle(
                 .with_topics(topics)
                 .encode(out, version)
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            let request = decode!(OffsetForLeaderEpochRequest);
+            fetch::offsets_for_leader_epoch(&lock(state), broker, &request, error)
+                .encode(out, version)
+        }
         ApiKey::EndTxn => {
             let request = decode!(EndTxnRequest);
             let code = match error {
@@ -647,7 +653,7 @@ fn offset_fetch(
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(*p)
                         .with_committed_offset(*state.offsets.get(&key).unwrap_or(&-1))
-                        .with_committed_leader_epoch(-1)
+                        .with_committed_leader_epoch(*state.offset_epochs.get(&key).unwrap_or(&-1))
                         .with_error_code(error.unwrap_or(0))
                 })
                 .collect();

@@ -60,6 +60,9 @@ pub(super) struct Aborted {
 pub(super) struct PartitionLog {
     pub leader: i32,
     pub leader_epoch: i32,
+    /// The leader epoch cache: each epoch and the offset it started at, oldest first (Kafka's
+    /// LeaderEpochFileCache).
+    epochs: Vec<(i32, i64)>,
     pub batches: Vec<StoredBatch>,
     pub next_offset: i64,
     producers: HashMap<i64, ProducerEntry>,
@@ -81,12 +84,51 @@ impl PartitionLog {
         PartitionLog {
             leader,
             leader_epoch: 0,
+            epochs: vec![(0, 0)],
             batches: Vec::new(),
             next_offset: 0,
             producers: HashMap::new(),
             ongoing: HashMap::new(),
             aborted: Vec::new(),
         }
+    }
+
+    /// A new leader epoch starts at the log end (a leader moved, or was elected).
+    pub fn bump_epoch(&mut self) {
+        self.leader_epoch += 1;
+        self.epochs.push((self.leader_epoch, self.next_offset));
+    }
+
+    /// The end offset of `epoch` as Kafka's LeaderEpochFileCache.endOffsetFor answers it: the
+    /// largest epoch at most `epoch`, and where the next one starts (the log end for the
+    /// current epoch); (-1, -1) for an epoch past every known one.
+    pub fn end_offset_for(&self, epoch: i32) -> (i32, i64) {
+        if epoch == self.leader_epoch {
+            return (epoch, self.next_offset);
+        }
+        let Some(i) = self.epochs.iter().position(|(e, _)| *e > epoch) else {
+            return (-1, -1);
+        };
+        let next_start = self.epochs[i].1;
+        match i.checked_sub(1) {
+            Some(prev) => (self.epochs[prev].0, next_start),
+            None => (epoch, next_start),
+        }
+    }
+
+    /// An unclean election: the new leader's log ends at `offset` (at a batch boundary, or
+    /// before the batch holding it), so what was written after is gone, and a new epoch starts
+    /// there. Returns the new log end.
+    pub fn truncate_and_elect(&mut self, offset: i64) -> i64 {
+        self.batches.retain(|b| b.next_offset() <= offset);
+        self.next_offset = self.batches.last().map_or(0, StoredBatch::next_offset);
+        let end = self.next_offset;
+        self.epochs.retain(|(_, start)| *start <= end);
+        self.producers.clear();
+        self.ongoing.clear();
+        self.aborted.retain(|a| a.last_offset < end);
+        self.bump_epoch();
+        end
     }
 
     /// The last stable offset: below the first offset of any open transaction.
@@ -180,6 +222,8 @@ impl PartitionLog {
     fn push(&mut self, batch: &[u8]) {
         let mut bytes = BytesMut::from(batch);
         bytes[..8].copy_from_slice(&self.next_offset.to_be_bytes());
+        // The broker stamps the partition leader epoch (outside the CRC, like the offset).
+        bytes[12..16].copy_from_slice(&self.leader_epoch.to_be_bytes());
         self.batches.push(StoredBatch {
             base_offset: self.next_offset,
             bytes: bytes.freeze(),

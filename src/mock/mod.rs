@@ -90,6 +90,8 @@ struct State {
     transactions: HashMap<String, handlers::Transaction>,
     /// Committed offsets by (group, topic, partition).
     offsets: HashMap<(String, String, i32), i64>,
+    /// The leader epoch committed with each (KIP-320), where one was.
+    offset_epochs: HashMap<(String, String, i32), i32>,
     /// Consumer groups by id.
     groups: HashMap<String, group::Group>,
     /// The broker that coordinates every group and transaction.
@@ -114,6 +116,7 @@ impl State {
             requests: HashMap::new(),
             transactions: HashMap::new(),
             offsets: HashMap::new(),
+            offset_epochs: HashMap::new(),
             groups: HashMap::new(),
             coordinator: 0,
             down: std::collections::BTreeSet::new(),
@@ -242,7 +245,7 @@ impl MockCluster {
             for (p, log) in logs.iter_mut().enumerate() {
                 if log.leader == broker {
                     log.leader = live[p % live.len()];
-                    log.leader_epoch += 1;
+                    log.bump_epoch();
                 }
             }
         }
@@ -375,8 +378,25 @@ impl MockCluster {
             .and_then(|t| t.get_mut(partition as usize))
         {
             log.leader = broker;
-            log.leader_epoch += 1;
+            log.bump_epoch();
         }
+    }
+
+    /// An unclean election (KIP-320's case): `broker` becomes the leader of a partition with a
+    /// log that ends at `offset` (rounded down to a batch boundary), so the records after it
+    /// are gone and later ones take their offsets, in a new leader epoch. Returns the new log
+    /// end.
+    pub fn unclean_election(&self, topic: &str, partition: i32, broker: i32, offset: i64) -> i64 {
+        let mut state = self.state();
+        let Some(log) = state
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(partition as usize))
+        else {
+            return -1;
+        };
+        log.leader = broker;
+        log.truncate_and_elect(offset)
     }
 
     /// The leader of a partition.

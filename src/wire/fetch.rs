@@ -64,6 +64,9 @@ pub struct FetchPartition {
     pub aborted_transactions: Option<Vec<AbortedTransaction>>,
     /// Preferred read replica (v11+), -1 if none.
     pub preferred_read_replica: i32,
+    /// Where this log and the fetcher's part (KIP-320, v12+ tagged field 0): the largest
+    /// epoch both have, and where it ends here. Present when truncation is detected.
+    pub diverging_epoch: Option<EpochEndOffset>,
     /// The current leader, when the broker says it moved (v12+ tagged field 1).
     pub current_leader: Option<LeaderAndEpoch>,
     /// The records section: a slice of the response frame (no copy); empty if null.
@@ -77,6 +80,15 @@ pub struct AbortedTransaction {
     pub producer_id: i64,
     /// The first offset of the aborted transaction.
     pub first_offset: i64,
+}
+
+/// A leader epoch and the offset where it ends (KIP-320).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEndOffset {
+    /// The leader epoch.
+    pub epoch: i32,
+    /// The offset after its last record.
+    pub end_offset: i64,
 }
 
 /// A leader id and epoch.
@@ -252,12 +264,22 @@ fn decode_partition(
             let tag = r.unsigned_varint()?;
             let size = r.unsigned_varint()? as usize;
             let field = r.take(size)?;
-            if tag == 1 {
-                let mut f = Reader::with_base(field, r.absolute_position() - size);
-                p.current_leader = Some(LeaderAndEpoch {
-                    leader_id: f.i32()?,
-                    leader_epoch: f.i32()?,
-                });
+            let mut f = Reader::with_base(field, r.absolute_position() - size);
+            match tag {
+                0 => {
+                    let diverging = EpochEndOffset {
+                        epoch: f.i32()?,
+                        end_offset: f.i64()?,
+                    };
+                    p.diverging_epoch = (diverging.epoch >= 0).then_some(diverging);
+                }
+                1 => {
+                    p.current_leader = Some(LeaderAndEpoch {
+                        leader_id: f.i32()?,
+                        leader_epoch: f.i32()?,
+                    });
+                }
+                _ => {}
             }
         }
     }
@@ -408,6 +430,36 @@ mod tests {
             (lo..hi).contains(&(records.as_ptr() as usize)),
             "records must point into the frame"
         );
+    }
+
+    #[test]
+    fn the_diverging_epoch_is_read() {
+        let resp =
+            kp::FetchResponse::default().with_responses(vec![kp::FetchableTopicResponse::default(
+            )
+            .with_topic(crate::wire::topic_name("t"))
+            .with_partitions(vec![
+                kp::PartitionData::default()
+                    .with_partition_index(3)
+                    .with_diverging_epoch(
+                        kp::EpochEndOffset::default()
+                            .with_epoch(4)
+                            .with_end_offset(120),
+                    ),
+                kp::PartitionData::default().with_partition_index(4),
+            ])]);
+        let mut buf = BytesMut::new();
+        resp.encode(&mut buf, 12).unwrap();
+        let ours = FetchResponse::decode(12, &buf.freeze()).unwrap();
+        let parts = &ours.topics[0].partitions;
+        assert_eq!(
+            parts[0].diverging_epoch,
+            Some(EpochEndOffset {
+                epoch: 4,
+                end_offset: 120
+            })
+        );
+        assert_eq!(parts[1].diverging_epoch, None, "-1 is none");
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::TxnOffsetCommit, r(0, 3)),
     (ApiKey::DescribeConfigs, r(1, 4)),
     (ApiKey::SaslAuthenticate, r(0, 2)),
+    (ApiKey::OffsetForLeaderEpoch, r(2, 4)),
 ];
 
 /// The versions spate speaks for `api`, if it speaks it at all.

@@ -419,6 +419,9 @@ fn honest(api: ApiKey, version: i16, mut request: Bytes, port: u16) -> BytesMut 
         ApiKey::EndTxn => EndTxnResponse::default().encode(&mut out, version),
         ApiKey::TxnOffsetCommit => TxnOffsetCommitResponse::default().encode(&mut out, version),
         ApiKey::DescribeConfigs => DescribeConfigsResponse::default().encode(&mut out, version),
+        ApiKey::OffsetForLeaderEpoch => {
+            OffsetForLeaderEpochResponse::default().encode(&mut out, version)
+        }
         other => panic!("the liar does not answer {other:?}"),
     };
     result.unwrap();

@@ -43,13 +43,24 @@ const TICK: Duration = Duration::from_millis(100);
 /// A partition, by topic and index.
 pub(crate) type Tp = (Arc<str>, i32);
 
+/// A partition to fetch, from where, under which epoch (the consumer's seek count), and the
+/// leader epoch of the record before the start if known (a committed offset's, KIP-320: -1
+/// otherwise).
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub tp: Tp,
+    pub offset: Offset,
+    pub epoch: u64,
+    pub leader_epoch: i32,
+}
+
 /// What the consumer asks of the fetcher.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Fetch these partitions from these starting points (replacing any earlier assignment).
-    Assign(Vec<(Tp, Offset, u64)>),
+    Assign(Vec<Start>),
     /// Also fetch these partitions (a group assigned them).
-    Add(Vec<(Tp, Offset, u64)>),
+    Add(Vec<Start>),
     /// Stop fetching these partitions.
     Unassign(Vec<Tp>),
     /// Start again from `Offset`, under epoch `u64`.
@@ -75,6 +86,9 @@ pub(crate) enum Chunk {
     /// The partition's fetch position reached its end (high watermark, or last stable offset
     /// under read_committed), at this offset.
     End(Tp, u64, i64),
+    /// The log was truncated below the position (an unclean election, KIP-320): reading goes
+    /// on from this offset, the first that diverged.
+    Truncated(Tp, u64, i64),
 }
 
 struct PartitionState {
@@ -104,6 +118,12 @@ struct PartitionState {
     /// Its end (high watermark, or last stable offset under read_committed) as the last answer
     /// that named it said: an incremental answer leaves out partitions whose end did not move.
     end: Option<i64>,
+    /// The leader epoch of the last batch fetched (-1 if unknown): sent with each fetch, so the
+    /// broker can say where its log and ours diverge (KIP-320).
+    last_fetched_epoch: i32,
+    /// Not fetched until the application seeks: it was told the partition cannot go on
+    /// (truncation under `auto.offset.reset=none`, no offset to start from).
+    halted: bool,
 }
 
 impl PartitionState {
@@ -175,7 +195,8 @@ pub(crate) async fn run(
             let mut by_broker: HashMap<i32, Vec<Target>> = HashMap::new();
             let mut need_metadata = Vec::new();
             for (tp, state) in parts.iter() {
-                let (Some(offset), false) = (state.offset, state.paused) else {
+                let (Some(offset), false, false) = (state.offset, state.paused, state.halted)
+                else {
                     continue;
                 };
                 if state.in_flight || state.retry_at.is_some_and(|t| t > now) {
@@ -187,6 +208,8 @@ pub(crate) async fn run(
                         partition: tp.1,
                         offset,
                         max_bytes: state.max_bytes,
+                        current_leader_epoch: metadata.leader_epoch(&tp.0, tp.1).unwrap_or(-1),
+                        last_fetched_epoch: state.last_fetched_epoch,
                     }),
                     None => need_metadata.push(tp.0.to_string()),
                 }
@@ -298,17 +321,23 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
         failures: 0,
         looking_up: false,
         end: None,
+        last_fetched_epoch: -1,
+        halted: false,
     };
     match command {
         Command::Assign(list) => {
             parts.clear();
-            for (tp, start, epoch) in list {
-                parts.insert(tp, new(start, epoch));
+            for start in list {
+                let mut state = new(start.offset, start.epoch);
+                state.last_fetched_epoch = start.leader_epoch;
+                parts.insert(start.tp, state);
             }
         }
         Command::Add(list) => {
-            for (tp, start, epoch) in list {
-                parts.insert(tp, new(start, epoch));
+            for start in list {
+                let mut state = new(start.offset, start.epoch);
+                state.last_fetched_epoch = start.leader_epoch;
+                parts.insert(start.tp, state);
             }
         }
         Command::Unassign(list) => {
@@ -353,9 +382,9 @@ fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchR
     let topics: Vec<FetchTopic> = by_topic(plan.partitions.iter().map(|t| {
         let p = FetchPartition::default()
             .with_partition(t.partition)
-            .with_current_leader_epoch(-1)
+            .with_current_leader_epoch(t.current_leader_epoch)
             .with_fetch_offset(t.offset)
-            .with_last_fetched_epoch(-1)
+            .with_last_fetched_epoch(t.last_fetched_epoch)
             .with_log_start_offset(-1)
             .with_partition_max_bytes(t.max_bytes);
         (&*t.topic, p)

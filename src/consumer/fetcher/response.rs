@@ -8,7 +8,7 @@ use super::{Chunk, PartitionState, Tp, OFFSET_OUT_OF_RANGE};
 
 use crate::cluster::{Client, Topics};
 use crate::consumer::aborted::AbortedFilter;
-use crate::consumer::config::{ConsumerConfig, IsolationLevel};
+use crate::consumer::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use crate::consumer::decode::{records_error, Buffer, Pending};
 use crate::consumer::Offset;
 use crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION;
@@ -77,7 +77,8 @@ pub(super) fn handle_response(
             if p.error_code != 0 {
                 let code = KafkaCode(p.error_code);
                 if p.error_code == OFFSET_OUT_OF_RANGE {
-                    tracing::info!(topic = %tp.0, partition = tp.1, offset = fetched_at, "offset out of range; resetting");
+                    // Per auto.offset.reset (`none` hands the application the error).
+                    tracing::warn!(topic = %tp.0, partition = tp.1, offset = fetched_at, policy = ?config.auto_offset_reset, "offset out of range; resetting by the policy");
                     state.offset = None;
                     state.start = Offset::Reset;
                     continue;
@@ -110,6 +111,33 @@ pub(super) fn handle_response(
                 _ => p.high_watermark,
             };
             state.end = Some(end);
+            if let Some(diverging) = p.diverging_epoch {
+                // KIP-320: the log was truncated below our position (an unclean election):
+                // the records from `end_offset` on are not the ones we read. Never skipped
+                // silently: under `none` the application is told and the partition halts
+                // until it seeks; otherwise reading resumes where the logs part, with a
+                // warning, as Java does.
+                let divergent = diverging.end_offset.min(fetched_at);
+                if config.auto_offset_reset == OffsetReset::Error {
+                    tracing::warn!(topic = %tp.0, partition = tp.1, offset = fetched_at, divergent, "log truncation detected");
+                    state.halted = true;
+                    let error = Error::LogTruncation {
+                        topic: tp.0.to_string(),
+                        partition: tp.1,
+                        offset: fetched_at,
+                        divergent_offset: divergent,
+                        divergent_epoch: diverging.epoch,
+                    };
+                    chunks.push(Chunk::Failed(error, Some((tp, epoch))));
+                } else {
+                    tracing::warn!(topic = %tp.0, partition = tp.1, offset = fetched_at, divergent, "log truncation detected; reading on from the first offset that diverged");
+                    state.offset = Some(divergent);
+                    state.last_fetched_epoch = diverging.epoch;
+                    state.at_end = false;
+                    chunks.push(Chunk::Truncated(tp, epoch, divergent));
+                }
+                continue;
+            }
             if let Some(before_end) = state.snap.take() {
                 let log_start = p.log_start_offset.max(0);
                 let target = end.saturating_sub(before_end).max(log_start);
@@ -166,6 +194,12 @@ pub(super) fn handle_response(
                 continue;
             }
             state.offset = Some(next);
+            if let Some(last) = raw.last() {
+                let leader_epoch = last.header().partition_leader_epoch;
+                if leader_epoch >= 0 {
+                    state.last_fetched_epoch = leader_epoch;
+                }
+            }
             let aborted = p
                 .aborted_transactions
                 .unwrap_or_default()

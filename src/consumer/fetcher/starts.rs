@@ -42,7 +42,11 @@ pub(super) fn start_lookups(
     let mut chunks = Vec::new();
     let mut failing = Vec::new();
     for (tp, state) in parts.iter_mut() {
-        if state.offset.is_some() || state.looking_up || state.retry_at.is_some_and(|t| t > now) {
+        if state.offset.is_some()
+            || state.looking_up
+            || state.halted
+            || state.retry_at.is_some_and(|t| t > now)
+        {
             continue;
         }
         let spec = match state.start {
@@ -66,7 +70,10 @@ pub(super) fn start_lookups(
             .push((tp.1, state.epoch));
     }
     for (tp, epoch) in failing {
-        parts.remove(&tp);
+        // Halted until the application seeks (a seek gives the partition a new start).
+        if let Some(state) = parts.get_mut(&tp) {
+            state.halted = true;
+        }
         let error = Error::kafka(
             KafkaCode(OFFSET_OUT_OF_RANGE),
             format!(

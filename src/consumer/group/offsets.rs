@@ -13,23 +13,28 @@ use crate::cluster::{Client, CoordinatorType};
 use crate::error::{Error, KafkaCode};
 use crate::wire::{by_topic, topic_name, ApiKey};
 
-/// Commits `offsets` (the next offset to read, per partition) for `group` as `identity`.
+/// An offset to commit or that was committed: the next offset to read, and the leader epoch
+/// of the record before it (KIP-320; -1 if unknown), which lets the next owner detect that
+/// the log was truncated below it.
+pub(crate) type Committed = (TopicPartition, i64, i32);
+
+/// Commits `offsets` for `group` as `identity`.
 pub(crate) async fn commit(
     client: &Client,
     group: &str,
     instance: Option<&str>,
     identity: &Identity,
-    offsets: &[(TopicPartition, i64)],
+    offsets: &[Committed],
 ) -> Result<(), Error> {
     if offsets.is_empty() {
         return Ok(());
     }
     let topics: Vec<OffsetCommitRequestTopic> =
-        by_topic(offsets.iter().map(|((topic, partition), offset)| {
+        by_topic(offsets.iter().map(|((topic, partition), offset, epoch)| {
             let p = OffsetCommitRequestPartition::default()
                 .with_partition_index(*partition)
                 .with_committed_offset(*offset)
-                .with_committed_leader_epoch(-1);
+                .with_committed_leader_epoch(*epoch);
             (topic.as_str(), p)
         }))
         .into_iter()
@@ -75,15 +80,15 @@ pub(crate) async fn commit(
         .await
 }
 
-/// The committed offset of each partition (`None` if the group has none).
-/// `require_stable` (read_committed consumers) makes the coordinator wait for pending
+/// The committed offset of each partition, with its leader epoch (`None` if the group has
+/// none). `require_stable` (read_committed consumers) makes the coordinator wait for pending
 /// transactional commits.
 pub(crate) async fn fetch(
     client: &Client,
     group: &str,
     partitions: &[TopicPartition],
     require_stable: bool,
-) -> Result<Vec<(TopicPartition, Option<i64>)>, Error> {
+) -> Result<Vec<(TopicPartition, Option<(i64, i32)>)>, Error> {
     if partitions.is_empty() {
         return Ok(Vec::new());
     }
@@ -132,7 +137,8 @@ pub(crate) async fn fetch(
                         })?;
                         out.push((
                             (t.name.0.to_string(), p.partition_index),
-                            (p.committed_offset >= 0).then_some(p.committed_offset),
+                            (p.committed_offset >= 0)
+                                .then_some((p.committed_offset, p.committed_leader_epoch)),
                         ));
                     }
                 }
