@@ -279,8 +279,8 @@ pub enum Error {
         /// The instance id both use.
         group_instance_id: String,
     },
-    /// A fetched record batch is corrupt (CRC mismatch, truncated, a decompression bomb, …).
-    /// The consumer does not move past it.
+    /// A record batch is corrupt (CRC mismatch, truncated, a decompression bomb, …; the
+    /// consumer does not move past it), or one could not be built for sending.
     #[error("{topic}-{partition}: {source}")]
     Records {
         /// The topic.

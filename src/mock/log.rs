@@ -9,7 +9,7 @@ use crate::error::codes::{
     CORRUPT_MESSAGE, DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, MESSAGE_TOO_LARGE,
     OUT_OF_ORDER_SEQUENCE_NUMBER,
 };
-use crate::record::{RecordBatchBuilder, RecordBatches};
+use crate::record::{increment_sequence, RecordBatchBuilder, RecordBatches};
 
 /// A stored batch.
 #[derive(Debug, Clone)]
@@ -189,7 +189,7 @@ impl PartitionLog {
                         recent: VecDeque::new(),
                     };
                 }
-                let last = h.base_sequence.wrapping_add(count as i32 - 1);
+                let last = h.last_sequence();
                 if let Some((_, _, offset)) = entry
                     .recent
                     .iter()
@@ -197,7 +197,7 @@ impl PartitionLog {
                 {
                     return Ok((*offset, DUPLICATE_SEQUENCE_NUMBER));
                 }
-                if h.base_sequence != entry.last_sequence.wrapping_add(1) {
+                if h.base_sequence != increment_sequence(entry.last_sequence, 1) {
                     return Err(OUT_OF_ORDER_SEQUENCE_NUMBER);
                 }
                 entry.last_sequence = last;

@@ -17,7 +17,9 @@ use bytes::Bytes;
 pub(crate) use super::batch::{Batch, BatchAck, Outcome};
 use super::partitioner::next_sticky;
 use crate::error::Error;
-use crate::record::{Compression, Header, RecordBatchBuilder, BATCH_HEADER_LEN};
+use crate::record::{
+    increment_sequence, Compression, Header, RecordBatchBuilder, BATCH_HEADER_LEN,
+};
 
 /// Bytes of a produce request besides its batches: header, transactional id, and per topic and
 /// partition framing. Generous, so a request of batches that fit never exceeds
@@ -543,7 +545,7 @@ impl Accumulator {
                 let mut batch = part.queue.pop_front().expect("head exists");
                 if limits.idempotent && batch.sequence.is_none() {
                     batch.sequence = Some(part.next_sequence);
-                    part.next_sequence = part.next_sequence.wrapping_add(batch.records);
+                    part.next_sequence = increment_sequence(part.next_sequence, batch.records);
                 }
                 if let Some(seq) = batch.sequence {
                     part.unacked.insert(seq);
@@ -638,7 +640,10 @@ impl Accumulator {
     /// `batch`: it is retriable then.
     pub fn has_earlier_unacked(&self, batch: &Batch) -> bool {
         match batch.sequence {
-            Some(seq) => self.parts[batch.slot].unacked.range(..seq).next().is_some(),
+            Some(seq) => self.parts[batch.slot]
+                .unacked
+                .iter()
+                .any(|&other| sequence_before(other, seq)),
             None => false,
         }
     }
@@ -661,7 +666,7 @@ impl Accumulator {
             .iter()
             .position(|b| match (b.sequence, seq) {
                 (None, _) => true,
-                (Some(other), Some(mine)) => other > mine,
+                (Some(other), Some(mine)) => sequence_before(mine, other),
                 (Some(_), None) => false,
             })
             .unwrap_or(part.queue.len());
@@ -679,7 +684,7 @@ impl Accumulator {
             for batch in part.queue.iter_mut() {
                 if batch.sequence.is_some() {
                     batch.sequence = Some(part.next_sequence);
-                    part.next_sequence = part.next_sequence.wrapping_add(batch.records);
+                    part.next_sequence = increment_sequence(part.next_sequence, batch.records);
                 }
             }
         }
@@ -742,3 +747,10 @@ pub(crate) fn record_size_bound(
 
 #[cfg(test)]
 mod tests;
+
+/// Whether sequence `a` comes before `b` on a partition whose sequences wrap from `i32::MAX` to
+/// 0 ([`increment_sequence`]): the batches in flight at once span far less than half the range.
+fn sequence_before(a: i32, b: i32) -> bool {
+    let distance = (i64::from(b) - i64::from(a)).rem_euclid(1 << 31);
+    distance > 0 && distance < 1 << 30
+}

@@ -32,6 +32,7 @@ mod config;
 pub mod partitioner;
 mod sender;
 mod transaction;
+mod txn_errors;
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -511,6 +512,13 @@ impl Producer {
             stopped.await;
         }
         flushed
+    }
+
+    /// The error that stopped this producer, if one did (fenced by a newer producer with its
+    /// `transactional.id`, a protocol violation, …): it can only be closed. After any other
+    /// failed transaction call the transaction is aborted and the producer goes on.
+    pub fn fatal_error(&self) -> Option<Error> {
+        self.shared().fatal()
     }
 
     fn check_open(&self) -> Result<(), Error> {

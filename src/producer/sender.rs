@@ -207,7 +207,11 @@ async fn send_request(shared: Arc<Shared>, broker: i32, mut batches: Vec<Batch>)
         }
     }
     if !failed.is_empty() {
-        // An encoding failure (a codec error) is not retriable: fail those batches alone.
+        // An encoding failure (a codec error) is not retriable: fail those batches alone, and
+        // the transaction they belong to.
+        if let (Some(txn), Some((_, e))) = (&shared.txn, failed.first()) {
+            txn.batch_failed(e);
+        }
         let mut acc = shared.acc();
         let mut released = 0;
         let mut kept = Vec::new();
@@ -280,11 +284,10 @@ fn encode(batch: &mut Batch, producer: (i64, i16), transactional: bool) -> Resul
         let builder = builder
             .producer(stamp.0, stamp.1, sequence)
             .transactional(transactional);
-        batch.data = builder.build().map_err(|e| {
-            Error::Transaction(format!(
-                "cannot encode a batch of {}-{}: {e}",
-                batch.topic, batch.partition
-            ))
+        batch.data = builder.build().map_err(|source| Error::Records {
+            topic: batch.topic.to_string(),
+            partition: batch.partition,
+            source,
         })?;
         batch.stamped = (stamp.0, stamp.1, sequence);
     } else if batch.stamped != (stamp.0, stamp.1, sequence) {
@@ -381,9 +384,14 @@ fn settle(shared: &Shared, answered: Answered) {
                                 acc.needs_epoch_bump = true;
                                 true
                             }
-                            INVALID_PRODUCER_EPOCH
-                            | PRODUCER_FENCED
-                            | TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
+                            // KIP-588: this epoch's transaction is over (the coordinator
+                            // aborted it): the transaction is abortable, and the abort takes a
+                            // new epoch. An idempotent producer takes one and retries.
+                            INVALID_PRODUCER_EPOCH => {
+                                acc.needs_epoch_bump = true;
+                                shared.txn.is_none()
+                            }
+                            PRODUCER_FENCED | TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
                                 let fenced = Error::ProducerFenced {
                                     transactional_id: shared.config.transactional_id.clone(),
                                     code: KafkaCode(code),

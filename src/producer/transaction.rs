@@ -21,6 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::txn_errors::{outcome_of, TxnApi, TxnOutcome};
 use super::{Producer, ProducerConfig, Shared};
 use crate::cluster::{millis_i32, Client, CoordinatorType};
 use crate::error::codes::{
@@ -138,19 +139,48 @@ impl Txn {
         }
     }
 
-    fn fail_if_fenced(&self, shared: &Shared, error: Error) -> Error {
-        let fenced = match error.code() {
-            Some(KafkaCode(
-                INVALID_PRODUCER_EPOCH | PRODUCER_FENCED | TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            )) => Error::ProducerFenced {
-                transactional_id: Some(self.id.clone()),
-                code: error.code().expect("matched"),
-            },
-            _ => return error,
-        };
-        *self.state() = State::Fatal(fenced.clone());
-        shared.set_fatal(fenced.clone());
-        fenced
+    /// What a failed transaction call leaves, as Java's TransactionManager decides
+    /// ([`txn_errors`](super::txn_errors)): fatal errors (fencing) end the producer, abortable
+    /// ones leave a transaction that only an abort can end. Returns the error to report.
+    fn fail_with(&self, shared: &Shared, api: TxnApi, error: Error) -> Error {
+        match outcome_of(api, &error) {
+            TxnOutcome::Fatal => {
+                let fatal = match error.code() {
+                    Some(
+                        code @ KafkaCode(
+                            INVALID_PRODUCER_EPOCH
+                            | PRODUCER_FENCED
+                            | TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                        ),
+                    ) => Error::ProducerFenced {
+                        transactional_id: Some(self.id.clone()),
+                        code,
+                    },
+                    _ => error,
+                };
+                *self.state() = State::Fatal(fatal.clone());
+                shared.set_fatal(fatal.clone());
+                fatal
+            }
+            TxnOutcome::Abortable | TxnOutcome::Retry => {
+                let mut state = self.state();
+                if matches!(*state, State::InTransaction) {
+                    *state = State::Abortable(error.clone());
+                }
+                error
+            }
+        }
+    }
+
+    /// InitProducerId failed: fencing is fatal; anything else leaves the state as it was (the
+    /// call can be made again).
+    fn fenced_at_init(&self, shared: &Shared, error: Error) -> Error {
+        match error.code() {
+            Some(KafkaCode(PRODUCER_FENCED | TRANSACTIONAL_ID_AUTHORIZATION_FAILED)) => {
+                self.fail_with(shared, TxnApi::EndTxn, error)
+            }
+            _ => error,
+        }
     }
 
     /// Adds partitions to the transaction before their first batch (called by the sender).
@@ -209,7 +239,7 @@ impl Txn {
                 }
             }
             Err(e) => {
-                let e = self.fail_if_fenced(shared, e);
+                let e = self.fail_with(shared, TxnApi::AddPartitions, e);
                 tracing::warn!(error = %e, "could not add partitions to the transaction");
                 self.batch_failed(&e);
                 // The batches of those partitions cannot go: fail them now.
@@ -283,7 +313,7 @@ impl Producer {
         }
         let id = init_producer_id(&shared.client, Some(txn), (-1, -1), &shared.config)
             .await
-            .map_err(|e| txn.fail_if_fenced(shared, e))?;
+            .map_err(|e| txn.fenced_at_init(shared, e))?;
         shared.acc().reset_sequences(id);
         *txn.state() = State::Ready;
         tracing::debug!(transactional_id = %txn.id, producer_id = id.0, epoch = id.1, "transactions initialised");
@@ -335,7 +365,7 @@ impl Producer {
                     .map_err(|code| Error::kafka(code, "add offsets to the transaction", None))
             })
             .await
-            .map_err(|e| txn.fail_if_fenced(shared, e))?;
+            .map_err(|e| txn.fail_with(shared, TxnApi::AddOffsets, e))?;
         txn.set_started(true);
         let topics: Vec<TxnOffsetCommitRequestTopic> = by_topic(offsets.iter().map(|o| {
             let p = TxnOffsetCommitRequestPartition::default()
@@ -387,7 +417,7 @@ impl Producer {
                 Ok(())
             })
             .await
-            .map_err(|e| txn.fail_if_fenced(shared, e))
+            .map_err(|e| txn.fail_with(shared, TxnApi::TxnOffsetCommit, e))
     }
 
     /// Sends what is buffered, then commits the transaction. If a record of the transaction
@@ -427,7 +457,7 @@ impl Producer {
             let current = shared.acc().producer;
             let id = init_producer_id(&shared.client, Some(txn), current, &shared.config)
                 .await
-                .map_err(|e| txn.fail_if_fenced(shared, e))?;
+                .map_err(|e| txn.fenced_at_init(shared, e))?;
             shared.acc().reset_sequences(id);
         }
         Ok(())
@@ -463,7 +493,7 @@ impl Producer {
                     })
                 })
                 .await
-                .map_err(|e| txn.fail_if_fenced(shared, e))?;
+                .map_err(|e| txn.fail_with(shared, TxnApi::EndTxn, e))?;
         }
         txn.set_started(false);
         shared.acc().end_txn();

@@ -86,6 +86,24 @@ impl BatchHeader {
     pub fn next_offset(&self) -> i64 {
         self.last_offset() + 1
     }
+
+    /// Sequence of the last record (wrapping past `i32::MAX` to 0 as Kafka's do), -1 if not
+    /// idempotent.
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return -1;
+        }
+        increment_sequence(self.base_sequence, self.last_offset_delta.max(0))
+    }
+}
+
+/// `sequence + increment` as producer sequences count: past `i32::MAX` they start again at 0
+/// (Kafka's `DefaultRecordBatch.incrementSequence`; a broker accepts 0 after `i32::MAX`).
+/// Total over every input: a lying batch's negative sequence cannot make it overflow.
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    // Kafka: `sequence > MAX - increment ? increment - (MAX - sequence) - 1 : sequence +
+    // increment`, which for non-negative inputs is the sum modulo 2^31.
+    (i64::from(sequence) + i64::from(increment)).rem_euclid(1 << 31) as i32
 }
 
 /// One whole v2 record batch: a view into the buffer it arrived in (no copy).

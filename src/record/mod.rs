@@ -22,7 +22,7 @@ mod control;
 
 use bytes::Bytes;
 
-pub use batch::{BatchHeader, PartialBatch, RawBatch, RecordBatches};
+pub use batch::{increment_sequence, BatchHeader, PartialBatch, RawBatch, RecordBatches};
 pub use builder::{restamp_producer, Header, RecordBatchBuilder};
 pub use columnar::{ColumnarBatch, DecodeOptions, RecordRef, Span, DEFAULT_MAX_DECOMPRESSED};
 pub use compression::{Compression, CompressionError};

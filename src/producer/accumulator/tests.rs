@@ -187,6 +187,36 @@ fn retries_go_first_in_sequence_order_one_at_a_time() {
     assert_eq!(order, [Some(0), Some(2), Some(4), Some(6)]);
 }
 
+/// Sequences wrap from i32::MAX to 0 as Java's do (`DefaultRecordBatch.incrementSequence`),
+/// and a batch past the wrap still counts as later than one before it.
+#[test]
+fn sequences_wrap_to_zero_and_keep_their_order() {
+    let t0 = Instant::now();
+    let mut acc = acc(limits(), "t", 1);
+    acc.parts[0].next_sequence = i32::MAX - 2;
+    let value = [2u8; 400];
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        push(&mut acc, 0, &value, t0);
+        push(&mut acc, 0, &value, t0);
+        let report = drain(&mut acc, t0 + Duration::from_secs(1), 5);
+        sent.extend(report.requests.into_iter().flat_map(|r| r.batches));
+    }
+    let seqs: Vec<Option<i32>> = sent.iter().map(|b| b.sequence).collect();
+    assert_eq!(seqs, [Some(i32::MAX - 2), Some(i32::MAX), Some(1)]);
+    let b3 = sent.pop().unwrap();
+    let b2 = sent.pop().unwrap();
+    let b1 = sent.pop().unwrap();
+    let err = Error::kafka(crate::KafkaCode(7), "test", None);
+    assert!(acc.has_earlier_unacked(&b3), "MAX-2 and MAX come before 1");
+    assert!(!acc.has_earlier_unacked(&b1));
+    acc.retry(b3, err.clone(), t0);
+    acc.retry(b1, err.clone(), t0);
+    acc.retry(b2, err, t0);
+    let queued: Vec<Option<i32>> = acc.parts[0].queue.iter().map(|b| b.sequence).collect();
+    assert_eq!(queued, [Some(i32::MAX - 2), Some(i32::MAX), Some(1)]);
+}
+
 #[test]
 fn a_retry_waits_for_its_backoff() {
     let t0 = Instant::now();

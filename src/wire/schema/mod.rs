@@ -12,7 +12,7 @@
 //! message that passes has as many elements as it has bytes to hold them, so what the decoder
 //! then allocates is bounded by the frame itself.
 //!
-//! The layouts ([`generated`]) are produced by `scripts/gen-schemas.py` from Apache Kafka's
+//! The layouts (module `generated`) are produced by `scripts/gen-schemas.py` from Apache Kafka's
 //! JSON message definitions, the same source `kafka-protocol` is generated from, and a property
 //! test checks that both read every version of every message alike.
 //!
