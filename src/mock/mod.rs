@@ -37,6 +37,7 @@ mod fetch;
 mod group;
 mod handlers;
 mod log;
+mod txn;
 
 pub use group::GroupInfo;
 use log::PartitionLog;
@@ -87,7 +88,7 @@ struct State {
     next_producer_id: i64,
     requests: HashMap<i16, u64>,
     /// Transactions by transactional id.
-    transactions: HashMap<String, handlers::Transaction>,
+    transactions: HashMap<String, txn::Transaction>,
     /// Committed offsets by (group, topic, partition).
     offsets: HashMap<(String, String, i32), i64>,
     /// The leader epoch committed with each (KIP-320), where one was.
