@@ -537,4 +537,3 @@ fn offset_fetch(
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
 }
-

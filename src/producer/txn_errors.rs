@@ -226,7 +226,10 @@ mod tests {
     fn produce_errors_in_a_transaction() {
         assert_eq!(classify(Produce, INVALID_PRODUCER_EPOCH), Abortable);
         assert_eq!(classify(Produce, PRODUCER_FENCED), Fatal);
-        assert_eq!(classify(Produce, TRANSACTIONAL_ID_AUTHORIZATION_FAILED), Fatal);
+        assert_eq!(
+            classify(Produce, TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            Fatal
+        );
         assert_eq!(classify(Produce, 10), Abortable); // MESSAGE_TOO_LARGE
         assert_eq!(classify(Produce, 2), Retry); // CORRUPT_MESSAGE: retriable in Kafka
         assert_eq!(classify(Produce, 6), Retry); // NOT_LEADER_OR_FOLLOWER

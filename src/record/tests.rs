@@ -595,10 +595,22 @@ fn sequences_wrap_as_kafkas_do() {
     assert_eq!(increment_sequence(i32::MAX - 5, 5), i32::MAX);
     assert_eq!(increment_sequence(i32::MAX, 1), 0);
     assert_eq!(increment_sequence(i32::MAX - 2, 5), 2);
-    assert_eq!(increment_sequence(-1, 1), 0, "no sequence yet, then the first");
+    assert_eq!(
+        increment_sequence(-1, 1),
+        0,
+        "no sequence yet, then the first"
+    );
     // The same as Java's formula for every non-negative input it was checked on.
-    for (s, n) in [(i32::MAX - 1, 3), (i32::MAX, i32::MAX), (1000, i32::MAX - 999)] {
-        let java = if s > i32::MAX - n { n - (i32::MAX - s) - 1 } else { s + n };
+    for (s, n) in [
+        (i32::MAX - 1, 3),
+        (i32::MAX, i32::MAX),
+        (1000, i32::MAX - 999),
+    ] {
+        let java = if s > i32::MAX - n {
+            n - (i32::MAX - s) - 1
+        } else {
+            s + n
+        };
         assert_eq!(increment_sequence(s, n), java);
     }
 }
