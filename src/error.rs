@@ -78,6 +78,8 @@ pub mod codes {
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     /// FENCED_INSTANCE_ID.
     pub const FENCED_INSTANCE_ID: i16 = 82;
+    /// UNSTABLE_OFFSET_COMMIT.
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     /// PRODUCER_FENCED.
     pub const PRODUCER_FENCED: i16 = 90;
 }

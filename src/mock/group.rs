@@ -255,7 +255,12 @@ impl Group {
     }
 
     /// Checks a request's member, instance and generation (`None`: no generation check).
-    fn check(&self, member_id: &str, instance_id: Option<&str>, generation: Option<i32>) -> i16 {
+    pub(super) fn check(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: Option<i32>,
+    ) -> i16 {
         if let Some(instance) = instance_id {
             let owner = self
                 .members

@@ -21,7 +21,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::{fetch, group, lock, txn, State};
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
-    NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
+    NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, UNSTABLE_OFFSET_COMMIT,
+    UNSUPPORTED_VERSION,
 };
 use crate::wire::versions::supported;
 use crate::wire::{decode_body, schema, topic_name, ApiKey, Direction};
@@ -321,7 +322,7 @@ pub(super) fn handle(
         }
         ApiKey::AddOffsetsToTxn => {
             let request = decode!(AddOffsetsToTxnRequest);
-            txn::add_offsets(&lock(state), &request, error).encode(out, version)
+            txn::add_offsets(&mut lock(state), &request, error).encode(out, version)
         }
         ApiKey::TxnOffsetCommit => {
             let request = decode!(TxnOffsetCommitRequest);
@@ -523,11 +524,18 @@ fn offset_fetch(
                 .iter()
                 .map(|p| {
                     let key = (group.clone(), t.name.0.to_string(), *p);
+                    let unstable = request.require_stable
+                        && txn::offset_pending(state, &group, t.name.0.as_str(), *p);
+                    let code = match error {
+                        Some(code) => code,
+                        None if unstable => UNSTABLE_OFFSET_COMMIT,
+                        None => 0,
+                    };
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(*p)
                         .with_committed_offset(*state.offsets.get(&key).unwrap_or(&-1))
                         .with_committed_leader_epoch(*state.offset_epochs.get(&key).unwrap_or(&-1))
-                        .with_error_code(error.unwrap_or(0))
+                        .with_error_code(code)
                 })
                 .collect();
             OffsetFetchResponseTopic::default()

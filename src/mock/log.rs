@@ -157,7 +157,16 @@ impl PartitionLog {
             if batch.len() > max_bytes {
                 return Err(MESSAGE_TOO_LARGE);
             }
-            if batch.header().is_transactional() && !in_txn(batch.header().producer_id) {
+            let h = batch.header();
+            // A fenced epoch is refused before anything else (Kafka's producer state check).
+            if self
+                .producers
+                .get(&h.producer_id)
+                .is_some_and(|p| h.producer_epoch < p.epoch)
+            {
+                return Err(INVALID_PRODUCER_EPOCH);
+            }
+            if h.is_transactional() && !in_txn(h.producer_id) {
                 return Err(INVALID_TXN_STATE);
             }
             batches.push(batch);
@@ -250,6 +259,16 @@ impl PartitionLog {
         let at = self.next_offset;
         self.push(&bytes);
         self.next_offset += 1;
+        // A marker written with a bumped epoch (a timed-out transaction) fences the old one.
+        if let Some(entry) = self.producers.get_mut(&producer_id) {
+            if epoch > entry.epoch {
+                *entry = ProducerEntry {
+                    epoch,
+                    last_sequence: -1,
+                    recent: VecDeque::new(),
+                };
+            }
+        }
         if let (Some(first_offset), false) = (first, commit) {
             self.aborted.push(Aborted {
                 producer_id,

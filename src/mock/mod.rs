@@ -503,15 +503,18 @@ fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Expires silent group members even when no request comes to notice it.
+/// Expires silent group members and timed-out transactions even when no request comes to
+/// notice it.
 async fn expire_members(state: std::sync::Weak<Mutex<State>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let Some(state) = state.upgrade() else { return };
         let now = std::time::Instant::now();
-        for group in lock(&state).groups.values_mut() {
+        let mut state = lock(&state);
+        for group in state.groups.values_mut() {
             group.tick(now);
         }
+        txn::expire(&mut state, now);
     }
 }
 

@@ -1,0 +1,352 @@
+//! The transaction coordinator's fencing rules on the embedded cluster (`--features mock`),
+//! each checked first with librdkafka (confluent-kafka) as an independent client where it can
+//! reach the rule, then with spate's producer:
+//! - a transaction open longer than `transaction.timeout.ms` is aborted by the coordinator,
+//!   which bumps the epoch: the late producer's commit is refused as fenced (Kafka's
+//!   `TransactionCoordinator.abortTimedOutTransactions`);
+//! - TxnOffsetCommit from a stale generation or an unknown member is refused, and the Java
+//!   client's rule holds: the transaction becomes abortable, never committed without its offsets
+//!   (`TransactionManager.TxnOffsetCommitHandler`);
+//! - offsets committed in an open transaction are unstable for OffsetFetch with
+//!   `require_stable` until the transaction ends (KIP-447);
+//! - errors that retrying fixes are retried; fatal ones are reported as fatal.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spate::cluster::{Client, OffsetSpec};
+use spate::consumer::{Consumer, ConsumerConfig, Event};
+use spate::mock::{Fault, MockCluster};
+use spate::producer::{OffsetToCommit, Producer, ProducerConfig, Record};
+use spate::wire::ApiKey;
+use spate::{ClientConfig, Error};
+use support::{committed_offset, read_with_librdkafka};
+
+const ILLEGAL_GENERATION: i16 = 22;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const CONCURRENT_TRANSACTIONS: i16 = 51;
+const NOT_COORDINATOR: i16 = 16;
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+const PRODUCER_FENCED: i16 = 90;
+
+fn client_config(cluster: &MockCluster) -> ClientConfig {
+    let mut client = ClientConfig::new(&cluster.bootstrap())
+        .request_timeout(Duration::from_secs(5))
+        .api_timeout(Duration::from_secs(10));
+    client.retry_backoff = Duration::from_millis(5);
+    client
+}
+
+fn producer_config(cluster: &MockCluster, txn_id: &str) -> ProducerConfig {
+    ProducerConfig {
+        client: client_config(cluster),
+        ..ProducerConfig::default()
+    }
+    .transactional_id(txn_id)
+    .linger(Duration::from_millis(1))
+}
+
+/// Waits until the partition has no open transaction (its last stable offset has caught up
+/// with its end) and holds more than `at_least` offsets: the coordinator ended what was open.
+async fn await_no_open_transaction(client: &Client, topic: &str, at_least: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let end = client
+            .list_offsets(topic, &[0], OffsetSpec::Latest)
+            .await
+            .unwrap()[0]
+            .offset;
+        let stable = client
+            .list_offsets_isolated(topic, &[0], OffsetSpec::Latest, true)
+            .await
+            .unwrap()[0]
+            .offset;
+        if end > at_least && stable == end {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the transaction is still open (end {end}, stable {stable})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_sees_a_timed_out_transaction_aborted_and_its_producer_fenced() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("late", 1);
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/txn_timeout.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args([&cluster.bootstrap(), "late", "1500"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("the script ends early").unwrap();
+    assert_eq!(
+        first, "open",
+        "`pip install confluent-kafka==2.16.1` if it is missing"
+    );
+    let client = Client::connect(client_config(&cluster)).await.unwrap();
+    // 10 records, then the coordinator's abort marker.
+    await_no_open_transaction(&client, "late", 10).await;
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "commit").unwrap();
+    let outcome = lines.next().expect("no outcome").unwrap();
+    assert!(child.wait().unwrap().success());
+    eprintln!("librdkafka: {outcome}");
+    assert!(
+        outcome.starts_with("error") && outcome.contains("fatal=True"),
+        "librdkafka's commit after the timeout: {outcome}"
+    );
+    let read = read_with_librdkafka(&cluster.bootstrap(), "late", 1, "read_committed");
+    assert_eq!(read[0].count, 0, "the timed-out transaction is aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spate_sees_a_timed_out_transaction_aborted_and_its_producer_fenced() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("late", 1);
+    let config =
+        producer_config(&cluster, "spate-timeout").transaction_timeout(Duration::from_millis(1500));
+    let producer = Producer::new(config.clone()).await.unwrap();
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..10 {
+        let v = format!("never-{i}");
+        producer
+            .send(Record::new("late").partition(0).value(v.as_bytes()))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let client = Client::connect(client_config(&cluster)).await.unwrap();
+    await_no_open_transaction(&client, "late", 10).await;
+    // The zombie's next write is refused by the partition (the marker bumped the epoch):
+    // INVALID_PRODUCER_EPOCH on Produce makes the transaction abortable (KIP-588, the Java
+    // client's `Sender`), so the commit is refused; the abort then meets the coordinator's
+    // PRODUCER_FENCED, which is fatal (`EndTxnHandler`). Nothing is committed.
+    let late = producer
+        .send(Record::new("late").partition(0).value(b"zombie"))
+        .await
+        .unwrap();
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(
+        late.await.is_err(),
+        "a fenced producer's record is not written"
+    );
+    assert!(producer.fatal_error().is_none(), "abortable first: {err}");
+    let err = producer.abort_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::ProducerFenced { .. }), "{err}");
+    assert!(producer.fatal_error().is_some());
+    let read = read_with_librdkafka(&cluster.bootstrap(), "late", 1, "read_committed");
+    assert_eq!(read[0].count, 0, "the timed-out transaction is aborted");
+    // The same transactional.id starts again.
+    let next = Producer::new(config).await.unwrap();
+    next.init_transactions().await.unwrap();
+    next.begin_transaction().unwrap();
+    next.send(Record::new("late").partition(0).value(b"kept"))
+        .await
+        .unwrap();
+    next.commit_transaction().await.unwrap();
+    let read = read_with_librdkafka(&cluster.bootstrap(), "late", 1, "read_committed");
+    assert_eq!(read[0].count, 1);
+}
+
+/// A consumer of group `group` with its partitions of `topic` assigned.
+async fn member(cluster: &MockCluster, group: &str, topic: &str) -> Consumer {
+    let config = ConsumerConfig {
+        client: client_config(cluster),
+        ..ConsumerConfig::default()
+    }
+    .group_id(group);
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline.into(), consumer.next())
+            .await
+            .expect("no assignment")
+            .unwrap();
+        if matches!(event, Event::Assigned(_)) {
+            return consumer;
+        }
+    }
+}
+
+fn offset(topic: &str, offset: i64) -> Vec<OffsetToCommit> {
+    vec![OffsetToCommit {
+        topic: topic.into(),
+        partition: 0,
+        offset,
+        metadata: None,
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_from_a_stale_member_make_the_transaction_abortable_never_committed() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("in", 1);
+    cluster.create_topic("out", 1);
+    let consumer = member(&cluster, "job", "in").await;
+    let group = consumer.group_metadata().unwrap();
+    assert!(group.generation_id >= 1);
+    let producer = Producer::new(producer_config(&cluster, "stale"))
+        .await
+        .unwrap();
+    producer.init_transactions().await.unwrap();
+    let client = Client::connect(client_config(&cluster)).await.unwrap();
+    let cases = [
+        (
+            "a past generation",
+            spate::producer::GroupMetadata {
+                generation_id: group.generation_id - 1,
+                ..group.clone()
+            },
+            ILLEGAL_GENERATION,
+        ),
+        (
+            "an unknown member",
+            spate::producer::GroupMetadata {
+                member_id: "gone".into(),
+                ..group.clone()
+            },
+            UNKNOWN_MEMBER_ID,
+        ),
+    ];
+    for (i, (what, stale, code)) in cases.into_iter().enumerate() {
+        producer.begin_transaction().unwrap();
+        producer
+            .send(Record::new("out").value(b"lost"))
+            .await
+            .unwrap();
+        let err = producer
+            .send_offsets_to_transaction(&offset("in", 10 + i as i64), &stale)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().map(|c| c.0), Some(code), "{what}: {err}");
+        // Abortable: no commit without the offsets, the abort succeeds, the producer goes on.
+        assert!(producer.fatal_error().is_none(), "{what}");
+        assert!(producer.commit_transaction().await.is_err(), "{what}");
+        producer.abort_transaction().await.unwrap();
+        assert_eq!(committed_offset(&client, "job", "in").await, -1, "{what}");
+    }
+    producer.begin_transaction().unwrap();
+    producer
+        .send(Record::new("out").value(b"kept"))
+        .await
+        .unwrap();
+    producer
+        .send_offsets_to_transaction(&offset("in", 42), &group)
+        .await
+        .unwrap();
+    producer.commit_transaction().await.unwrap();
+    assert_eq!(committed_offset(&client, "job", "in").await, 42);
+    let read = read_with_librdkafka(&cluster.bootstrap(), "out", 1, "read_committed");
+    assert_eq!(read[0].count, 1, "only the committed transaction's record");
+    consumer.close().await.unwrap();
+}
+
+/// OffsetFetch v7 with `require_stable`: the error code of partition 0.
+async fn stable_fetch_code(client: &Client, group: &str, topic: &str) -> i16 {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use spate::cluster::CoordinatorType;
+    let conn = client
+        .coordinator(CoordinatorType::Group, group)
+        .await
+        .unwrap();
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_require_stable(true)
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_indexes(vec![0])]));
+    let response = conn.request_at(&request, 7).await.unwrap();
+    response.topics[0].partitions[0].error_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_in_an_open_transaction_are_unstable_until_it_ends() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("in", 1);
+    cluster.create_topic("out", 1);
+    let client = Client::connect(client_config(&cluster)).await.unwrap();
+    let producer = Producer::new(producer_config(&cluster, "pending"))
+        .await
+        .unwrap();
+    producer.init_transactions().await.unwrap();
+    for commit in [false, true] {
+        producer.begin_transaction().unwrap();
+        producer
+            .send_offsets_to_transaction(
+                &offset("in", 7),
+                &spate::producer::GroupMetadata::new("job"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            stable_fetch_code(&client, "job", "in").await,
+            UNSTABLE_OFFSET_COMMIT
+        );
+        if commit {
+            producer.commit_transaction().await.unwrap();
+        } else {
+            producer.abort_transaction().await.unwrap();
+        }
+        assert_eq!(stable_fetch_code(&client, "job", "in").await, 0);
+        let expected = if commit { 7 } else { -1 };
+        assert_eq!(committed_offset(&client, "job", "in").await, expected);
+    }
+}
+
+/// Per error class, what spate's transaction calls do, as the Java client's handlers decide:
+/// retriable codes are retried to success, fencing is fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_errors_are_retried_or_fatal_as_in_java() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("out", 1);
+    let producer = Producer::new(producer_config(&cluster, "classes"))
+        .await
+        .unwrap();
+    producer.init_transactions().await.unwrap();
+    // AddPartitionsToTxn CONCURRENT_TRANSACTIONS (the previous one still ending) and EndTxn
+    // NOT_COORDINATOR: retried (AddPartitionsToTxnHandler, EndTxnHandler).
+    producer.begin_transaction().unwrap();
+    cluster.inject(
+        ApiKey::AddPartitionsToTxn,
+        Fault::Error(CONCURRENT_TRANSACTIONS),
+        2,
+    );
+    cluster.inject(ApiKey::EndTxn, Fault::Error(NOT_COORDINATOR), 2);
+    let d = producer
+        .send(Record::new("out").value(b"one"))
+        .await
+        .unwrap();
+    producer.commit_transaction().await.unwrap();
+    d.await.unwrap();
+    assert_eq!(cluster.pending_faults(), 0);
+    let read = read_with_librdkafka(&cluster.bootstrap(), "out", 1, "read_committed");
+    assert_eq!(read[0].count, 1);
+    // EndTxn PRODUCER_FENCED: fatal (EndTxnHandler → ProducerFencedException); never success.
+    producer.begin_transaction().unwrap();
+    producer
+        .send(Record::new("out").value(b"two"))
+        .await
+        .unwrap();
+    cluster.inject(ApiKey::EndTxn, Fault::Error(PRODUCER_FENCED), 1);
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::ProducerFenced { .. }), "{err}");
+    assert!(producer.fatal_error().is_some());
+    assert!(producer.begin_transaction().is_err(), "fatal is final");
+}
