@@ -45,10 +45,6 @@ async fn fill(cluster: &MockCluster, topic: &str, n: usize) -> Vec<Digest> {
     expected
 }
 
-fn spawn_pipe(bootstrap: &str, exit_at_end: bool) -> Child {
-    spawn_pipe_with(bootstrap, exit_at_end, &[])
-}
-
 fn spawn_pipe_with(bootstrap: &str, exit_at_end: bool, extra: &[&str]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spate"));
     cmd.args([
@@ -95,7 +91,10 @@ async fn a_killed_exactly_once_pipeline_writes_each_record_once() {
         Fault::Delay(Duration::from_millis(10)),
         100,
     );
-    let mut first = spawn_pipe(&bootstrap, false);
+    // A static member: its restart keeps its transactional.id (spate-pipe-eo-one), so the
+    // restart fences the killed run and aborts the transaction it left open at once.
+    let static_member = ["-X", "group.instance.id=one"];
+    let mut first = spawn_pipe_with(&bootstrap, false, &static_member);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let written: i64 = (0..PARTITIONS).map(|p| cluster.log_end("out", p)).sum();
@@ -118,7 +117,7 @@ async fn a_killed_exactly_once_pipeline_writes_each_record_once() {
     first.kill().unwrap();
     first.wait().unwrap();
 
-    let second = spawn_pipe(&bootstrap, true);
+    let second = spawn_pipe_with(&bootstrap, true, &static_member);
     let done = tokio::task::spawn_blocking(move || second.wait_with_output().unwrap())
         .await
         .unwrap();
@@ -347,5 +346,75 @@ async fn wait_for_empty_group(cluster: &MockCluster, group: &str) {
             cluster.group(group)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Exactly-once, in-process, through errors that make a transaction abortable (offsets refused
+/// with ILLEGAL_GENERATION, a write refused with INVALID_PRODUCER_EPOCH, KIP-588) and a
+/// retriable one on EndTxn: the pipeline aborts, rewinds to the last commit and goes on. The
+/// read_committed output is the input exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exactly_once_pipeline_aborts_rewinds_and_goes_on() {
+    const ILLEGAL_GENERATION: i16 = 22;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    const NOT_COORDINATOR: i16 = 16;
+    let n = 20_000;
+    let cluster = MockCluster::start(3).await.unwrap();
+    cluster.create_topic("in", PARTITIONS);
+    cluster.create_topic("out", PARTITIONS);
+    let expected = fill(&cluster, "in", n).await;
+    let mut client =
+        ClientConfig::new(&cluster.bootstrap()).request_timeout(Duration::from_secs(2));
+    client.retry_backoff = Duration::from_millis(10);
+    let consumer = ConsumerConfig {
+        client: client.clone(),
+        ..ConsumerConfig::default()
+    }
+    .group_id("recovers")
+    .session_timeout(Duration::from_secs(3), Duration::from_millis(300))
+    .auto_offset_reset(OffsetReset::Earliest);
+    let producer = ProducerConfig {
+        client,
+        ..ProducerConfig::default()
+    }
+    .batch_size(4096);
+    // The first transaction fails on its first write; the second (the same input, read
+    // again) on its offsets; the third commits after a retried EndTxn.
+    cluster.inject(ApiKey::Produce, Fault::Error(INVALID_PRODUCER_EPOCH), 1);
+    cluster.inject(ApiKey::TxnOffsetCommit, Fault::Error(ILLEGAL_GENERATION), 1);
+    cluster.inject(ApiKey::EndTxn, Fault::Error(NOT_COORDINATOR), 1);
+    let stats = Pipeline::new(consumer, producer)
+        .from_topics(&["in"])
+        .to_topic("out")
+        .operators(|| Chain::new().then(ops::uppercase()))
+        .guarantee(Guarantee::ExactlyOnce)
+        .commit_interval(Duration::from_millis(20))
+        .stop_at_end(true)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(cluster.pending_faults(), 0, "every fault was met");
+    assert_eq!(stats.aborts, 2, "{stats:?}");
+    assert!(
+        stats.records_in > n as u64,
+        "aborted input is read again: {stats:?}"
+    );
+    let bootstrap = cluster.bootstrap();
+    let read = tokio::task::spawn_blocking(move || {
+        read_with_librdkafka(&bootstrap, "out", PARTITIONS, "read_committed")
+    })
+    .await
+    .unwrap();
+    for p in 0..PARTITIONS as usize {
+        assert_eq!(read[p].count, expected[p].count, "partition {p}: count");
+        assert_eq!(
+            read[p].sha256,
+            expected[p].hex(),
+            "partition {p}: exactly once"
+        );
+        assert_eq!(
+            cluster.committed("recovers", "in", p as i32),
+            Some(expected[p].count as i64)
+        );
     }
 }

@@ -45,6 +45,7 @@
 //! ```
 
 mod batch;
+mod driver;
 pub mod kernels;
 pub mod ops;
 mod run;
@@ -101,6 +102,8 @@ pub struct Stats {
     pub batches: u64,
     /// Offset commits (transactions committed, under exactly-once).
     pub commits: u64,
+    /// Transactions aborted after an error the pipeline recovered from (exactly-once).
+    pub aborts: u64,
 }
 
 /// A source → operators → sink job. Built with the methods below, started with

@@ -7,35 +7,38 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, Notify};
 
+use super::driver::{Driver, Stop};
 use super::{Batch, Chain, Guarantee, Partitioning, Pipeline, Sink, Stats};
 use crate::config::ConfigError;
-use crate::consumer::{Consumer, Event, IsolationLevel, Offset, PartitionBatch};
+use crate::consumer::{Consumer, IsolationLevel, Offset, PartitionBatch};
 use crate::error::Error;
-use crate::producer::{BatchDelivery, OffsetToCommit, Producer, Record};
+use crate::producer::{BatchDelivery, Producer, Record};
 
-type Tp = (Arc<str>, i32);
+pub(super) type Tp = (Arc<str>, i32);
 
 /// How far the output has been acknowledged.
 #[derive(Default)]
-struct Progress {
+pub(super) struct Progress {
     /// Per source partition: the offset after the last input whose output is acknowledged.
-    acked: HashMap<Tp, i64>,
+    pub(super) acked: HashMap<Tp, i64>,
     /// Inputs finished (acknowledged or failed).
-    done: u64,
-    records_out: u64,
-    failed: Option<Error>,
+    pub(super) done: u64,
+    pub(super) records_out: u64,
+    /// The first failure since the driver last cleared it. Lanes go on after a failure (the
+    /// driver decides whether the pipeline can), but nothing acknowledged after it counts.
+    pub(super) failed: Option<Error>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     progress: Mutex<Progress>,
     /// Something was acknowledged or failed.
-    changed: Notify,
+    pub(super) changed: Notify,
     /// Something failed.
-    failure: Notify,
+    pub(super) failure: Notify,
 }
 
 impl Shared {
-    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+    pub(super) fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -97,9 +100,11 @@ pub(super) async fn run(
             .clone()
             .ok_or_else(|| missing("group.id (exactly-once commits offsets in transactions)"))?;
         consumer.isolation_level = IsolationLevel::ReadCommitted;
-        producer
-            .transactional_id
-            .get_or_insert_with(|| format!("spate-pipe-{group}"));
+        producer.transactional_id = Some(member_transactional_id(
+            producer.transactional_id.as_deref(),
+            &group,
+            consumer.group_instance_id.as_deref(),
+        ));
     } else {
         producer.transactional_id = None;
     }
@@ -164,16 +169,26 @@ pub(super) async fn run(
         dispatched: 0,
         committed: HashMap::new(),
         in_transaction: false,
+        failed_in_a_row: 0,
+        ended: HashSet::new(),
     };
-    let result = driver
-        .drive(&lane_txs, shutdown, commit_interval, stop_at_end)
-        .await;
-    let result = match result {
-        Ok(()) => match driver.drain().await {
-            Ok(()) => driver.commit().await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
+    tokio::pin!(shutdown);
+    let result = loop {
+        let stop = match driver
+            .drive(&lane_txs, shutdown.as_mut(), commit_interval, stop_at_end)
+            .await
+        {
+            Ok(stop) => stop,
+            Err(e) => break Err(e),
+        };
+        // The last commit: everything handed to the sink or, after a failure the pipeline
+        // recovers from, nothing since the last commit, which is then read again.
+        driver.settle_or_fail().await;
+        let aborts = driver.stats.aborts;
+        match driver.commit().await {
+            Ok(()) if stop == Stop::End && driver.stats.aborts > aborts => continue,
+            result => break result,
+        }
     };
     drop(lane_txs);
     for task in lane_tasks {
@@ -198,6 +213,35 @@ pub(super) async fn run(
     Ok(stats)
 }
 
+/// Each member of an exactly-once pipeline needs its own `transactional.id`: since KIP-447 the
+/// group generation fences zombies, so the id only has to be unique and, for a static member,
+/// stable. It is `<prefix>-<group.instance.id>` for a static member (a restarted member fences
+/// and aborts what its previous incarnation left open) and `<prefix>-<random>` otherwise. The
+/// prefix is the configured `transactional.id`, or `spate-pipe-<group>`.
+pub(super) fn member_transactional_id(
+    prefix: Option<&str>,
+    group: &str,
+    instance: Option<&str>,
+) -> String {
+    let prefix = match prefix {
+        Some(p) => p.to_owned(),
+        None => format!("spate-pipe-{group}"),
+    };
+    match instance {
+        Some(instance) => format!("{prefix}-{instance}"),
+        None => format!("{prefix}-{}", random_suffix()),
+    }
+}
+
+/// 64 random bits in hex (std's per-process hash keys, mixed with the time and process id).
+fn random_suffix() -> String {
+    use std::hash::BuildHasher;
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    std::time::SystemTime::now().hash(&mut h);
+    std::process::id().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 fn missing(what: &str) -> Error {
     Error::Config(ConfigError::Missing {
         key: what.to_owned(),
@@ -205,188 +249,7 @@ fn missing(what: &str) -> Error {
     })
 }
 
-struct Driver {
-    source: Consumer,
-    producer: Option<Producer>,
-    shared: Arc<Shared>,
-    exactly_once: bool,
-    grouped: bool,
-    stats: Stats,
-    dispatched: u64,
-    /// What was last committed, per partition.
-    committed: HashMap<Tp, i64>,
-    /// Records were handed to the sink since the transaction began.
-    in_transaction: bool,
-}
-
-impl Driver {
-    async fn drive(
-        &mut self,
-        lanes: &[mpsc::Sender<PartitionBatch>],
-        shutdown: impl Future<Output = ()>,
-        commit_interval: std::time::Duration,
-        stop_at_end: bool,
-    ) -> Result<(), Error> {
-        let mut ticker = tokio::time::interval(commit_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        let mut ended: HashSet<Tp> = HashSet::new();
-        tokio::pin!(shutdown);
-        let shared = self.shared.clone();
-        loop {
-            // Registered before the check, so a lane failing in between still wakes the loop
-            // (it may be waiting for input that never comes).
-            let failed = shared.failure.notified();
-            tokio::pin!(failed);
-            failed.as_mut().enable();
-            if let Some(e) = self.shared.progress().failed.clone() {
-                return Err(e);
-            }
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                () = &mut failed => continue,
-                _ = ticker.tick() => self.commit().await?,
-                event = self.source.next() => match event? {
-                    Event::Batch(batch) => {
-                        let tp: Tp = (batch.topic_arc(), batch.partition());
-                        ended.remove(&tp);
-                        self.stats.batches += 1;
-                        self.stats.records_in += batch.batch().len() as u64;
-                        self.dispatched += 1;
-                        self.in_transaction = true;
-                        let lane = lane_of(&tp, lanes.len());
-                        if lanes[lane].send(batch).await.is_err() {
-                            // A lane stops only after reporting why.
-                            let failed = self.shared.progress().failed.clone();
-                            return Err(failed.unwrap_or(Error::ConsumerClosed));
-                        }
-                    }
-                    Event::EndOfPartition { topic, partition, .. } => {
-                        ended.insert((Arc::from(topic.as_str()), partition));
-                        let assignment = self.source.assignment();
-                        let all = !assignment.is_empty()
-                            && assignment
-                                .iter()
-                                .all(|(t, p)| ended.contains(&(Arc::from(t.as_str()), *p)));
-                        if stop_at_end && all {
-                            return Ok(());
-                        }
-                    }
-                    Event::Revoked(_) => {
-                        // Commit what was written before the partitions go to another member.
-                        self.drain().await?;
-                        self.commit().await?;
-                    }
-                    Event::Lost(_) => {
-                        // Fenced: a commit would be refused. Wait for what is in flight, and
-                        // (exactly-once) abort it; the new owner starts from the last commit.
-                        self.drain().await?;
-                        if self.exactly_once && self.in_transaction {
-                            self.abort_and_rewind().await?;
-                        }
-                    }
-                    _ => {}
-                },
-            }
-        }
-    }
-
-    /// Waits until every dispatched input is acknowledged (or one failed).
-    async fn drain(&self) -> Result<(), Error> {
-        loop {
-            let changed = self.shared.changed.notified();
-            {
-                let p = self.shared.progress();
-                if let Some(e) = &p.failed {
-                    return Err(e.clone());
-                }
-                if p.done >= self.dispatched {
-                    return Ok(());
-                }
-            }
-            changed.await;
-        }
-    }
-
-    /// Commits the acknowledged progress (at-least-once), or ends the transaction with the
-    /// consumed offsets in it and begins the next (exactly-once).
-    async fn commit(&mut self) -> Result<(), Error> {
-        if self.exactly_once {
-            if !self.in_transaction {
-                return Ok(());
-            }
-            self.drain().await?;
-        }
-        let offsets: Vec<(Tp, i64)> = {
-            let p = self.shared.progress();
-            p.acked
-                .iter()
-                .filter(|(tp, o)| self.committed.get(*tp) != Some(o))
-                .map(|(tp, o)| (tp.clone(), *o))
-                .collect()
-        };
-        if self.exactly_once {
-            let producer = self.producer.as_ref().expect("exactly-once has a producer");
-            let group = self
-                .source
-                .group_metadata()
-                .expect("exactly-once has a group");
-            let to_commit: Vec<OffsetToCommit> = offsets
-                .iter()
-                .map(|((t, p), o)| OffsetToCommit {
-                    topic: t.to_string(),
-                    partition: *p,
-                    offset: *o,
-                    metadata: None,
-                })
-                .collect();
-            let committed = async {
-                if !to_commit.is_empty() {
-                    producer
-                        .send_offsets_to_transaction(&to_commit, &group)
-                        .await?;
-                }
-                producer.commit_transaction().await
-            }
-            .await;
-            if let Err(e) = committed {
-                let _ = self.abort_and_rewind().await;
-                return Err(e);
-            }
-            producer.begin_transaction()?;
-            self.in_transaction = false;
-        } else if self.grouped && !offsets.is_empty() {
-            let list: Vec<(String, i32, i64)> = offsets
-                .iter()
-                .map(|((t, p), o)| (t.to_string(), *p, *o))
-                .collect();
-            self.source.commit_offsets(&list).await?;
-        } else if offsets.is_empty() {
-            return Ok(());
-        }
-        self.committed.extend(offsets);
-        self.stats.commits += 1;
-        Ok(())
-    }
-
-    /// Aborts the open transaction and moves every partition back to its last commit, so the
-    /// aborted input is read again.
-    async fn abort_and_rewind(&mut self) -> Result<(), Error> {
-        let producer = self.producer.as_ref().expect("exactly-once has a producer");
-        producer.abort_transaction().await?;
-        let assignment = self.source.assignment();
-        let list: Vec<(&str, i32)> = assignment.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-        for ((topic, partition), offset) in self.source.committed(&list).await? {
-            let start = offset.map_or(Offset::Reset, Offset::At);
-            self.source.seek(&topic, partition, start)?;
-        }
-        self.shared.progress().acked.clear();
-        self.in_transaction = false;
-        producer.begin_transaction()
-    }
-}
-
-fn lane_of(tp: &Tp, lanes: usize) -> usize {
+pub(super) fn lane_of(tp: &Tp, lanes: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     tp.hash(&mut h);
     (h.finish() % lanes as u64) as usize
@@ -423,10 +286,8 @@ async fn lane(
                     return;
                 }
             }
-            Err(e) => {
-                shared.fail(e);
-                return;
-            }
+            // Counted as done; the driver decides whether the pipeline goes on.
+            Err(e) => shared.fail(e),
         }
     }
 }
@@ -480,16 +341,17 @@ async fn acknowledge(mut rx: mpsc::Receiver<Ack>, shared: Arc<Shared>) {
         match result {
             Ok(()) => {
                 let mut p = shared.progress();
-                p.acked.insert(ack.tp, ack.next_offset);
+                // After a failure nothing counts as acknowledged until the driver has dealt
+                // with it: a later input of the failed one's partition must not move past it.
+                if p.failed.is_none() {
+                    p.acked.insert(ack.tp, ack.next_offset);
+                }
                 p.done += 1;
                 p.records_out += ack.records;
                 drop(p);
                 shared.changed.notify_waiters();
             }
-            Err(e) => {
-                shared.fail(e);
-                return;
-            }
+            Err(e) => shared.fail(e),
         }
     }
 }

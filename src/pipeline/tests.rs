@@ -195,3 +195,16 @@ fn map_keys_and_values_write_contiguous_columns() {
 fn distance(a: *const u8, b: *const u8) -> usize {
     b as usize - a as usize
 }
+
+#[test]
+fn each_member_has_its_own_transactional_id() {
+    use super::run::member_transactional_id as id;
+    // A static member's id is stable: its restart fences its own zombie.
+    assert_eq!(id(None, "g", Some("host-1")), "spate-pipe-g-host-1");
+    assert_eq!(id(Some("orders"), "g", Some("host-1")), "orders-host-1");
+    // Dynamic members get a random suffix: two members never fence each other.
+    let (a, b) = (id(None, "g", None), id(None, "g", None));
+    assert!(a.starts_with("spate-pipe-g-") && b.starts_with("spate-pipe-g-"));
+    assert_ne!(a, b);
+    assert_eq!(a.len(), "spate-pipe-g-".len() + 16);
+}

@@ -74,6 +74,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let released = shared.acc().fail_unsent(&fatal);
             shared.release(released);
         }
+        if let Some(e) = shared.txn.as_ref().and_then(|t| t.abortable()) {
+            // As Java's Sender (`maybeAbortBatches`): a transaction that must be aborted sends
+            // nothing more, and what waits fails now with the reason, not at the abort or at
+            // delivery.timeout.ms (a caller may be waiting on it before it aborts).
+            let error = Error::Transaction(format!("the transaction must be aborted: {e}"));
+            let released = shared.acc().fail_unsent(&error);
+            shared.release(released);
+        }
         // A failed batch spent sequence numbers: once nothing is in flight, take a new epoch
         // (idempotent producers; a transactional one does this when it aborts).
         let bump = {

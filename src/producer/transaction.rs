@@ -127,6 +127,14 @@ impl Txn {
         }
     }
 
+    /// Why the transaction must be aborted, if it must.
+    pub fn abortable(&self) -> Option<Error> {
+        match &*self.state() {
+            State::Abortable(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     /// A batch of the transaction failed: only an abort can follow.
     pub fn batch_failed(&self, error: &Error) {
         let mut state = self.state();

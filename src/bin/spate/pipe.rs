@@ -32,7 +32,10 @@ pub struct Args {
     /// Key records by this JSON field of their value, and partition by key.
     #[arg(long = "key-by-json")]
     pub key_by_json: Option<String>,
-    /// Transactions: the output and the committed offsets go together (needs -G).
+    /// Transactions: the output and the committed offsets go together (needs -G). Each member
+    /// gets its own transactional.id, `<prefix>-<group.instance.id>` for a static member (a
+    /// restart fences its predecessor) or `<prefix>-<random>`; the prefix is
+    /// `-X transactional.id=…`, by default `spate-pipe-<group>`.
     #[arg(long = "exactly-once")]
     pub exactly_once: bool,
     /// Output compression: none, gzip, snappy, lz4, zstd.
@@ -136,10 +139,11 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     })?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "% {} records in, {} out, {} commits in {:.2} s ({:.0} records/s)",
+        "% {} records in, {} out, {} commits, {} aborted in {:.2} s ({:.0} records/s)",
         stats.records_in,
         stats.records_out,
         stats.commits,
+        stats.aborts,
         secs,
         stats.records_in as f64 / secs.max(1e-9)
     );

@@ -1,0 +1,309 @@
+//! The source loop of a running pipeline: it dispatches batches to the lanes, commits what the
+//! sink acknowledged, hands partitions over in rebalances, and recovers from failed
+//! transactions.
+//!
+//! Failures, by guarantee:
+//! - **Exactly-once**: an error that leaves the transaction abortable (a refused write, offsets
+//!   refused because the group moved on, a commit that failed) aborts the transaction, moves
+//!   every partition back to its last committed offset and goes on, in-process, as Kafka
+//!   Streams does with a `TaskMigratedException`. What the aborted transaction wrote is never
+//!   seen by read_committed readers, and it is written again. A fatal error (the producer was
+//!   fenced) ends the pipeline.
+//! - **At-least-once**: a commit refused because the group moved on (a rebalance) is logged and
+//!   skipped: the partitions' next owner starts from the last commit, so output may repeat,
+//!   nothing is lost. A write the sink refused ends the pipeline (nothing after it is
+//!   committed).
+//! - Either way, [`MAX_FAILED_IN_A_ROW`] failed transactions or commits in a row end the
+//!   pipeline with the last error, after a growing backoff between them.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::run::{lane_of, Progress, Shared, Tp};
+use super::Stats;
+use crate::consumer::{Consumer, Event, Offset, PartitionBatch};
+use crate::error::{Action, Error};
+use crate::producer::{OffsetToCommit, Producer};
+
+/// Failed transactions (or refused commits) in a row after which the pipeline gives up.
+pub(super) const MAX_FAILED_IN_A_ROW: u32 = 5;
+
+/// Why [`Driver::drive`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// The shutdown future completed.
+    Shutdown,
+    /// Every assigned partition was read to its end (`stop_at_end`).
+    End,
+}
+
+pub(super) struct Driver {
+    pub(super) source: Consumer,
+    pub(super) producer: Option<Producer>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) exactly_once: bool,
+    pub(super) grouped: bool,
+    pub(super) stats: Stats,
+    /// Inputs handed to the lanes.
+    pub(super) dispatched: u64,
+    /// What was last committed, per partition.
+    pub(super) committed: HashMap<Tp, i64>,
+    /// Records were handed to the sink since the transaction began.
+    pub(super) in_transaction: bool,
+    /// Failed transactions or refused commits since the last successful one.
+    pub(super) failed_in_a_row: u32,
+    /// Partitions read to their end (and not read since).
+    pub(super) ended: HashSet<Tp>,
+}
+
+impl Driver {
+    pub(super) async fn drive(
+        &mut self,
+        lanes: &[mpsc::Sender<PartitionBatch>],
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+        commit_interval: Duration,
+        stop_at_end: bool,
+    ) -> Result<Stop, Error> {
+        let mut ticker = tokio::time::interval(commit_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let shared = self.shared.clone();
+        loop {
+            // Registered before the check, so a lane failing in between still wakes the loop
+            // (it may be waiting for input that never comes).
+            let failed = shared.failure.notified();
+            tokio::pin!(failed);
+            failed.as_mut().enable();
+            let failure = self.shared.progress().failed.clone();
+            if let Some(e) = failure {
+                self.recover(e).await?;
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown => return Ok(Stop::Shutdown),
+                () = &mut failed => continue,
+                _ = ticker.tick() => self.commit().await?,
+                event = self.source.next() => match event? {
+                    Event::Batch(batch) => {
+                        let tp: Tp = (batch.topic_arc(), batch.partition());
+                        self.ended.remove(&tp);
+                        self.stats.batches += 1;
+                        self.stats.records_in += batch.batch().len() as u64;
+                        self.dispatched += 1;
+                        self.in_transaction = true;
+                        let lane = lane_of(&tp, lanes.len());
+                        if lanes[lane].send(batch).await.is_err() {
+                            return Err(Error::TaskFailed {
+                                task: "pipeline lane",
+                                reason: "it stopped".into(),
+                            });
+                        }
+                    }
+                    Event::EndOfPartition { topic, partition, .. } => {
+                        self.ended.insert((Arc::from(topic.as_str()), partition));
+                        let assignment = self.source.assignment();
+                        let all = !assignment.is_empty()
+                            && assignment
+                                .iter()
+                                .all(|(t, p)| self.ended.contains(&(Arc::from(t.as_str()), *p)));
+                        if stop_at_end && all {
+                            return Ok(Stop::End);
+                        }
+                    }
+                    Event::Revoked(revoked) => {
+                        // Finish and commit what was written before the partitions go to
+                        // another member; the group waits for this (the consumer acknowledges
+                        // the revocation when it is asked for the next event).
+                        self.settle_or_fail().await;
+                        self.commit().await?;
+                        self.forget(&revoked);
+                    }
+                    Event::Lost(lost) => {
+                        // Fenced: a commit would be refused. Wait for what is in flight, and
+                        // (exactly-once) abort it; the new owner starts from the last commit.
+                        self.settle_or_fail().await;
+                        if self.exactly_once && self.in_transaction {
+                            let e = Error::InvalidState("the group's partitions were lost".into());
+                            self.recover(e).await?;
+                        }
+                        self.forget(&lost);
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Partitions that left this member: their progress must not be committed again (it
+    /// would overwrite what their new owner commits).
+    fn forget(&mut self, partitions: &[(String, i32)]) {
+        let gone: HashSet<Tp> = partitions
+            .iter()
+            .map(|(t, p)| (Arc::from(t.as_str()), *p))
+            .collect();
+        self.shared
+            .progress()
+            .acked
+            .retain(|tp, _| !gone.contains(tp));
+        self.committed.retain(|tp, _| !gone.contains(tp));
+        self.ended.retain(|tp| !gone.contains(tp));
+    }
+
+    /// Waits until every dispatched input is finished, acknowledged or failed.
+    pub(super) async fn settle(&self) {
+        self.wait_until(|p| p.done >= self.dispatched).await;
+    }
+
+    /// Waits until every dispatched input is acknowledged or one has failed. (After a failure
+    /// the rest may wait for the abort: a producer whose transaction failed holds its unsent
+    /// records until then, as Java's does.)
+    pub(super) async fn settle_or_fail(&self) {
+        self.wait_until(|p| p.done >= self.dispatched || p.failed.is_some())
+            .await;
+    }
+
+    async fn wait_until(&self, done: impl Fn(&Progress) -> bool) {
+        loop {
+            let changed = self.shared.changed.notified();
+            if done(&self.shared.progress()) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Commits the acknowledged progress (at-least-once), or ends the transaction with the
+    /// consumed offsets in it and begins the next (exactly-once). A failure it can recover
+    /// from is handled here (see the module's documentation); the error returned is final.
+    pub(super) async fn commit(&mut self) -> Result<(), Error> {
+        if self.exactly_once {
+            if !self.in_transaction {
+                return Ok(());
+            }
+            self.settle_or_fail().await;
+        }
+        let failure = self.shared.progress().failed.clone();
+        if let Some(e) = failure {
+            return self.recover(e).await;
+        }
+        let offsets: Vec<(Tp, i64)> = {
+            let p = self.shared.progress();
+            p.acked
+                .iter()
+                .filter(|(tp, o)| self.committed.get(*tp) != Some(o))
+                .map(|(tp, o)| (tp.clone(), *o))
+                .collect()
+        };
+        if self.exactly_once {
+            if let Err(e) = self.commit_transaction(&offsets).await {
+                return self.recover(e).await;
+            }
+        } else if self.grouped && !offsets.is_empty() {
+            let list: Vec<(String, i32, i64)> = offsets
+                .iter()
+                .map(|((t, p), o)| (t.to_string(), *p, *o))
+                .collect();
+            if let Err(e) = self.source.commit_offsets(&list).await {
+                if e.action() != Action::Rejoin {
+                    return Err(e);
+                }
+                // The group moved on: these partitions are being revoked or are gone; their
+                // next owner (perhaps this member again) starts from the last commit.
+                self.failed(e).await?;
+                return Ok(());
+            }
+        } else if offsets.is_empty() {
+            return Ok(());
+        }
+        self.committed.extend(offsets);
+        self.stats.commits += 1;
+        self.failed_in_a_row = 0;
+        Ok(())
+    }
+
+    async fn commit_transaction(&mut self, offsets: &[(Tp, i64)]) -> Result<(), Error> {
+        let producer = self.producer.as_ref().expect("exactly-once has a producer");
+        let group = self
+            .source
+            .group_metadata()
+            .expect("exactly-once has a group");
+        let to_commit: Vec<OffsetToCommit> = offsets
+            .iter()
+            .map(|((t, p), o)| OffsetToCommit {
+                topic: t.to_string(),
+                partition: *p,
+                offset: *o,
+                metadata: None,
+            })
+            .collect();
+        if !to_commit.is_empty() {
+            producer
+                .send_offsets_to_transaction(&to_commit, &group)
+                .await?;
+        }
+        producer.commit_transaction().await?;
+        producer.begin_transaction()?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Counts a failure; the error back if there were too many in a row, else after a backoff
+    /// that grows with them.
+    async fn failed(&mut self, error: Error) -> Result<(), Error> {
+        self.failed_in_a_row += 1;
+        if self.failed_in_a_row >= MAX_FAILED_IN_A_ROW {
+            tracing::error!(error = %error, failures = self.failed_in_a_row, "pipeline: giving up");
+            return Err(error);
+        }
+        tracing::warn!(error = %error, failures = self.failed_in_a_row, "pipeline: going on from the last commit");
+        let backoff = Duration::from_millis(50) * 2u32.pow(self.failed_in_a_row - 1);
+        tokio::time::sleep(backoff.min(Duration::from_secs(2))).await;
+        Ok(())
+    }
+
+    /// After a failure: under exactly-once, if the producer can go on, abort the transaction
+    /// and start again from the last commit; otherwise the error is final.
+    async fn recover(&mut self, error: Error) -> Result<(), Error> {
+        let abortable = self.exactly_once
+            && self
+                .producer
+                .as_ref()
+                .is_some_and(|p| p.fatal_error().is_none());
+        if !abortable {
+            return Err(error);
+        }
+        self.abort_and_rewind().await?;
+        self.stats.aborts += 1;
+        self.failed(error).await
+    }
+
+    /// Aborts the open transaction and moves every partition back to its last commit, so the
+    /// aborted input is read again.
+    pub(super) async fn abort_and_rewind(&mut self) -> Result<(), Error> {
+        let producer = self.producer.as_ref().expect("exactly-once has a producer");
+        producer.abort_transaction().await?;
+        // The abort failed what was unsent; wait for the lanes to report every input, so
+        // nothing of the aborted transaction is acknowledged after the slate is cleaned.
+        self.settle().await;
+        let assignment = self.source.assignment();
+        let list: Vec<(&str, i32)> = assignment.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+        for ((topic, partition), offset) in self.source.committed(&list).await? {
+            let start = offset.map_or(Offset::Reset, Offset::At);
+            self.source.seek(&topic, partition, start)?;
+        }
+        {
+            let mut p = self.shared.progress();
+            p.acked.clear();
+            p.failed = None;
+        }
+        // Rewound partitions are read again before the pipeline may stop at their end.
+        self.ended.clear();
+        self.in_transaction = false;
+        producer.begin_transaction()
+    }
+}
