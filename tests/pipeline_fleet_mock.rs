@@ -31,6 +31,26 @@ fn member(bootstrap: &str) -> Child {
         .expect("spawn spate pipe")
 }
 
+/// Kills the members still running when a test fails, so they do not outlive it.
+struct Reaper(Vec<u32>);
+
+impl Reaper {
+    /// A member that was waited for: its pid may be reused.
+    fn reaped(&mut self, child: &Child) {
+        self.0.retain(|p| *p != child.id());
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 fn finish(child: Child, what: &str) -> Output {
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -116,6 +136,7 @@ async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
 
     let mut a = member(&bootstrap);
     let mut b = member(&bootstrap);
+    let mut reaper = Reaper(vec![a.id(), b.id()]);
     until(
         30,
         "output from the first two members",
@@ -124,6 +145,7 @@ async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
     )
     .await;
     let mut c = member(&bootstrap);
+    reaper.0.push(c.id());
     until(
         30,
         "a group of three",
@@ -143,6 +165,7 @@ async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
     // transaction timeout; its partitions go to the others after the session timeout.
     b.kill().unwrap();
     b.wait().unwrap();
+    reaper.reaped(&b);
     let before = written(&cluster, "out");
     until(30, "output after the kill", &mut [&mut a, &mut c], || {
         written(&cluster, "out") > before + 5_000
@@ -150,6 +173,7 @@ async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
     .await;
     // Leaves cleanly: commits, leaves the group, exits 0.
     sigterm(&a);
+    reaper.reaped(&a);
     finish(a, "the member that left");
     let expected = writer.await.unwrap();
     let ends: Vec<i64> = (0..PARTITIONS).map(|p| cluster.log_end("in", p)).collect();
@@ -161,6 +185,7 @@ async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
     )
     .await;
     sigterm(&c);
+    reaper.reaped(&c);
     let last = finish(c, "the last member");
     eprintln!("{}", String::from_utf8_lossy(&last.stderr));
 

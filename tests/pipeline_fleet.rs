@@ -1,0 +1,301 @@
+//! A pipeline run by three `spate pipe` processes in one group on a real broker (tansu by
+//! default), while input keeps arriving: one joins late, one is killed, one leaves. At-least-once
+//! and exactly-once; no member stops with an error and nothing is missing. (tansu does not
+//! filter aborted records for read_committed readers, so exactly-once output is checked here
+//! for completeness; `pipeline_fleet_mock` checks exactly-once-ness on the embedded cluster.)
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use spate::cluster::{Client, NewTopic, OffsetSpec};
+use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+use spate::producer::{Producer, ProducerConfig, Record};
+use support::{unique_topic, TestBroker};
+
+const PARTITIONS: i32 = 4;
+
+struct Job {
+    bootstrap: String,
+    input: String,
+    output: String,
+    group: String,
+    exactly_once: bool,
+}
+
+impl Job {
+    fn member(&self) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spate"));
+        cmd.args(["pipe", "-b", &self.bootstrap, "--from", &self.input])
+            .args(["--to", &self.output, "-G", &self.group])
+            .args(["--map", "uppercase", "--commit-interval-ms", "200"])
+            .args(["-X", "session.timeout.ms=6000"])
+            .args(["-X", "heartbeat.interval.ms=1000"])
+            // A killed member's open transaction is aborted after this.
+            .args(["-X", "transaction.timeout.ms=10000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if self.exactly_once {
+            cmd.arg("--exactly-once");
+        }
+        cmd.spawn().expect("spawn spate pipe")
+    }
+}
+
+/// Kills the members still running when a test fails, so they do not outlive it.
+struct Reaper(Vec<u32>);
+
+impl Reaper {
+    /// A member that was waited for: its pid may be reused.
+    fn reaped(&mut self, child: &Child) {
+        self.0.retain(|p| *p != child.id());
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn finish(child: Child, what: &str) -> Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} stopped with an error ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn ends(client: &Client, topic: &str) -> Vec<i64> {
+    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    let mut listed = client
+        .list_offsets(topic, &partitions, OffsetSpec::Latest)
+        .await
+        .unwrap();
+    listed.sort_by_key(|l| l.partition);
+    listed.iter().map(|l| l.offset).collect()
+}
+
+async fn committed(consumer: &Consumer, topic: &str) -> Vec<i64> {
+    let list: Vec<(&str, i32)> = (0..PARTITIONS).map(|p| (topic, p)).collect();
+    let mut got = consumer.committed(&list).await.unwrap();
+    got.sort_by_key(|((_, p), _)| *p);
+    got.iter().map(|(_, o)| o.unwrap_or(0)).collect()
+}
+
+/// Polls `done` until it holds (failing after `secs` with `what`); members must stay up.
+async fn until<F, Fut>(secs: u64, what: &str, members: &mut [&mut Child], done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done().await {
+        for m in members.iter_mut() {
+            if let Some(status) = m.try_wait().unwrap() {
+                panic!("a member exited ({status}) while waiting for {what}");
+            }
+        }
+        assert!(Instant::now() < deadline, "no {what} in {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every value of `topic`, per partition (read_uncommitted).
+async fn read_values(client: &Client, topic: &str) -> Vec<Vec<Vec<u8>>> {
+    let mut consumer = Consumer::with_client(
+        client.clone(),
+        ConsumerConfig {
+            client: client.config().clone(),
+            ..ConsumerConfig::default()
+        },
+    );
+    let tps: Vec<(&str, i32, Offset)> = (0..PARTITIONS)
+        .map(|p| (topic, p, Offset::Beginning))
+        .collect();
+    consumer.assign(&tps).unwrap();
+    let mut out = vec![Vec::new(); PARTITIONS as usize];
+    let mut ended = HashSet::new();
+    while ended.len() < PARTITIONS as usize {
+        match tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("reading the output stalled")
+            .unwrap()
+        {
+            Event::Batch(b) => {
+                ended.remove(&b.partition());
+                for r in b.records() {
+                    out[b.partition() as usize].push(r.value().unwrap().to_vec());
+                }
+            }
+            Event::EndOfPartition { partition, .. } => {
+                ended.insert(partition);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn run_fleet(exactly_once: bool) {
+    let broker = TestBroker::start();
+    let client = Client::connect(broker.config()).await.unwrap();
+    let name = if exactly_once {
+        "fleet-eo"
+    } else {
+        "fleet-alo"
+    };
+    let job = Job {
+        bootstrap: broker.bootstrap.clone(),
+        input: unique_topic(&format!("{name}-in")),
+        output: unique_topic(&format!("{name}-out")),
+        group: unique_topic(&format!("{name}-group")),
+        exactly_once,
+    };
+    client
+        .create_topics(&[
+            NewTopic::new(&job.input, PARTITIONS, 1),
+            NewTopic::new(&job.output, PARTITIONS, 1),
+        ])
+        .await
+        .unwrap();
+    let n: usize = 40_000;
+    // The input arrives through most of the test: 200 records every 50 ms.
+    let writer = tokio::spawn({
+        let (bootstrap, input) = (job.bootstrap.clone(), job.input.clone());
+        async move {
+            let producer = Producer::new(ProducerConfig::new(&bootstrap))
+                .await
+                .unwrap();
+            let mut sent = vec![Vec::new(); PARTITIONS as usize];
+            for round in 0..n / 200 {
+                let mut last = None;
+                for j in 0..200 {
+                    let i = round * 200 + j;
+                    let value = format!("value {i} in lower case");
+                    let p = (i % PARTITIONS as usize) as i32;
+                    let record = Record::new(&input).value(value.as_bytes()).partition(p);
+                    last = Some(producer.send(record).await.unwrap());
+                    sent[p as usize].push(value.to_ascii_uppercase().into_bytes());
+                }
+                last.unwrap().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            producer.close().await.unwrap();
+            sent
+        }
+    });
+    let written = || async { ends(&client, &job.output).await.iter().sum::<i64>() };
+
+    let mut a = job.member();
+    let mut b = job.member();
+    let mut reaper = Reaper(vec![a.id(), b.id()]);
+    until(
+        60,
+        "output from the first two",
+        &mut [&mut a, &mut b],
+        || async { written().await > 2_000 },
+    )
+    .await;
+    let mut c = job.member();
+    reaper.0.push(c.id());
+    let before = written().await;
+    until(
+        60,
+        "output with a third member",
+        &mut [&mut a, &mut b, &mut c],
+        || async { written().await > before + 4_000 },
+    )
+    .await;
+    b.kill().unwrap();
+    b.wait().unwrap();
+    reaper.reaped(&b);
+    let before = written().await;
+    until(
+        60,
+        "output after the kill",
+        &mut [&mut a, &mut c],
+        || async { written().await > before + 4_000 },
+    )
+    .await;
+    sigterm(&a);
+    reaper.reaped(&a);
+    finish(a, "the member that left");
+    let sent = writer.await.unwrap();
+    // The input's ends: one offset per record (tansu's ListOffsets answers "latest" with less
+    // than the log end while it is being written, so it is not asked).
+    let input_ends: Vec<i64> = sent.iter().map(|v| v.len() as i64).collect();
+    let group = Consumer::with_client(
+        client.clone(),
+        ConsumerConfig {
+            client: client.config().clone(),
+            ..ConsumerConfig::default()
+        }
+        .group_id(&job.group),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = committed(&group, &job.input).await;
+        if now == input_ends {
+            break;
+        }
+        if Instant::now() > deadline || c.try_wait().unwrap().is_some() {
+            reaper.reaped(&c);
+            let _ = c.kill();
+            let out = c.wait_with_output().unwrap();
+            panic!(
+                "the last member did not commit the input's end ({now:?} of {input_ends:?}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&c);
+    reaper.reaped(&c);
+    finish(c, "the last member");
+
+    let outputs = read_values(&client, &job.output).await;
+    for p in 0..PARTITIONS as usize {
+        let got: HashMap<&[u8], usize> = outputs[p].iter().fold(HashMap::new(), |mut m, v| {
+            *m.entry(v.as_slice()).or_default() += 1;
+            m
+        });
+        let missing = sent[p]
+            .iter()
+            .filter(|v| !got.contains_key(v.as_slice()))
+            .count();
+        assert_eq!(missing, 0, "partition {p}: {missing} input records missing");
+        assert!(outputs[p].len() >= sent[p].len());
+    }
+    client
+        .delete_topics(&[&job.input, &job.output])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_at_least_once_members_join_die_and_leave_while_input_flows() {
+    run_fleet(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_exactly_once_members_are_never_fenced_by_each_other() {
+    run_fleet(true).await;
+}
