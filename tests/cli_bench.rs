@@ -62,15 +62,39 @@ fn bench_runs_against_a_real_broker() {
     assert_eq!(json["cluster"].as_str(), Some(broker.bootstrap.as_str()));
 }
 
+/// The exactly-once pipeline scenario with three members of one group, a transaction every
+/// 50 ms: every message gets through.
+#[test]
+fn bench_runs_an_exactly_once_pipeline_with_three_members() {
+    let json = bench(&[
+        "-n",
+        "30000",
+        "--scenario",
+        "pipe-eos",
+        "--members",
+        "3",
+        "--commit-interval-ms",
+        "50",
+    ]);
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{json}");
+    assert_eq!(
+        results[1]["scenario"].as_str(),
+        Some("pipe-eos (3 members, commit 50 ms)")
+    );
+    assert_eq!(results[1]["messages"].as_u64(), Some(30_000));
+}
+
 #[test]
 fn bad_bench_arguments_are_clear_errors() {
     for (args, needle) in [
         (
             &["--scenario", "nope"][..],
-            "expected produce, consume or pipe",
+            "expected produce, consume, pipe or pipe-eos",
         ),
         (&["-X", "no.such.key=1"][..], "unknown key no.such.key"),
         (&["-n", "0"][..], "must be positive"),
+        (&["--members", "0"][..], "--members must be positive"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_spate"))
             .arg("bench")

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use spate::cluster::{Client, NewTopic};
 use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 use spate::mock::MockCluster;
-use spate::pipeline::{ops, Chain, Pipeline};
+use spate::pipeline::{ops, Chain, Guarantee, Pipeline};
 use spate::producer::{Producer, ProducerConfig, Record};
 
 use crate::{common, cpu};
@@ -45,10 +45,19 @@ pub struct Args {
     /// Brokers of the embedded cluster.
     #[arg(long = "embedded-brokers", default_value_t = 3)]
     pub embedded_brokers: usize,
-    /// Scenarios to run (repeatable): produce, consume, pipe. Consume and pipe read what
-    /// produce wrote, so it always runs.
+    /// Scenarios to run (repeatable): produce, consume, pipe, pipe-eos (an exactly-once
+    /// pipeline run by `--members` members of one group). The others read what produce
+    /// wrote, so it always runs. Without `--scenario`: produce, consume and pipe.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
+    /// Members of the pipe-eos scenario's group (in this process, each with its own consumer,
+    /// producer and transactional.id).
+    #[arg(long = "members", default_value_t = 1)]
+    pub members: usize,
+    /// Commit interval of the pipe scenarios in milliseconds (a transaction each, for
+    /// pipe-eos).
+    #[arg(long = "commit-interval-ms", default_value_t = 1000)]
+    pub commit_interval_ms: u64,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long = "json")]
     pub json: bool,
@@ -56,7 +65,7 @@ pub struct Args {
 
 #[derive(Debug, Default)]
 struct Outcome {
-    scenario: &'static str,
+    scenario: String,
     messages: u64,
     bytes: u64,
     seconds: f64,
@@ -72,11 +81,18 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     if args.size == 0 || args.count == 0 || args.partitions < 1 {
         return Err("--count, --size and --partitions must be positive".into());
     }
-    let wanted = |s: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|w| w == s);
+    let wanted = |s: &str| {
+        (args.scenarios.is_empty() && s != "pipe-eos") || args.scenarios.iter().any(|w| w == s)
+    };
     for s in &args.scenarios {
-        if !["produce", "consume", "pipe"].contains(&s.as_str()) {
-            return Err(format!("--scenario {s}: expected produce, consume or pipe"));
+        if !["produce", "consume", "pipe", "pipe-eos"].contains(&s.as_str()) {
+            return Err(format!(
+                "--scenario {s}: expected produce, consume, pipe or pipe-eos"
+            ));
         }
+    }
+    if args.members == 0 {
+        return Err("--members must be positive".into());
     }
     // The embedded cluster runs on its own runtime, so its CPU time is its own.
     let broker_runtime = match args.brokers {
@@ -154,13 +170,39 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         if wanted("consume") {
             results.push(consume(args, consumer_config.clone(), &topic).await?);
         }
+        let commit_interval = Duration::from_millis(args.commit_interval_ms.max(1));
         if wanted("pipe") {
-            let pipeline = Pipeline::new(consumer_config, producer_config)
+            let pipeline = Pipeline::new(consumer_config.clone(), producer_config.clone())
                 .from_topics(&[&topic])
                 .to_topic(&out_topic)
                 .operators(|| Chain::new().then(ops::uppercase()))
+                .commit_interval(commit_interval)
                 .stop_at_end(true);
             results.push(pipe(args, pipeline).await?);
+        }
+        if wanted("pipe-eos") {
+            let eos_topic = format!("{topic}-eos");
+            match &cluster {
+                Some(c) => c.create_topic(&eos_topic, args.partitions),
+                None => client
+                    .create_topics(&[NewTopic::new(&eos_topic, args.partitions, 1)])
+                    .await
+                    .map_err(|e| format!("creating the benchmark topics: {e}"))?,
+            }
+            let pipeline = Pipeline::new(
+                consumer_config.group_id(&format!("{topic}-eos")),
+                producer_config,
+            )
+            .from_topics(&[&topic])
+            .to_topic(&eos_topic)
+            .operators(|| Chain::new().then(ops::uppercase()))
+            .guarantee(Guarantee::ExactlyOnce)
+            .commit_interval(commit_interval)
+            .stop_at_end(true);
+            results.push(pipe_eos(args, pipeline).await?);
+            if cluster.is_none() {
+                let _ = client.delete_topics(&[&eos_topic]).await;
+            }
         }
         if cluster.is_none() {
             let _ = client.delete_topics(&[&topic, &out_topic]).await;
@@ -193,7 +235,7 @@ fn values(size: usize) -> Vec<Vec<u8>> {
 
 /// Runs `work`, showing progress, and measures wall and CPU time.
 async fn measured<F: std::future::Future<Output = Result<u64, String>>>(
-    scenario: &'static str,
+    scenario: &str,
     total: u64,
     progress: Arc<Progress>,
     work: F,
@@ -203,6 +245,7 @@ async fn measured<F: std::future::Future<Output = Result<u64, String>>>(
     let started = Instant::now();
     let ticker = tokio::spawn({
         let progress = progress.clone();
+        let scenario = scenario.to_owned();
         async move {
             let tty = std::io::stderr().is_terminal();
             let mut every =
@@ -232,7 +275,7 @@ async fn measured<F: std::future::Future<Output = Result<u64, String>>>(
     let messages = messages?;
     eprintln!("  {scenario}: {messages} messages in {seconds:.2} s");
     Ok(Outcome {
-        scenario,
+        scenario: scenario.to_owned(),
         messages,
         seconds,
         client_cpu: process - broker,
@@ -354,6 +397,46 @@ async fn pipe(args: &Args, pipeline: Pipeline) -> Result<Outcome, String> {
         ));
     }
     Ok(Outcome {
+        bytes: (args.count * args.size) as u64,
+        ..outcome
+    })
+}
+
+/// The exactly-once pipeline run by `--members` members of one group, all started at once;
+/// each stops once its partitions are read to their end, and the group's partitions move to
+/// those still running as members stop.
+async fn pipe_eos(args: &Args, pipeline: Pipeline) -> Result<Outcome, String> {
+    let progress = Arc::new(Progress::default());
+    let name = format!(
+        "pipe-eos ({} member{}, commit {} ms)",
+        args.members,
+        if args.members == 1 { "" } else { "s" },
+        args.commit_interval_ms
+    );
+    let members = args.members;
+    let outcome = measured(&name, args.count as u64, progress, async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..members {
+            set.spawn(pipeline.clone().run());
+        }
+        let mut written = 0;
+        while let Some(done) = set.join_next().await {
+            let stats = done
+                .map_err(|e| format!("a member failed: {e}"))?
+                .map_err(|e| format!("a member failed: {e}"))?;
+            written += stats.records_out;
+        }
+        Ok(written)
+    })
+    .await?;
+    if outcome.messages < args.count as u64 {
+        return Err(format!(
+            "pipe-eos wrote {} of {} messages",
+            outcome.messages, args.count
+        ));
+    }
+    Ok(Outcome {
+        messages: args.count as u64,
         bytes: (args.count * args.size) as u64,
         ..outcome
     })
