@@ -22,8 +22,30 @@
 //! - **Exactly-once**: the producer is transactional; the input is read with read_committed;
 //!   every `commit_interval` the pipeline waits for what it handed to the sink, commits the
 //!   consumed offsets inside the transaction (KIP-447, fenced by the group generation) and
-//!   commits the transaction. A crash leaves an open transaction that the restarted pipeline
-//!   (same `transactional.id`) aborts, and it resumes from the offsets of the last commit.
+//!   commits the transaction. An error that leaves the transaction abortable (a write or the
+//!   offsets refused, say because the group moved on) aborts it, moves every partition back
+//!   to its last commit and goes on; what was aborted is never seen by read_committed readers
+//!   and is written again. A fatal error (the producer fenced) or five failed transactions in
+//!   a row stop the pipeline with the error.
+//!
+//! # Many members
+//!
+//! Run the same pipeline (same group, same topics) in as many processes as you like: the
+//! consumer group spreads the input partitions over them, and members may come and go at any
+//! time. When partitions move, their old owner first waits for what it handed to the sink and
+//! commits it (at-least-once: the acknowledged offsets; exactly-once: the open transaction),
+//! and only then lets the rebalance go on; the new owner starts from that commit. A member that
+//! crashes leaves its partitions to the others after `session.timeout.ms`; they resume from
+//! its last commit (at-least-once: what it wrote since is written again; exactly-once: its open
+//! transaction is aborted, by the coordinator after `transaction.timeout.ms`, and read_committed
+//! readers never see it).
+//!
+//! Under exactly-once each member needs its own `transactional.id`; the pipeline derives it:
+//! `<prefix>-<group.instance.id>` for a static member, so a restarted member fences its own
+//! previous incarnation and aborts what that left open at once, or `<prefix>-<random>`
+//! otherwise. The prefix is the configured `transactional.id`, by default `spate-pipe-<group>`.
+//! Within a member, each partition goes to one lane (a hash of topic and partition), so
+//! `lanes` bounds the member's parallelism and order holds per partition.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), spate::Error> {
