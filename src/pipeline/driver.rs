@@ -14,7 +14,9 @@
 //!   nothing is lost. A write the sink refused ends the pipeline (nothing after it is
 //!   committed).
 //! - Either way, [`MAX_FAILED_IN_A_ROW`] failed transactions or commits in a row end the
-//!   pipeline with the last error, after a growing backoff between them.
+//!   pipeline with the last error, after a growing backoff between them. Failures that only
+//!   say the group moved on (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS) are
+//!   not counted: a rebalance never stops a pipeline.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -128,8 +130,8 @@ impl Driver {
                         // (exactly-once) abort it; the new owner starts from the last commit.
                         self.settle_or_fail().await;
                         if self.exactly_once && self.in_transaction {
-                            let e = Error::InvalidState("the group's partitions were lost".into());
-                            self.recover(e).await?;
+                            self.abort_and_rewind().await?;
+                            self.stats.aborts += 1;
                         }
                         self.forget(&lost);
                     }
@@ -255,6 +257,12 @@ impl Driver {
     /// Counts a failure; the error back if there were too many in a row, else after a backoff
     /// that grows with them.
     async fn failed(&mut self, error: Error) -> Result<(), Error> {
+        if error.action() == Action::Rejoin {
+            // The group moved on (a rebalance): not the pipeline's failure, and the rejoin
+            // paces what follows. Kafka Streams handles its TaskMigratedException the same way.
+            tracing::warn!(error = %error, "pipeline: the group moved on; going on from the last commit");
+            return Ok(());
+        }
         self.failed_in_a_row += 1;
         if self.failed_in_a_row >= MAX_FAILED_IN_A_ROW {
             tracing::error!(error = %error, failures = self.failed_in_a_row, "pipeline: giving up");
