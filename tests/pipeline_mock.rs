@@ -418,3 +418,59 @@ async fn an_exactly_once_pipeline_aborts_rewinds_and_goes_on() {
         );
     }
 }
+
+/// Exactly-once, a transaction that outlives `transaction.timeout.ms` (one produce request
+/// held up past it): the coordinator aborts it and fences the producer. A dynamic member starts
+/// a new producer and goes on from the last commit (as Kafka Streams does), and the output is
+/// still the input exactly once; a static member stops with the fencing error, since for it a
+/// fenced producer means a newer incarnation runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_transaction_gets_a_new_producer_unless_the_member_is_static() {
+    for static_member in [false, true] {
+        let n = 5_000;
+        let cluster = MockCluster::start(1).await.unwrap();
+        cluster.create_topic("in", PARTITIONS);
+        cluster.create_topic("out", PARTITIONS);
+        let expected = fill(&cluster, "in", n).await;
+        let mut consumer = ConsumerConfig::new(&cluster.bootstrap())
+            .group_id("slow")
+            .session_timeout(Duration::from_secs(3), Duration::from_millis(300))
+            .auto_offset_reset(OffsetReset::Earliest);
+        if static_member {
+            consumer = consumer.group_instance_id("one");
+        }
+        let producer = ProducerConfig::new(&cluster.bootstrap())
+            .transaction_timeout(Duration::from_millis(1000));
+        cluster.inject(
+            ApiKey::Produce,
+            Fault::Delay(Duration::from_millis(2500)),
+            1,
+        );
+        let result = Pipeline::new(consumer, producer)
+            .from_topics(&["in"])
+            .to_topic("out")
+            .operators(|| Chain::new().then(ops::uppercase()))
+            .guarantee(Guarantee::ExactlyOnce)
+            .commit_interval(Duration::from_millis(50))
+            .stop_at_end(true)
+            .run()
+            .await;
+        if static_member {
+            let err = result.expect_err("a static member stops when fenced");
+            assert!(matches!(err, spate::Error::ProducerFenced { .. }), "{err}");
+            continue;
+        }
+        let stats = result.unwrap();
+        assert!(stats.aborts >= 1, "{stats:?}");
+        let bootstrap = cluster.bootstrap();
+        let read = tokio::task::spawn_blocking(move || {
+            read_with_librdkafka(&bootstrap, "out", PARTITIONS, "read_committed")
+        })
+        .await
+        .unwrap();
+        for p in 0..PARTITIONS as usize {
+            assert_eq!(read[p].count, expected[p].count, "partition {p}: count");
+            assert_eq!(read[p].sha256, expected[p].hex(), "partition {p}");
+        }
+    }
+}

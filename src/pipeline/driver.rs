@@ -7,8 +7,10 @@
 //!   refused because the group moved on, a commit that failed) aborts the transaction, moves
 //!   every partition back to its last committed offset and goes on, in-process, as Kafka
 //!   Streams does with a `TaskMigratedException`. What the aborted transaction wrote is never
-//!   seen by read_committed readers, and it is written again. A fatal error (the producer was
-//!   fenced) ends the pipeline.
+//!   seen by read_committed readers, and it is written again. A producer fenced because its
+//!   transaction outlived `transaction.timeout.ms` is replaced by a new one (a dynamic member;
+//!   Kafka Streams does the same); a static member whose producer is fenced has a newer
+//!   incarnation running, and stops. Other fatal errors end the pipeline.
 //! - **At-least-once**: a commit refused because the group moved on (a rebalance) is logged and
 //!   skipped: the partitions' next owner starts from the last commit, so output may repeat,
 //!   nothing is lost. A write the sink refused ends the pipeline (nothing after it is
@@ -26,11 +28,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::run::{lane_of, Progress, Shared, Tp};
+use super::run::{lane_of, ProducerSlot, Progress, Shared, Tp};
 use super::Stats;
 use crate::consumer::{Consumer, Event, Offset, PartitionBatch};
 use crate::error::{Action, Error};
-use crate::producer::{OffsetToCommit, Producer};
+use crate::producer::{OffsetToCommit, Producer, ProducerConfig};
 
 /// Failed transactions (or refused commits) in a row after which the pipeline gives up.
 pub(super) const MAX_FAILED_IN_A_ROW: u32 = 5;
@@ -47,6 +49,13 @@ pub(super) enum Stop {
 pub(super) struct Driver {
     pub(super) source: Consumer,
     pub(super) producer: Option<Producer>,
+    /// Where the lanes take the producer from (the same one).
+    pub(super) slot: ProducerSlot,
+    /// To recreate a fenced producer.
+    pub(super) producer_config: ProducerConfig,
+    /// A static member (`group.instance.id`): if its producer is fenced, a newer incarnation
+    /// of it runs, and it must stop.
+    pub(super) static_member: bool,
     pub(super) shared: Arc<Shared>,
     pub(super) exactly_once: bool,
     pub(super) grouped: bool,
@@ -275,19 +284,45 @@ impl Driver {
     }
 
     /// After a failure: under exactly-once, if the producer can go on, abort the transaction
-    /// and start again from the last commit; otherwise the error is final.
+    /// and start again from the last commit. A dynamic member whose producer was fenced (its
+    /// transaction outlived `transaction.timeout.ms`, and the coordinator aborted it) gets a new
+    /// producer and starts again from the last commit too, as Kafka Streams does. Otherwise the
+    /// error is final.
     async fn recover(&mut self, error: Error) -> Result<(), Error> {
-        let abortable = self.exactly_once
-            && self
-                .producer
-                .as_ref()
-                .is_some_and(|p| p.fatal_error().is_none());
-        if !abortable {
+        if !self.exactly_once {
             return Err(error);
         }
-        self.abort_and_rewind().await?;
+        // The abort itself may be what learns of the fencing (the coordinator answers EndTxn
+        // with PRODUCER_FENCED once it has aborted a timed-out transaction).
+        let aborted = match self.producer.as_ref().and_then(Producer::fatal_error) {
+            None => self.abort_and_rewind().await,
+            Some(fatal) => Err(fatal),
+        };
+        match aborted {
+            Ok(()) => {}
+            Err(fenced @ Error::ProducerFenced { .. }) if !self.static_member => {
+                tracing::warn!(error = %fenced, "pipeline: the producer was fenced; starting a new one from the last commit");
+                self.recreate_producer().await?;
+                self.rewind().await?;
+            }
+            Err(e) => return Err(e),
+        }
         self.stats.aborts += 1;
         self.failed(error).await
+    }
+
+    /// Replaces a fenced producer with a new one of the same transactional.id (its
+    /// InitProducerId takes a new epoch).
+    async fn recreate_producer(&mut self) -> Result<(), Error> {
+        if let Some(old) = self.producer.take() {
+            // Fenced: closing fails what it still holds, and says so; nothing to keep.
+            let _ = old.close().await;
+        }
+        let producer = Producer::new(self.producer_config.clone()).await?;
+        producer.init_transactions().await?;
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(producer.clone());
+        self.producer = Some(producer);
+        Ok(())
     }
 
     /// Aborts the open transaction and moves every partition back to its last commit, so the
@@ -295,6 +330,11 @@ impl Driver {
     pub(super) async fn abort_and_rewind(&mut self) -> Result<(), Error> {
         let producer = self.producer.as_ref().expect("exactly-once has a producer");
         producer.abort_transaction().await?;
+        self.rewind().await
+    }
+
+    /// Moves every partition back to its last commit and begins a new transaction.
+    async fn rewind(&mut self) -> Result<(), Error> {
         // The abort failed what was unsent; wait for the lanes to report every input, so
         // nothing of the aborted transaction is acknowledged after the slate is cleaned.
         self.settle().await;
@@ -312,6 +352,9 @@ impl Driver {
         // Rewound partitions are read again before the pipeline may stop at their end.
         self.ended.clear();
         self.in_transaction = false;
-        producer.begin_transaction()
+        self.producer
+            .as_ref()
+            .expect("exactly-once has a producer")
+            .begin_transaction()
     }
 }

@@ -25,8 +25,9 @@
 //!   commits the transaction. An error that leaves the transaction abortable (a write or the
 //!   offsets refused, say because the group moved on) aborts it, moves every partition back
 //!   to its last commit and goes on; what was aborted is never seen by read_committed readers
-//!   and is written again. A fatal error (the producer fenced) or five failed transactions in
-//!   a row stop the pipeline with the error.
+//!   and is written again. A producer fenced because its transaction timed out is replaced
+//!   (unless the member is static: then a newer incarnation runs); other fatal errors, or five
+//!   failed transactions in a row, stop the pipeline with the error.
 //!
 //! # Many members
 //!

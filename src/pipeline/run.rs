@@ -62,11 +62,14 @@ struct Ack {
     _input: PartitionBatch,
 }
 
+/// The producer lanes write with: replaced when a fenced one is recreated.
+pub(super) type ProducerSlot = Arc<Mutex<Option<Producer>>>;
+
 /// Where lanes write.
 #[derive(Clone)]
 struct Output {
     sink: Sink,
-    producer: Option<Producer>,
+    producer: ProducerSlot,
     partitioning: Partitioning,
     partitions: i32,
 }
@@ -109,6 +112,7 @@ pub(super) async fn run(
         producer.transactional_id = None;
     }
     let grouped = consumer.group_id.is_some();
+    let consumer_is_static = consumer.group_instance_id.is_some();
     let mut source = Consumer::new(consumer).await?;
     let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
     if grouped {
@@ -116,9 +120,10 @@ pub(super) async fn run(
     } else {
         source.assign_topics(&topics, Offset::Reset).await?;
     }
+    let producer_config = producer;
     let (producer, output) = match &sink {
         Sink::Topic(topic) => {
-            let producer = Producer::new(producer).await?;
+            let producer = Producer::new(producer_config.clone()).await?;
             let partitions = producer.partition_count(topic).await?;
             (Some(producer), Some(partitions))
         }
@@ -133,7 +138,7 @@ pub(super) async fn run(
     }
     let output = Output {
         sink,
-        producer: producer.clone(),
+        producer: Arc::new(Mutex::new(producer.clone())),
         partitioning,
         partitions: output.unwrap_or(1),
     };
@@ -159,9 +164,13 @@ pub(super) async fn run(
     }
     drop(ack_tx);
 
+    let static_member = consumer_is_static;
     let mut driver = Driver {
         source,
         producer,
+        slot: output.producer.clone(),
+        producer_config,
+        static_member,
         shared,
         exactly_once,
         grouped,
@@ -303,7 +312,9 @@ async fn write(output: &Output, batches: &[Batch]) -> Result<(Vec<BatchDelivery>
             Sink::Topic(topic) => {
                 let producer = output
                     .producer
-                    .as_ref()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
                     .expect("a topic sink has a producer");
                 let partition = match output.partitioning {
                     Partitioning::SameAsInput => Some(batch.partition() % output.partitions),
