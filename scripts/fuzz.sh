@@ -31,7 +31,8 @@ run_one() {
             -runs="$RUNS" -max_total_time="$SECONDS_MAX" \
             -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 >"$log" 2>&1; then
         local runs secs
-        runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+        # -a: a log may hold the bytes of an input; the last "Done" line is this run's.
+        runs=$(grep -a -E '^Done [0-9]+ runs' "$log" | tail -n 1 | awk '{print $2}')
         secs=$(( $(date +%s) - started ))
         printf '%-20s %12s runs %6s s %9s runs/s  no finding\n' "$target" "$runs" "$secs" \
             "$(( runs / (secs > 0 ? secs : 1) ))"
