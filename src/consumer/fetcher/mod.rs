@@ -428,7 +428,9 @@ async fn close_sessions(
 ) {
     let closing = sessions.iter_mut().filter_map(|(broker, session)| {
         let plan = session.close()?;
-        let request = fetch_request(config, &plan);
+        // Nothing to wait for: the broker answers a closing fetch at once (it would otherwise
+        // hold it for fetch.max.wait.ms when no data is there, and a consumer's close with it).
+        let request = fetch_request(config, &plan).with_max_wait_ms(0);
         let broker = *broker;
         Some(async move {
             let _ = send_fetch(client, broker, &request, Duration::ZERO).await;
