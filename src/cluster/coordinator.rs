@@ -101,3 +101,29 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// A consumer's group membership, for committing its offsets inside a transaction (KIP-447):
+/// the group coordinator refuses the commit if the member has been fenced by a rebalance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    /// The group id.
+    pub group_id: String,
+    /// The generation the member is in (-1 if not known: no fencing by generation).
+    pub generation_id: i32,
+    /// The member id ("" if not known).
+    pub member_id: String,
+    /// The static member id, if any.
+    pub group_instance_id: Option<String>,
+}
+
+impl GroupMetadata {
+    /// Metadata for a group without member fencing (a consumer using assigned partitions).
+    pub fn new(group_id: &str) -> Self {
+        GroupMetadata {
+            group_id: group_id.to_owned(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}

@@ -41,7 +41,7 @@ use kafka_protocol::protocol::StrBytes;
 
 pub use admin::{ListedOffset, NewTopic, OffsetSpec};
 pub use backoff::Backoff;
-pub use coordinator::CoordinatorType;
+pub use coordinator::{CoordinatorType, GroupMetadata};
 pub use metadata::{BrokerMeta, ClusterMetadata, PartitionMeta, TopicMeta};
 
 use crate::config::ClientConfig;

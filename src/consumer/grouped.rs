@@ -143,10 +143,10 @@ impl Consumer {
 
     /// This member's group, generation and member id, for committing offsets inside a
     /// producer's transaction (KIP-447). `None` without `group.id`.
-    pub fn group_metadata(&self) -> Option<crate::producer::GroupMetadata> {
+    pub fn group_metadata(&self) -> Option<crate::cluster::GroupMetadata> {
         let group_id = self.config.group_id.as_deref()?;
         let identity = self.identity();
-        Some(crate::producer::GroupMetadata {
+        Some(crate::cluster::GroupMetadata {
             group_id: group_id.to_owned(),
             generation_id: identity.generation,
             member_id: identity.member_id,

@@ -45,7 +45,10 @@ use tokio::sync::{Notify, Semaphore};
 use self::accumulator::{record_size_bound, Accumulator, Limits, Outcome};
 pub use self::config::{Acks, ProducerConfig};
 pub use self::partitioner::{DefaultPartitioner, Partitioner, StickyPartitioner};
-pub use self::transaction::{GroupMetadata, OffsetToCommit};
+pub use self::transaction::OffsetToCommit;
+/// A consumer's group membership (defined with the coordinators, below the consumer and the
+/// producer, which both use it).
+pub use crate::cluster::GroupMetadata;
 use crate::cluster::{Client, Topics};
 use crate::error::Error;
 use crate::record::Header;

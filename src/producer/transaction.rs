@@ -23,38 +23,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::txn_errors::{outcome_of, TxnApi, TxnOutcome};
 use super::{Producer, ProducerConfig, Shared};
-use crate::cluster::{millis_i32, Client, CoordinatorType};
+use crate::cluster::{millis_i32, Client, CoordinatorType, GroupMetadata};
 use crate::error::codes::{
     INVALID_PRODUCER_EPOCH, PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
 use crate::error::{Error, KafkaCode};
 use crate::wire::{by_topic, topic_name, ApiKey};
-
-/// A consumer's group membership, for committing its offsets inside a transaction (KIP-447):
-/// the group coordinator refuses the commit if the member has been fenced by a rebalance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupMetadata {
-    /// The group id.
-    pub group_id: String,
-    /// The generation the member is in (-1 if not known: no fencing by generation).
-    pub generation_id: i32,
-    /// The member id ("" if not known).
-    pub member_id: String,
-    /// The static member id, if any.
-    pub group_instance_id: Option<String>,
-}
-
-impl GroupMetadata {
-    /// Metadata for a group without member fencing (a consumer using assigned partitions).
-    pub fn new(group_id: &str) -> Self {
-        GroupMetadata {
-            group_id: group_id.to_owned(),
-            generation_id: -1,
-            member_id: String::new(),
-            group_instance_id: None,
-        }
-    }
-}
 
 /// One consumed position to commit: the offset of the next record to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
