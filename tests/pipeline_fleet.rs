@@ -33,6 +33,11 @@ impl Job {
             .args(["--map", "uppercase", "--commit-interval-ms", "200"])
             .args(["-X", "session.timeout.ms=6000"])
             .args(["-X", "heartbeat.interval.ms=1000"])
+            // The rebalance timeout. tansu keeps a rebalance waiting for a killed member until
+            // it passes (Kafka removes the member at its session timeout), and a member that
+            // joins meanwhile gets no partitions: 10 s instead of the default 300 s, as the
+            // consumer group tests on tansu do.
+            .args(["-X", "max.poll.interval.ms=10000"])
             // A killed member's open transaction is aborted after this.
             .args(["-X", "transaction.timeout.ms=10000"])
             .stdout(Stdio::null())
