@@ -164,13 +164,12 @@ pub(super) async fn run(
     }
     drop(ack_tx);
 
-    let static_member = consumer_is_static;
     let mut driver = Driver {
         source,
         producer,
         slot: output.producer.clone(),
         producer_config,
-        static_member,
+        static_member: consumer_is_static,
         shared,
         exactly_once,
         grouped,
