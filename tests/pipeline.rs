@@ -4,17 +4,16 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use spate::cluster::{Client, NewTopic};
-use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+use spate::consumer::{Consumer, ConsumerConfig};
 use spate::pipeline::{ops, Chain, Pipeline};
 use spate::producer::ProducerConfig;
 use support::{
-    interop_messages, librdkafka_layout, read_with_librdkafka, unique_topic, write_with_librdkafka,
-    Digest, TestBroker,
+    interop_messages, librdkafka_layout, read_values, read_with_librdkafka, unique_topic,
+    write_with_librdkafka, Digest, TestBroker,
 };
 
 fn group_config(broker: &TestBroker, group: &str) -> ConsumerConfig {
@@ -111,42 +110,6 @@ fn spawn_pipe(bootstrap: &str, input: &str, output: &str, group: &str, exit_at_e
         cmd.arg("-e");
     }
     cmd.spawn().expect("spawn spate pipe")
-}
-
-/// Every value of `topic`'s partitions, in offset order.
-async fn read_values(client: &Client, topic: &str, partitions: i32) -> Vec<Vec<Vec<u8>>> {
-    let mut consumer = Consumer::with_client(
-        client.clone(),
-        ConsumerConfig {
-            client: client.config().clone(),
-            ..ConsumerConfig::default()
-        },
-    );
-    let tps: Vec<(&str, i32, Offset)> = (0..partitions)
-        .map(|p| (topic, p, Offset::Beginning))
-        .collect();
-    consumer.assign(&tps).unwrap();
-    let mut out = vec![Vec::new(); partitions as usize];
-    let mut ended = BTreeSet::new();
-    while ended.len() < partitions as usize {
-        match tokio::time::timeout(Duration::from_secs(30), consumer.next())
-            .await
-            .expect("reading the output stalled")
-            .unwrap()
-        {
-            Event::Batch(b) => {
-                ended.remove(&b.partition());
-                for r in b.records() {
-                    out[b.partition() as usize].push(r.value().unwrap().to_vec());
-                }
-            }
-            Event::EndOfPartition { partition, .. } => {
-                ended.insert(partition);
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// At-least-once: `spate pipe` is killed (SIGKILL) while it works, then started again and run

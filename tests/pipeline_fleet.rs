@@ -6,14 +6,14 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Output, Stdio};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use spate::cluster::{Client, NewTopic, OffsetSpec};
-use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+use spate::consumer::{Consumer, ConsumerConfig};
 use spate::producer::{Producer, ProducerConfig, Record};
-use support::{unique_topic, TestBroker};
+use support::{finish, read_values, sigterm, unique_topic, Reaper, TestBroker};
 
 const PARTITIONS: i32 = 4;
 
@@ -49,45 +49,6 @@ impl Job {
     }
 }
 
-/// Kills the members still running when a test fails, so they do not outlive it.
-struct Reaper(Vec<u32>);
-
-impl Reaper {
-    /// A member that was waited for: its pid may be reused.
-    fn reaped(&mut self, child: &Child) {
-        self.0.retain(|p| *p != child.id());
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-fn finish(child: Child, what: &str) -> Output {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what} stopped with an error ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 async fn ends(client: &Client, topic: &str) -> Vec<i64> {
     let partitions: Vec<i32> = (0..PARTITIONS).collect();
     let mut listed = client
@@ -121,42 +82,6 @@ where
         assert!(Instant::now() < deadline, "no {what} in {secs} s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Every value of `topic`, per partition (read_uncommitted).
-async fn read_values(client: &Client, topic: &str) -> Vec<Vec<Vec<u8>>> {
-    let mut consumer = Consumer::with_client(
-        client.clone(),
-        ConsumerConfig {
-            client: client.config().clone(),
-            ..ConsumerConfig::default()
-        },
-    );
-    let tps: Vec<(&str, i32, Offset)> = (0..PARTITIONS)
-        .map(|p| (topic, p, Offset::Beginning))
-        .collect();
-    consumer.assign(&tps).unwrap();
-    let mut out = vec![Vec::new(); PARTITIONS as usize];
-    let mut ended = HashSet::new();
-    while ended.len() < PARTITIONS as usize {
-        match tokio::time::timeout(Duration::from_secs(30), consumer.next())
-            .await
-            .expect("reading the output stalled")
-            .unwrap()
-        {
-            Event::Batch(b) => {
-                ended.remove(&b.partition());
-                for r in b.records() {
-                    out[b.partition() as usize].push(r.value().unwrap().to_vec());
-                }
-            }
-            Event::EndOfPartition { partition, .. } => {
-                ended.insert(partition);
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 async fn run_fleet(exactly_once: bool) {
@@ -276,7 +201,7 @@ async fn run_fleet(exactly_once: bool) {
     reaper.reaped(&c);
     finish(c, "the last member");
 
-    let outputs = read_values(&client, &job.output).await;
+    let outputs = read_values(&client, &job.output, PARTITIONS).await;
     for p in 0..PARTITIONS as usize {
         let got: HashMap<&[u8], usize> = outputs[p].iter().fold(HashMap::new(), |mut m, v| {
             *m.entry(v.as_slice()).or_default() += 1;

@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use spate::mock::MockCluster;
 use spate::producer::{Producer, ProducerConfig, Record};
-use support::{read_with_librdkafka, Digest};
+use support::{finish, read_with_librdkafka, sigterm, Digest, Reaper};
 
 const PARTITIONS: i32 = 6;
 
@@ -29,45 +29,6 @@ fn member(bootstrap: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn spate pipe")
-}
-
-/// Kills the members still running when a test fails, so they do not outlive it.
-struct Reaper(Vec<u32>);
-
-impl Reaper {
-    /// A member that was waited for: its pid may be reused.
-    fn reaped(&mut self, child: &Child) {
-        self.0.retain(|p| *p != child.id());
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-fn finish(child: Child, what: &str) -> Output {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what} stopped with an error ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Waits until `done` holds, failing after `secs` with `what`; members must stay up meanwhile.

@@ -447,3 +447,84 @@ pub fn interop_messages() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000)
 }
+
+/// Kills the members still running when a test fails, so they do not outlive it.
+pub struct Reaper(pub Vec<u32>);
+
+impl Reaper {
+    /// A member that was waited for: its pid may be reused.
+    pub fn reaped(&mut self, child: &Child) {
+        self.0.retain(|p| *p != child.id());
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+pub fn finish(child: Child, what: &str) -> std::process::Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} stopped with an error ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Every value of `topic`'s partitions, in offset order (read_uncommitted, from the beginning
+/// to the end).
+pub async fn read_values(
+    client: &spate::cluster::Client,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Vec<Vec<u8>>> {
+    use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+    let mut consumer = Consumer::with_client(
+        client.clone(),
+        ConsumerConfig {
+            client: client.config().clone(),
+            ..ConsumerConfig::default()
+        },
+    );
+    let tps: Vec<(&str, i32, Offset)> = (0..partitions)
+        .map(|p| (topic, p, Offset::Beginning))
+        .collect();
+    consumer.assign(&tps).unwrap();
+    let mut out = vec![Vec::new(); partitions as usize];
+    let mut ended = std::collections::BTreeSet::new();
+    while ended.len() < partitions as usize {
+        match tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("reading the output stalled")
+            .unwrap()
+        {
+            Event::Batch(b) => {
+                ended.remove(&b.partition());
+                for r in b.records() {
+                    out[b.partition() as usize].push(r.value().unwrap().to_vec());
+                }
+            }
+            Event::EndOfPartition { partition, .. } => {
+                ended.insert(partition);
+            }
+            _ => {}
+        }
+    }
+    out
+}
