@@ -129,7 +129,8 @@ fn uvarint(out: &mut BytesMut, mut v: u32) {
     out.put_u8(v as u8);
 }
 
-/// Every (API, direction, version) the tables hold that kafka-protocol also decodes.
+/// Every (API, direction, version) the tables hold that spate speaks (so kafka-protocol
+/// decodes it: the tables may know newer versions than kafka-protocol does).
 fn every_layout() -> Vec<(ApiKey, Direction, i16, &'static MessageSchema)> {
     let mut out = Vec::new();
     for (table, direction) in [
@@ -138,9 +139,9 @@ fn every_layout() -> Vec<(ApiKey, Direction, i16, &'static MessageSchema)> {
     ] {
         for (key, schema) in table {
             let api = ApiKey::try_from(*key).unwrap();
-            let theirs = api.valid_versions();
-            for v in schema.valid.min..=schema.valid.max.min(theirs.max) {
-                if v >= theirs.min {
+            let ours = crate::wire::versions::supported(api).expect("spate speaks it");
+            for v in schema.valid.min..=schema.valid.max.min(ours.max) {
+                if v >= ours.min {
                     out.push((api, direction, v, *schema));
                 }
             }
