@@ -82,6 +82,10 @@ pub mod codes {
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     /// PRODUCER_FENCED.
     pub const PRODUCER_FENCED: i16 = 90;
+    /// TRANSACTION_ABORTABLE (KIP-890): the transaction cannot commit; abort it.
+    pub const TRANSACTION_ABORTABLE: i16 = 120;
+    /// INVALID_TXN_STATE.
+    pub const INVALID_TXN_STATE: i16 = 48;
 }
 
 /// What a caller should do after an error.

@@ -419,8 +419,10 @@ async fn an_exactly_once_pipeline_aborts_rewinds_and_goes_on() {
     }
 }
 
-/// Exactly-once, a transaction that outlives `transaction.timeout.ms` (one produce request
-/// held up past it): the coordinator aborts it and fences the producer. A dynamic member starts
+/// Exactly-once, a transaction that outlives `transaction.timeout.ms` (its offset commit held
+/// up past it; a held-up first produce would not do under transactions v2, where the
+/// transaction starts on the broker only when that produce arrives): the coordinator aborts it
+/// and fences the producer. A dynamic member starts
 /// a new producer and goes on from the last commit (as Kafka Streams does), and the output is
 /// still the input exactly once; a static member stops with the fencing error, since for it a
 /// fenced producer means a newer incarnation runs.
@@ -442,7 +444,7 @@ async fn a_timed_out_transaction_gets_a_new_producer_unless_the_member_is_static
         let producer = ProducerConfig::new(&cluster.bootstrap())
             .transaction_timeout(Duration::from_millis(1000));
         cluster.inject(
-            ApiKey::Produce,
+            ApiKey::TxnOffsetCommit,
             Fault::Delay(Duration::from_millis(2500)),
             1,
         );

@@ -505,6 +505,14 @@ async fn read_committed_sees_committed_transactions_only() {
         .send(Record::new("txn").value(b"zombie"))
         .await
         .unwrap();
+    // Transactions v2 (the cluster's default, as Kafka 4.x's): the zombie's first write is
+    // refused INVALID_PRODUCER_EPOCH (Kafka's AddPartitionsToTxnManager turns the coordinator's
+    // PRODUCER_FENCED into it), which leaves the transaction abortable (KIP-588); the abort's
+    // EndTxn is then refused as fenced, and the producer is done.
     let err = producer.commit_transaction().await.unwrap_err();
+    assert!(err.to_string().contains("InvalidProducerEpoch"), "{err}");
+    assert!(producer.fatal_error().is_none());
+    let err = producer.abort_transaction().await.unwrap_err();
     assert!(matches!(err, spate::Error::ProducerFenced { .. }), "{err}");
+    assert!(producer.fatal_error().is_some());
 }

@@ -330,7 +330,16 @@ async fn a_group_survives_its_coordinator_and_resumes_from_committed_offsets() {
 /// every input record once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exactly_once_pipeline_rides_out_errors_on_every_api() {
+    // Transactions v2 (the default) and v1, whose AddPartitionsToTxn and AddOffsetsToTxn v2
+    // does without.
+    for level in [2, 1] {
+        exactly_once_through_errors(level).await;
+    }
+}
+
+async fn exactly_once_through_errors(transaction_version: i16) {
     let cluster = MockCluster::start(3).await.unwrap();
+    cluster.set_transaction_version(transaction_version);
     cluster.create_topic("in", 3);
     cluster.create_topic("out", 3);
     let producer = Producer::new(producer_config(&cluster)).await.unwrap();
@@ -358,7 +367,10 @@ async fn an_exactly_once_pipeline_rides_out_errors_on_every_api() {
         (ApiKey::Produce, NOT_ENOUGH_REPLICAS),
         (ApiKey::Metadata, LEADER_NOT_AVAILABLE),
     ] {
-        cluster.inject(api, Fault::Error(code), 1);
+        let v1_only = matches!(api, ApiKey::AddPartitionsToTxn | ApiKey::AddOffsetsToTxn);
+        if transaction_version < 2 || !v1_only {
+            cluster.inject(api, Fault::Error(code), 1);
+        }
     }
     let consumer = ConsumerConfig {
         client: client(&cluster),

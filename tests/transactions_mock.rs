@@ -9,7 +9,12 @@
 //!   (`TransactionManager.TxnOffsetCommitHandler`);
 //! - offsets committed in an open transaction are unstable for OffsetFetch with
 //!   `require_stable` until the transaction ends (KIP-447);
-//! - errors that retrying fixes are retried; fatal ones are reported as fatal.
+//! - errors that retrying fixes are retried; fatal ones are reported as fatal;
+//! - transactions v2 (KIP-890): a cluster that finalized `transaction.version` 2 (the default,
+//!   as a Kafka 4.x cluster) still serves v1 clients (librdkafka speaks only v1); spate runs v2
+//!   there (no AddPartitionsToTxn or AddOffsetsToTxn, an epoch bump per transaction, a retried
+//!   EndTxn takes the bumped epoch) and v1 on a cluster without it. The coordinator's v2 rules
+//!   themselves are unit-tested in `src/mock/txn_tests.rs`.
 
 mod support;
 
@@ -315,6 +320,8 @@ async fn offsets_in_an_open_transaction_are_unstable_until_it_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_errors_are_retried_or_fatal_as_in_java() {
     let cluster = MockCluster::start(1).await.unwrap();
+    // Transactions v1, where AddPartitionsToTxn is sent (v2 has none to fail).
+    cluster.set_transaction_version(1);
     cluster.create_topic("out", 1);
     let producer = Producer::new(producer_config(&cluster, "classes"))
         .await
@@ -349,4 +356,169 @@ async fn coordinator_errors_are_retried_or_fatal_as_in_java() {
     assert!(matches!(err, Error::ProducerFenced { .. }), "{err}");
     assert!(producer.fatal_error().is_some());
     assert!(producer.begin_transaction().is_err(), "fatal is final");
+}
+
+/// A producer id and epoch.
+type ProducerEpoch = (i64, i16);
+
+/// The producer id and epoch of each batch of partition 0, data and markers apart, in order.
+fn epochs(cluster: &MockCluster, topic: &str) -> (Vec<ProducerEpoch>, Vec<ProducerEpoch>) {
+    let (mut data, mut markers) = (Vec::new(), Vec::new());
+    for stored in cluster.batches(topic, 0) {
+        for batch in spate::record::RecordBatches::new(stored.bytes) {
+            let h = batch.unwrap().header();
+            let id = (h.producer_id, h.producer_epoch);
+            if h.is_control() {
+                markers.push(id);
+            } else {
+                data.push(id);
+            }
+        }
+    }
+    (data, markers)
+}
+
+/// librdkafka speaks transactions v1 only; a cluster that finalized `transaction.version` 2
+/// (the default) serves it as one without: commits, aborts and an empty abort, read back
+/// read_committed and read_uncommitted by librdkafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_runs_v1_transactions_whatever_the_cluster_finalized() {
+    for level in [2, 1] {
+        let cluster = MockCluster::start(1).await.unwrap();
+        cluster.set_transaction_version(level);
+        cluster.create_topic("out", 1);
+        let bootstrap = cluster.bootstrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/txn_cycle.py");
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+                .arg(script)
+                .args([&bootstrap, "out"])
+                .output()
+                .expect("python3 runs")
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "ok",
+            "level {level}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let bootstrap = cluster.bootstrap();
+        let committed = read_with_librdkafka(&bootstrap, "out", 1, "read_committed");
+        assert_eq!(committed[0].count, 10, "level {level}");
+        let all = read_with_librdkafka(&bootstrap, "out", 1, "read_uncommitted");
+        assert_eq!(all[0].count, 15, "level {level}");
+        // v1: one epoch throughout, and AddPartitionsToTxn carried the partition.
+        let (data, markers) = epochs(&cluster, "out");
+        assert!(
+            data.iter().chain(&markers).all(|e| *e == data[0]),
+            "level {level}"
+        );
+        assert!(cluster.request_count(ApiKey::AddPartitionsToTxn) >= 3);
+    }
+}
+
+/// Three transactions by spate's producer (a commit with offsets, an abort, a commit), on a
+/// cluster with and without `transaction.version` 2: v2 sends no AddPartitionsToTxn or
+/// AddOffsetsToTxn, and each transaction ends with a bumped epoch that its markers carry and
+/// the next transaction writes with; v1 keeps one epoch and adds partitions and offsets
+/// explicitly. Either way read_committed (librdkafka) sees the two commits only, and the
+/// offsets committed are the second commit's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spate_runs_transactions_v2_when_the_cluster_offers_them() {
+    for level in [2, 1] {
+        let cluster = MockCluster::start(1).await.unwrap();
+        cluster.set_transaction_version(level);
+        cluster.create_topic("out", 1);
+        cluster.create_topic("in", 1);
+        let producer = Producer::new(producer_config(&cluster, "v2"))
+            .await
+            .unwrap();
+        producer.init_transactions().await.unwrap();
+        let group = spate::producer::GroupMetadata::new("job");
+        for (i, commit) in [true, false, true].into_iter().enumerate() {
+            producer.begin_transaction().unwrap();
+            let mut deliveries = Vec::new();
+            for n in 0..5 {
+                let value = format!("t{i}-{n}");
+                deliveries.push(
+                    producer
+                        .send(Record::new("out").value(value.as_bytes()))
+                        .await
+                        .unwrap(),
+                );
+            }
+            producer
+                .send_offsets_to_transaction(&offset("in", 10 * (i as i64 + 1)), &group)
+                .await
+                .unwrap();
+            if commit {
+                producer.commit_transaction().await.unwrap();
+            } else {
+                producer.flush().await.unwrap();
+                producer.abort_transaction().await.unwrap();
+            }
+            for d in deliveries {
+                d.await.unwrap();
+            }
+        }
+        // An empty transaction: nothing to end, nothing sent.
+        producer.begin_transaction().unwrap();
+        producer.abort_transaction().await.unwrap();
+        let adds = cluster.request_count(ApiKey::AddPartitionsToTxn)
+            + cluster.request_count(ApiKey::AddOffsetsToTxn);
+        let (data, markers) = epochs(&cluster, "out");
+        assert_eq!((data.len(), markers.len()), (3, 3), "level {level}");
+        let (id, e0) = data[0];
+        if level == 2 {
+            assert_eq!(adds, 0);
+            assert_eq!(data, vec![(id, e0), (id, e0 + 1), (id, e0 + 2)]);
+            assert_eq!(markers, vec![(id, e0 + 1), (id, e0 + 2), (id, e0 + 3)]);
+        } else {
+            assert_eq!(adds, 6);
+            assert!(data.iter().chain(&markers).all(|e| *e == (id, e0)));
+        }
+        let committed = read_with_librdkafka(&cluster.bootstrap(), "out", 1, "read_committed");
+        assert_eq!(committed[0].count, 10, "level {level}");
+        let client = Client::connect(client_config(&cluster)).await.unwrap();
+        assert_eq!(
+            committed_offset(&client, "job", "in").await,
+            30,
+            "level {level}"
+        );
+    }
+}
+
+/// v2: the answer to EndTxn is lost (the connection drops after the coordinator ended the
+/// transaction). The retry carries the epoch before the bump and gets the bumped one back, so
+/// the next transaction goes on at the right epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_end_txn_answer_is_retried_and_gets_the_bumped_epoch() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("out", 1);
+    let producer = Producer::new(producer_config(&cluster, "lost"))
+        .await
+        .unwrap();
+    producer.init_transactions().await.unwrap();
+    for (i, lose) in [true, false].into_iter().enumerate() {
+        producer.begin_transaction().unwrap();
+        let d = producer
+            .send(Record::new("out").value(format!("v{i}").as_bytes()))
+            .await
+            .unwrap();
+        if lose {
+            cluster.inject(ApiKey::EndTxn, Fault::DropResponse, 1);
+        }
+        producer.commit_transaction().await.unwrap();
+        d.await.unwrap();
+    }
+    assert_eq!(cluster.pending_faults(), 0);
+    assert!(cluster.request_count(ApiKey::EndTxn) >= 3);
+    let (data, markers) = epochs(&cluster, "out");
+    let (id, e0) = data[0];
+    assert_eq!(data, vec![(id, e0), (id, e0 + 1)]);
+    assert_eq!(markers, vec![(id, e0 + 1), (id, e0 + 2)]);
+    let committed = read_with_librdkafka(&cluster.bootstrap(), "out", 1, "read_committed");
+    assert_eq!(committed[0].count, 2);
 }

@@ -32,7 +32,7 @@ use crate::wire::{decode_body, schema, topic_name, ApiKey, Direction};
 const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ApiVersions, 3),
     (ApiKey::Metadata, 12),
-    (ApiKey::Produce, 11),
+    (ApiKey::Produce, 12),
     (ApiKey::Fetch, 12),
     (ApiKey::ListOffsets, 7),
     (ApiKey::FindCoordinator, 4),
@@ -42,11 +42,11 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::SyncGroup, 5),
     (ApiKey::Heartbeat, 4),
     (ApiKey::LeaveGroup, 5),
-    (ApiKey::InitProducerId, 4),
+    (ApiKey::InitProducerId, 5),
     (ApiKey::AddPartitionsToTxn, 3),
-    (ApiKey::AddOffsetsToTxn, 3),
-    (ApiKey::EndTxn, 3),
-    (ApiKey::TxnOffsetCommit, 3),
+    (ApiKey::AddOffsetsToTxn, 4),
+    (ApiKey::EndTxn, 5),
+    (ApiKey::TxnOffsetCommit, 5),
     (ApiKey::OffsetForLeaderEpoch, 4),
 ];
 
@@ -156,10 +156,13 @@ pub(super) fn handle(
                     )
                 })
                 .collect();
-            ApiVersionsResponse::default()
+            let mut response = ApiVersionsResponse::default()
                 .with_error_code(code)
-                .with_api_keys(keys)
-                .encode(out, version)
+                .with_api_keys(keys);
+            if version >= 3 {
+                features(&lock(state), &mut response);
+            }
+            response.encode(out, version)
         }
         ApiKey::Metadata => {
             let request = decode!(MetadataRequest);
@@ -170,7 +173,7 @@ pub(super) fn handle(
             if request.acks == 0 {
                 reply = Reply::Nothing;
             }
-            produce(&mut lock(state), broker, request, error).encode(out, version)
+            produce(&mut lock(state), broker, request, version, error).encode(out, version)
         }
         ApiKey::Fetch => {
             let request = decode!(FetchRequest);
@@ -326,7 +329,7 @@ pub(super) fn handle(
         }
         ApiKey::TxnOffsetCommit => {
             let request = decode!(TxnOffsetCommitRequest);
-            txn::offset_commit(&mut lock(state), &request, error).encode(out, version)
+            txn::offset_commit(&mut lock(state), &request, version, error).encode(out, version)
         }
         ApiKey::OffsetForLeaderEpoch => {
             let request = decode!(OffsetForLeaderEpochRequest);
@@ -335,13 +338,16 @@ pub(super) fn handle(
         }
         ApiKey::EndTxn => {
             let request = decode!(EndTxnRequest);
-            let code = match error {
-                Some(code) => code,
-                None => txn::end_txn(&mut lock(state), &request),
+            let (code, producer_id, epoch) = match error {
+                Some(code) => (code, -1, -1),
+                None => txn::end_txn(&mut lock(state), &request, version),
             };
-            EndTxnResponse::default()
-                .with_error_code(code)
-                .encode(out, version)
+            let mut response = EndTxnResponse::default().with_error_code(code);
+            if version >= 5 {
+                response.producer_id = ProducerId(producer_id);
+                response.producer_epoch = epoch;
+            }
+            response.encode(out, version)
         }
         _ => return Err(format!("{api:?} is not served by the mock")),
     };
@@ -408,10 +414,28 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
         .with_topics(topics)
 }
 
+/// The features the brokers support and the cluster finalized (ApiVersions v3+, KIP-584):
+/// `transaction.version` (KIP-890), listed as finalized only at a level above 0, as Kafka does.
+fn features(state: &State, response: &mut ApiVersionsResponse) {
+    let name = || StrBytes::from_static_str("transaction.version");
+    response.supported_features = vec![api_versions_response::SupportedFeatureKey::default()
+        .with_name(name())
+        .with_min_version(0)
+        .with_max_version(2)];
+    response.finalized_features_epoch = state.features_epoch;
+    if state.transaction_version > 0 {
+        response.finalized_features = vec![api_versions_response::FinalizedFeatureKey::default()
+            .with_name(name())
+            .with_min_version_level(state.transaction_version)
+            .with_max_version_level(state.transaction_version)];
+    }
+}
+
 fn produce(
     state: &mut State,
     broker: i32,
     request: ProduceRequest,
+    version: i16,
     error: Option<i16>,
 ) -> ProduceResponse {
     let txn_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
@@ -431,6 +455,17 @@ fn produce(
                         .with_log_start_offset(0);
                     if let Some(code) = error {
                         return answer.with_error_code(code);
+                    }
+                    let leads = state
+                        .topics
+                        .get(topic.name.0.as_str())
+                        .and_then(|l| l.get(p.index as usize))
+                        .is_some_and(|log| log.leader == broker);
+                    if let (Some(id), true) = (txn_id.as_deref(), version >= 12 && leads) {
+                        let code = add_by_produce(state, id, &topic.name.0, &p);
+                        if code != 0 {
+                            return answer.with_error_code(code);
+                        }
                     }
                     let txn = txn_id.as_deref().and_then(|id| state.transactions.get(id));
                     let added = |producer_id: i64| {
@@ -463,6 +498,40 @@ fn produce(
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Produce v12+ of a transactional producer (KIP-890): in a v2 cluster the partition joins
+/// the transaction with the batch; a cluster without `transaction.version` 2 refuses the
+/// version (UNSUPPORTED_VERSION, as Kafka 4.x brokers answer it: twmb/franz-go#1017).
+fn add_by_produce(
+    state: &mut State,
+    txn_id: &str,
+    topic: &str,
+    data: &produce_request::PartitionProduceData,
+) -> i16 {
+    if state.transaction_version < 2 {
+        return UNSUPPORTED_VERSION;
+    }
+    let first = data
+        .records
+        .clone()
+        .and_then(|records| crate::record::RecordBatches::new(records).next())
+        .and_then(Result::ok);
+    match first {
+        Some(batch) if batch.header().is_transactional() => {
+            let h = batch.header();
+            txn::add_by_produce(
+                state,
+                txn_id,
+                h.producer_id,
+                h.producer_epoch,
+                topic,
+                data.index,
+            )
+        }
+        // Not transactional data, or bytes the log refuses on its own.
+        _ => 0,
+    }
 }
 
 fn list_offsets(

@@ -6,8 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use crate::error::codes::{
-    CORRUPT_MESSAGE, DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, MESSAGE_TOO_LARGE,
-    OUT_OF_ORDER_SEQUENCE_NUMBER,
+    CORRUPT_MESSAGE, DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE,
+    MESSAGE_TOO_LARGE, OUT_OF_ORDER_SEQUENCE_NUMBER,
 };
 use crate::record::{increment_sequence, RecordBatchBuilder, RecordBatches};
 
@@ -149,7 +149,6 @@ impl PartitionLog {
         max_bytes: usize,
         in_txn: impl Fn(i64) -> bool,
     ) -> Result<(i64, i16), i16> {
-        const INVALID_TXN_STATE: i16 = 48;
         let mut batches = Vec::new();
         for batch in RecordBatches::new(records) {
             let batch = batch.map_err(|_| CORRUPT_MESSAGE)?;

@@ -105,6 +105,11 @@ struct State {
     fetch_sessions: fetch::Sessions,
     /// The size of the last request of each API, for tests.
     last_request_size: HashMap<i16, usize>,
+    /// The finalized level of `transaction.version` (KIP-584 features): 2 turns transactions
+    /// v2 on (KIP-890), as in a cluster formatted by Kafka 4.x.
+    transaction_version: i16,
+    /// The epoch of the finalized features, bumped when a level changes.
+    features_epoch: i64,
 }
 
 impl State {
@@ -124,6 +129,8 @@ impl State {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             fetch_sessions: fetch::Sessions::default(),
             last_request_size: HashMap::new(),
+            transaction_version: 2,
+            features_epoch: 1,
         }
     }
 
@@ -356,6 +363,15 @@ impl MockCluster {
             fault,
             remaining: times,
         });
+    }
+
+    /// Finalizes `transaction.version` at `level` (0 to 2; 2 by default, as in a cluster that
+    /// Kafka 4.x formatted): below 2 the cluster runs transactions v1 only, as a Kafka 3.x
+    /// cluster or one not upgraded does (KIP-890, KIP-1022). Clients see it in ApiVersions.
+    pub fn set_transaction_version(&self, level: i16) {
+        let mut state = self.state();
+        state.transaction_version = level.clamp(0, 2);
+        state.features_epoch += 1;
     }
 
     /// Sets the largest batch the brokers accept (`message.max.bytes`); a larger one is

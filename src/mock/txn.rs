@@ -1,11 +1,21 @@
 //! The embedded cluster's transaction coordinator: InitProducerId, AddPartitionsToTxn,
-//! AddOffsetsToTxn, TxnOffsetCommit and EndTxn, with Kafka's fencing rules (transactions v1,
-//! KIP-588 error codes):
+//! AddOffsetsToTxn, TxnOffsetCommit and EndTxn, with Kafka's fencing rules (KIP-588 error
+//! codes), for transactions v1 and v2 (KIP-890):
 //! - a producer id that is not the transactional id's is INVALID_PRODUCER_ID_MAPPING; an epoch
 //!   that is not the current one is PRODUCER_FENCED (Kafka's `TransactionCoordinator`);
+//! - EndTxn follows Kafka's state rules: it ends an ongoing transaction; the same result again
+//!   (a retry) answers NONE; anything else is INVALID_TXN_STATE;
+//! - v2, when the cluster finalized `transaction.version` 2: Produce v12 adds its partition to
+//!   the transaction and TxnOffsetCommit v5 its offsets (no AddPartitionsToTxn or
+//!   AddOffsetsToTxn), and EndTxn v5 bumps the epoch, writes the markers with the bumped epoch
+//!   (which fences late writes of the ended transaction) and returns it, or a new producer id
+//!   at epoch 0 once the epoch is exhausted. A retried EndTxn with the epoch before the bump
+//!   answers NONE with the bumped one (Kafka's `endTxnEpochBumped`, `retryOnOverflow`); an
+//!   abort with nothing added (an empty transaction) bumps the epoch too (KAFKA-18464);
 //! - a transaction open longer than the producer's `transaction.timeout.ms` is aborted by the
 //!   coordinator, which bumps the epoch so the late producer is fenced (Kafka's
-//!   `abortTimedOutTransactions`, which fences the producer epoch);
+//!   `abortTimedOutTransactions`, which fences the producer epoch, and for a v2 transaction
+//!   bumps it again as it ends it);
 //! - TxnOffsetCommit checks the group member and generation as Kafka's
 //!   `ClassicGroup.validateOffsetCommit(isTransactional = true)` does;
 //! - offsets committed in an open transaction make OffsetFetch with `require_stable` answer
@@ -28,14 +38,31 @@ use kafka_protocol::messages::{
 
 use super::State;
 use crate::error::codes::{
-    ILLEGAL_GENERATION, INVALID_PRODUCER_EPOCH, INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED,
-    UNKNOWN_TOPIC_OR_PARTITION,
+    ILLEGAL_GENERATION, INVALID_PRODUCER_EPOCH, INVALID_PRODUCER_ID_MAPPING, INVALID_TXN_STATE,
+    PRODUCER_FENCED, UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// INVALID_TRANSACTION_TIMEOUT: a timeout above the broker's `transaction.max.timeout.ms`.
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 /// Kafka's default `transaction.max.timeout.ms` (15 minutes).
 const MAX_TIMEOUT_MS: i32 = 900_000;
+
+/// Where a transactional id's transaction stands (Kafka's `TransactionState`, without the
+/// prepare states: the mock writes its markers at once).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    /// No transaction since the producer id was given.
+    #[default]
+    Empty,
+    /// Partitions or offsets were added.
+    Ongoing,
+    /// The last transaction ended (committed or aborted).
+    Complete { commit: bool },
+}
+
+/// The epoch from which Kafka gives a new producer id rather than bump
+/// (`isProducerEpochExhausted`).
+const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
 
 /// A transaction the mock's coordinator knows.
 #[derive(Debug, Default)]
@@ -49,10 +76,31 @@ pub(super) struct Transaction {
     pub(super) timeout: Duration,
     /// When the open transaction times out (set when it adds its first partition or offsets).
     pub(super) deadline: Option<Instant>,
+    pub(super) status: Status,
+    /// The transaction (ongoing or last ended) runs the v2 way (Kafka's
+    /// `clientTransactionVersion`): set by how it began, and by the EndTxn that ends it.
+    pub(super) v2: bool,
+    /// The producer id an exhausted epoch replaced, for a retried EndTxn (-1 if none).
+    pub(super) previous_producer_id: i64,
 }
 
 impl Transaction {
-    fn started(&mut self, now: Instant) {
+    fn new(producer_id: i64, timeout: Duration) -> Transaction {
+        Transaction {
+            producer_id,
+            timeout,
+            previous_producer_id: -1,
+            ..Transaction::default()
+        }
+    }
+
+    /// Partitions or offsets join the transaction: it is ongoing from the first of them, the
+    /// v2 way if that one came by Produce v12 or TxnOffsetCommit v5.
+    fn started(&mut self, now: Instant, v2: bool) {
+        if self.status != Status::Ongoing {
+            self.status = Status::Ongoing;
+            self.v2 = v2;
+        }
         self.deadline.get_or_insert(now + self.timeout);
     }
 }
@@ -66,10 +114,16 @@ pub(super) fn expire(state: &mut State, now: Instant) {
         .map(|(id, _)| id.clone())
         .collect();
     for id in expired {
+        // The fence bumps the epoch; in a v2 cluster ending the transaction bumps it once more
+        // (Kafka ends a timed-out transaction with the cluster's transaction version).
+        let v2 = state.transaction_version >= 2;
         let txn = state.transactions.get_mut(&id).expect("listed");
-        txn.epoch += 1;
+        txn.epoch = txn.epoch.saturating_add(if v2 { 2 } else { 1 });
+        txn.v2 = v2;
         tracing::debug!(transactional_id = %id, epoch = txn.epoch, "mock: transaction timed out, aborted");
         abort_open(state, &id);
+        state.transactions.get_mut(&id).expect("listed").status =
+            Status::Complete { commit: false };
     }
 }
 
@@ -118,11 +172,7 @@ pub(super) fn init_producer_id(
     let timeout = Duration::from_millis(timeout_ms as u64);
     if !state.transactions.contains_key(&txn_id) {
         state.next_producer_id += 1;
-        let txn = Transaction {
-            producer_id: state.next_producer_id,
-            timeout,
-            ..Transaction::default()
-        };
+        let txn = Transaction::new(state.next_producer_id, timeout);
         let answer = (0, txn.producer_id, txn.epoch);
         state.transactions.insert(txn_id, txn);
         return answer;
@@ -132,9 +182,17 @@ pub(super) fn init_producer_id(
     let txn = state.transactions.get_mut(&txn_id).expect("checked");
     txn.epoch += 1;
     txn.timeout = timeout;
-    let answer = (0, txn.producer_id, txn.epoch);
     abort_open(state, &txn_id);
-    answer
+    let txn = state.transactions.get_mut(&txn_id).expect("checked");
+    if txn.epoch >= EPOCH_EXHAUSTED {
+        // Kafka rotates the producer id rather than run out of epochs.
+        state.next_producer_id += 1;
+        txn.previous_producer_id = txn.producer_id;
+        txn.producer_id = state.next_producer_id;
+        txn.epoch = 0;
+    }
+    txn.status = Status::Empty;
+    (0, txn.producer_id, txn.epoch)
 }
 
 pub(super) fn add_partitions(
@@ -178,7 +236,7 @@ pub(super) fn add_partitions(
         for (t, results) in &results {
             for r in results {
                 if r.partition_error_code == 0 {
-                    txn.started(Instant::now());
+                    txn.started(Instant::now(), false);
                     txn.partitions
                         .insert((t.name.0.to_string(), r.partition_index));
                 }
@@ -214,17 +272,20 @@ pub(super) fn add_offsets(
             .transactions
             .get_mut(request.transactional_id.0.as_str())
         {
-            txn.started(Instant::now());
+            txn.started(Instant::now(), false);
         }
     }
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
+/// TxnOffsetCommit; at v5 in a v2 cluster it also adds the offsets to the transaction.
 pub(super) fn offset_commit(
     state: &mut State,
     request: &TxnOffsetCommitRequest,
+    version: i16,
     error: Option<i16>,
 ) -> TxnOffsetCommitResponse {
+    let implicit_add = version >= 5 && state.transaction_version >= 2;
     let code = error
         .unwrap_or_else(|| {
             // The group coordinator knows the producer only through the offsets log, whose
@@ -245,6 +306,9 @@ pub(super) fn offset_commit(
             .transactions
             .get_mut(request.transactional_id.0.as_str())
             .expect("checked");
+        if implicit_add {
+            txn.started(Instant::now(), true);
+        }
         for t in &request.topics {
             for p in &t.partitions {
                 txn.offsets.push((
@@ -321,29 +385,99 @@ fn check_txn(state: &State, txn_id: &str, producer_id: i64, epoch: i16) -> i16 {
     }
 }
 
-pub(super) fn end_txn(state: &mut State, request: &EndTxnRequest) -> i16 {
-    let txn_id = request.transactional_id.0.to_string();
-    let code = check_txn(
-        state,
-        &txn_id,
-        request.producer_id.0,
-        request.producer_epoch,
-    );
-    if code != 0 {
-        return code;
+/// Adds a partition to the transaction for a Produce v12 batch (v2: the broker does what
+/// AddPartitionsToTxn did). The batch's producer must be the transaction's, at its epoch: an
+/// older epoch is INVALID_PRODUCER_EPOCH, as the partition's producer state answers it.
+pub(super) fn add_by_produce(
+    state: &mut State,
+    txn_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    topic: &str,
+    partition: i32,
+) -> i16 {
+    let Some(txn) = state.transactions.get_mut(txn_id) else {
+        return INVALID_PRODUCER_ID_MAPPING;
+    };
+    if txn.producer_id != producer_id {
+        return INVALID_PRODUCER_ID_MAPPING;
     }
-    let txn = state.transactions.get_mut(&txn_id).expect("checked");
-    let (producer_id, epoch) = (txn.producer_id, txn.epoch);
+    if txn.epoch != epoch {
+        return INVALID_PRODUCER_EPOCH;
+    }
+    txn.started(Instant::now(), true);
+    txn.partitions.insert((topic.to_owned(), partition));
+    0
+}
+
+/// EndTxn: (error code, producer id, epoch) as Kafka's `TransactionCoordinator.endTransaction`
+/// answers them. `version` is the request's: v5 in a v2 cluster ends the transaction the v2
+/// way (the epoch bumps).
+pub(super) fn end_txn(state: &mut State, request: &EndTxnRequest, version: i16) -> (i16, i64, i16) {
+    let client_v2 = version >= 5 && state.transaction_version >= 2;
+    let txn_id = request.transactional_id.0.to_string();
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let Some(txn) = state.transactions.get_mut(&txn_id) else {
+        return (INVALID_PRODUCER_ID_MAPPING, -1, -1);
+    };
+    // A v2 retry: the epoch (or producer id) this EndTxn ended already moved on.
+    let retry_on_overflow = txn.v2
+        && txn.previous_producer_id == producer_id
+        && epoch == EPOCH_EXHAUSTED
+        && txn.epoch == 0;
+    let retry = retry_on_overflow || (txn.v2 && i32::from(txn.epoch) == i32::from(epoch) + 1);
+    let valid_epoch = match txn.status {
+        Status::Complete { .. } if txn.v2 => retry || (client_v2 && epoch == txn.epoch),
+        _ => epoch == txn.epoch,
+    };
+    if txn.producer_id != producer_id && !retry_on_overflow {
+        return (INVALID_PRODUCER_ID_MAPPING, -1, -1);
+    }
+    if !valid_epoch {
+        return (PRODUCER_FENCED, -1, -1);
+    }
+    let retry = retry && matches!(txn.status, Status::Complete { .. });
+    match (txn.status, request.committed) {
+        (Status::Ongoing, _) => {}
+        // The same end again: a retry of an EndTxn whose answer was lost.
+        (Status::Complete { commit }, committed) if retry || !client_v2 => {
+            if commit != committed {
+                return (INVALID_TXN_STATE, -1, -1);
+            }
+            return (0, txn.producer_id, txn.epoch);
+        }
+        // v2: an abort with nothing added ends an empty transaction (the client cannot know
+        // whether its first batch reached the broker), bumping the epoch all the same.
+        (Status::Empty | Status::Complete { .. }, false) if client_v2 => {}
+        _ => return (INVALID_TXN_STATE, -1, -1),
+    }
+    let marker_producer = txn.producer_id;
+    let rotate = client_v2 && txn.epoch >= EPOCH_EXHAUSTED;
+    if client_v2 {
+        txn.epoch += 1;
+    }
+    txn.v2 = client_v2;
+    let marker_epoch = txn.epoch;
     let partitions = std::mem::take(&mut txn.partitions);
     let offsets = std::mem::take(&mut txn.offsets);
     txn.deadline = None;
+    txn.status = Status::Complete {
+        commit: request.committed,
+    };
+    if rotate {
+        state.next_producer_id += 1;
+        let txn = state.transactions.get_mut(&txn_id).expect("known");
+        txn.previous_producer_id = marker_producer;
+        txn.producer_id = state.next_producer_id;
+        txn.epoch = 0;
+    }
     for (topic, partition) in partitions {
         if let Some(log) = state
             .topics
             .get_mut(&topic)
             .and_then(|l| l.get_mut(partition as usize))
         {
-            log.end_transaction(producer_id, epoch, request.committed);
+            log.end_transaction(marker_producer, marker_epoch, request.committed);
         }
     }
     if request.committed {
@@ -351,5 +485,10 @@ pub(super) fn end_txn(state: &mut State, request: &EndTxnRequest) -> i16 {
             state.offsets.insert((group, topic, partition), offset);
         }
     }
-    0
+    let txn = &state.transactions[&txn_id];
+    (0, txn.producer_id, txn.epoch)
 }
+
+#[cfg(test)]
+#[path = "txn_tests.rs"]
+mod tests;

@@ -266,6 +266,11 @@ async fn send_request(shared: Arc<Shared>, broker: i32, mut batches: Vec<Batch>)
     let result = async {
         let conn = shared.client.broker(broker).await?;
         let version = conn.version(ApiKey::Produce)?;
+        // A transactional batch goes at v12+ only in a v2 transaction (KIP-890).
+        let version = match &shared.txn {
+            Some(txn) => txn.produce_version(version),
+            None => version,
+        };
         if config.acks == Acks::None {
             conn.send_only(&request, version).await?;
             Ok(None)

@@ -8,7 +8,19 @@
 //!                                      Abortable ─abort─▶ Ready
 //! fenced (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH) from any state ─▶ Fatal
 //! ```
+//!
+//! # Transactions v2 (KIP-890)
+//! When the transaction coordinator reports `transaction.version` 2 finalized (ApiVersions
+//! v3+) and speaks Produce v12, TxnOffsetCommit v5 and EndTxn v5, a transaction runs the v2
+//! way, decided when it begins (as Java's `TransactionManager` latches it at
+//! `beginTransaction`): no AddPartitionsToTxn (Produce v12 adds the partition on the broker),
+//! no AddOffsetsToTxn (TxnOffsetCommit v5 does), and EndTxn v5 returns a new epoch (or a new
+//! producer id when the epoch is exhausted) that the next transaction uses, with sequences
+//! from 0. The markers carry the bumped epoch, so a late write of the ended transaction is
+//! fenced by the broker. Otherwise transactions run the v1 way, at Produce v11, TxnOffsetCommit
+//! v4 and EndTxn v4 at most.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -28,6 +40,7 @@ use crate::error::codes::{
     INVALID_PRODUCER_EPOCH, PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
 use crate::error::{Error, KafkaCode};
+use crate::net::Connection;
 use crate::wire::{by_topic, topic_name, ApiKey};
 
 /// One consumed position to commit: the offset of the next record to read.
@@ -58,6 +71,29 @@ pub(crate) struct Txn {
     state: Mutex<State>,
     /// Partitions or offsets were added: the coordinator has a transaction to end.
     started: Mutex<bool>,
+    /// The transaction in progress runs the v2 way (KIP-890).
+    v2: AtomicBool,
+    /// The coordinator offered transactions v2 when last asked (at init and at each end).
+    offered_v2: AtomicBool,
+}
+
+/// Whether the transaction coordinator on `conn` offers transactions v2 (KIP-890): the
+/// cluster finalized `transaction.version` 2 and the broker speaks Produce v12 and
+/// TxnOffsetCommit v5 (Java's `TransactionManager` asks the same), and EndTxn v5.
+fn offers_v2(conn: &Connection) -> bool {
+    let Some(versions) = conn.versions() else {
+        return false;
+    };
+    versions
+        .finalized_feature("transaction.version")
+        .is_some_and(|level| level >= 2)
+        && [
+            (ApiKey::Produce, 12),
+            (ApiKey::TxnOffsetCommit, 5),
+            (ApiKey::EndTxn, 5),
+        ]
+        .iter()
+        .all(|(api, v)| versions.version(*api).is_ok_and(|ours| ours >= *v))
 }
 
 impl Txn {
@@ -66,6 +102,23 @@ impl Txn {
             id,
             state: Mutex::new(State::Uninitialized),
             started: Mutex::new(false),
+            v2: AtomicBool::new(false),
+            offered_v2: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the transaction in progress runs the v2 way (KIP-890).
+    pub fn v2(&self) -> bool {
+        self.v2.load(Ordering::Acquire)
+    }
+
+    /// The highest Produce version a transactional batch may use on a broker speaking up to
+    /// `version`: v12+ only in a v2 transaction (Java's `ProduceRequest.Builder`).
+    pub fn produce_version(&self, version: i16) -> i16 {
+        if self.v2() {
+            version
+        } else {
+            version.min(11)
         }
     }
 
@@ -165,8 +218,17 @@ impl Txn {
         }
     }
 
-    /// Adds partitions to the transaction before their first batch (called by the sender).
+    /// Adds partitions to the transaction before their first batch (called by the sender). In a
+    /// v2 transaction the broker adds a partition with its first batch: nothing is sent.
     pub async fn add_partitions(&self, shared: &Shared, partitions: &[(std::sync::Arc<str>, i32)]) {
+        if self.v2() {
+            self.set_started(true);
+            let mut acc = shared.acc();
+            for (topic, partition) in partitions {
+                acc.added_to_txn(topic, *partition);
+            }
+            return;
+        }
         let (producer_id, epoch) = shared.acc().producer;
         let topics: Vec<AddPartitionsToTxnTopic> =
             by_topic(partitions.iter().map(|(t, p)| (&**t, *p)))
@@ -269,6 +331,9 @@ pub(crate) async fn init_producer_id(
             let response = conn.request_at(&request, version).await?;
             KafkaCode::check(response.error_code)
                 .map_err(|code| Error::kafka(code, "InitProducerId", None))?;
+            if let Some(t) = txn {
+                t.offered_v2.store(offers_v2(&conn), Ordering::Release);
+            }
             Ok((response.producer_id.0, response.producer_epoch))
         })
         .await
@@ -309,6 +374,8 @@ impl Producer {
         match &*state {
             State::Ready => {
                 *state = State::InTransaction;
+                txn.v2
+                    .store(txn.offered_v2.load(Ordering::Acquire), Ordering::Release);
                 Ok(())
             }
             State::Fatal(e) => Err(e.clone()),
@@ -332,22 +399,11 @@ impl Producer {
         let client = &shared.client;
         let (producer_id, epoch) = shared.acc().producer;
         let group_id = GroupId(StrBytes::from_string(group.group_id.clone()));
-        client
-            .with_retry("AddOffsetsToTxn", &[], || async {
-                let conn = client
-                    .coordinator(CoordinatorType::Transaction, &txn.id)
-                    .await?;
-                let request = AddOffsetsToTxnRequest::default()
-                    .with_transactional_id(txn_id(&txn.id))
-                    .with_producer_id(ProducerId(producer_id))
-                    .with_producer_epoch(epoch)
-                    .with_group_id(group_id.clone());
-                let response = conn.request(&request).await?;
-                KafkaCode::check(response.error_code)
-                    .map_err(|code| Error::kafka(code, "add offsets to the transaction", None))
-            })
-            .await
-            .map_err(|e| txn.fail_with(shared, TxnApi::AddOffsets, e))?;
+        let v2 = txn.v2();
+        // v2: TxnOffsetCommit v5 adds the offsets to the transaction itself.
+        if !v2 {
+            self.add_offsets(txn, &group_id).await?;
+        }
         txn.set_started(true);
         let topics: Vec<TxnOffsetCommitRequestTopic> = by_topic(offsets.iter().map(|o| {
             let p = TxnOffsetCommitRequestPartition::default()
@@ -380,7 +436,9 @@ impl Producer {
                         group.group_instance_id.clone().map(StrBytes::from_string),
                     )
                     .with_topics(topics.clone());
-                let response = conn.request(&request).await?;
+                let version = conn.version(ApiKey::TxnOffsetCommit)?;
+                let version = if v2 { version } else { version.min(4) };
+                let response = conn.request_at(&request, version).await?;
                 for t in &response.topics {
                     for p in &t.partitions {
                         KafkaCode::check(p.error_code).map_err(|code| {
@@ -400,6 +458,29 @@ impl Producer {
             })
             .await
             .map_err(|e| txn.fail_with(shared, TxnApi::TxnOffsetCommit, e))
+    }
+
+    /// AddOffsetsToTxn (transactions v1): the group's offsets partition joins the transaction.
+    async fn add_offsets(&self, txn: &Txn, group_id: &GroupId) -> Result<(), Error> {
+        let shared = &*self.handle.shared;
+        let client = &shared.client;
+        let (producer_id, epoch) = shared.acc().producer;
+        client
+            .with_retry("AddOffsetsToTxn", &[], || async {
+                let conn = client
+                    .coordinator(CoordinatorType::Transaction, &txn.id)
+                    .await?;
+                let request = AddOffsetsToTxnRequest::default()
+                    .with_transactional_id(txn_id(&txn.id))
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(epoch)
+                    .with_group_id(group_id.clone());
+                let response = conn.request(&request).await?;
+                KafkaCode::check(response.error_code)
+                    .map_err(|code| Error::kafka(code, "add offsets to the transaction", None))
+            })
+            .await
+            .map_err(|e| txn.fail_with(shared, TxnApi::AddOffsets, e))
     }
 
     /// Sends what is buffered, then commits the transaction. If a record of the transaction
@@ -451,7 +532,8 @@ impl Producer {
         if txn.started() {
             let client = &shared.client;
             let (producer_id, epoch) = shared.acc().producer;
-            client
+            let v2 = txn.v2();
+            let bumped = client
                 .with_retry("EndTxn", &[], || async {
                     let conn = client
                         .coordinator(CoordinatorType::Transaction, &txn.id)
@@ -461,7 +543,10 @@ impl Producer {
                         .with_producer_id(ProducerId(producer_id))
                         .with_producer_epoch(epoch)
                         .with_committed(commit);
-                    let response = conn.request(&request).await?;
+                    let version = conn.version(ApiKey::EndTxn)?;
+                    let version = if v2 { version } else { version.min(4) };
+                    let response = conn.request_at(&request, version).await?;
+                    txn.offered_v2.store(offers_v2(&conn), Ordering::Release);
                     KafkaCode::check(response.error_code).map_err(|code| {
                         Error::kafka(
                             code,
@@ -472,10 +557,20 @@ impl Producer {
                             },
                             None,
                         )
-                    })
+                    })?;
+                    // v5+: the coordinator bumped the epoch (or, with the epoch exhausted,
+                    // gave a new producer id at epoch 0) for the next transaction.
+                    Ok((version >= 5 && response.producer_id.0 >= 0)
+                        .then_some((response.producer_id.0, response.producer_epoch)))
                 })
                 .await
                 .map_err(|e| txn.fail_with(shared, TxnApi::EndTxn, e))?;
+            if let Some(next) = bumped {
+                // Sequences start again at 0 with the new epoch (nothing of this transaction
+                // is buffered or in flight: it was flushed or failed before EndTxn).
+                shared.acc().reset_sequences(next);
+                tracing::debug!(transactional_id = %txn.id, producer_id = next.0, epoch = next.1, "epoch bumped by EndTxn");
+            }
         }
         txn.set_started(false);
         shared.acc().end_txn();

@@ -8,11 +8,12 @@
 //! - Java client `TransactionManager`: `AddPartitionsToTxnHandler`, `AddOffsetsToTxnHandler`,
 //!   `TxnOffsetCommitHandler`, `EndTxnHandler`; `Sender.completeBatch`.
 //! - KIP-98 (transactions), KIP-447 (group-generation fencing), KIP-588 (INVALID_PRODUCER_EPOCH
-//!   on Produce is abortable; PRODUCER_FENCED is fatal).
+//!   on Produce is abortable; PRODUCER_FENCED is fatal), KIP-890 (TRANSACTION_ABORTABLE).
 
 use crate::error::codes::{
     FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED, ILLEGAL_GENERATION, INVALID_PRODUCER_EPOCH,
-    PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNKNOWN_MEMBER_ID,
+    PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TRANSACTION_ABORTABLE,
+    UNKNOWN_MEMBER_ID,
 };
 use crate::error::{Action, Error, KafkaCode};
 
@@ -58,6 +59,9 @@ pub(crate) fn classify(api: TxnApi, code: i16) -> TxnOutcome {
         // the coordinator): abort, and the abort takes a new epoch.
         (TxnApi::Produce, INVALID_PRODUCER_EPOCH) => Abortable,
         (_, INVALID_PRODUCER_EPOCH) => Fatal,
+        // KIP-890: the broker says so in as many words, from any transaction API or Produce
+        // (Java's handlers: `TransactionAbortableException`, abortable).
+        (_, TRANSACTION_ABORTABLE) => Abortable,
         // KIP-447: the consumer's generation moved on (a rebalance) or another member took its
         // instance id: the offsets cannot be committed in this transaction, so it must not
         // commit at all. Java raises CommitFailedException in the abortable state.
@@ -113,7 +117,7 @@ mod tests {
     const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     const REQUEST_TIMED_OUT: i16 = 7;
     const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    const INVALID_TXN_STATE: i16 = 48;
+    use crate::error::codes::INVALID_TXN_STATE;
     const UNKNOWN_SERVER_ERROR: i16 = -1;
 
     /// Java's TxnOffsetCommitHandler: coordinator errors and timeouts retry; UNKNOWN_MEMBER_ID,
@@ -233,6 +237,15 @@ mod tests {
         assert_eq!(classify(Produce, 10), Abortable); // MESSAGE_TOO_LARGE
         assert_eq!(classify(Produce, 2), Retry); // CORRUPT_MESSAGE: retriable in Kafka
         assert_eq!(classify(Produce, 6), Retry); // NOT_LEADER_OR_FOLLOWER
+    }
+
+    /// KIP-890: TRANSACTION_ABORTABLE from any transaction API or from Produce leaves a
+    /// transaction to abort, never a fatal producer (Java: `TransactionAbortableException`).
+    #[test]
+    fn transaction_abortable_is_abortable_everywhere() {
+        for api in [AddPartitions, AddOffsets, TxnOffsetCommit, EndTxn, Produce] {
+            assert_eq!(classify(api, TRANSACTION_ABORTABLE), Abortable, "{api:?}");
+        }
     }
 
     #[test]

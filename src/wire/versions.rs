@@ -43,9 +43,12 @@ const fn r(min: i16, max: i16) -> ApiVersionRange {
 /// The APIs spate speaks and the versions of each it has been written and tested for.
 ///
 /// Fetch stops at v16: spate decodes Fetch responses itself ([`super::fetch`]) and v17+
-/// is not yet covered by its tests.
+/// is not yet covered by its tests. Produce v12, EndTxn v5 and TxnOffsetCommit v5 are
+/// transactions v2 (KIP-890): a transactional producer uses them only when the cluster has
+/// finalized `transaction.version` 2 ([`NegotiatedVersions::finalized_feature`]), and v11,
+/// v4 and v4 otherwise, as the Java client does. AddPartitionsToTxn v4+ is the brokers' form.
 pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
-    (ApiKey::Produce, r(3, 11)),
+    (ApiKey::Produce, r(3, 12)),
     (ApiKey::Fetch, r(4, 16)),
     (ApiKey::ListOffsets, r(1, 8)),
     (ApiKey::Metadata, r(1, 12)),
@@ -62,11 +65,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::ApiVersions, r(0, 3)),
     (ApiKey::CreateTopics, r(2, 7)),
     (ApiKey::DeleteTopics, r(1, 6)),
-    (ApiKey::InitProducerId, r(0, 4)),
+    (ApiKey::InitProducerId, r(0, 5)),
     (ApiKey::AddPartitionsToTxn, r(0, 3)),
-    (ApiKey::AddOffsetsToTxn, r(0, 3)),
-    (ApiKey::EndTxn, r(0, 3)),
-    (ApiKey::TxnOffsetCommit, r(0, 3)),
+    (ApiKey::AddOffsetsToTxn, r(0, 4)),
+    (ApiKey::EndTxn, r(0, 5)),
+    (ApiKey::TxnOffsetCommit, r(0, 5)),
     (ApiKey::DescribeConfigs, r(1, 4)),
     (ApiKey::SaslAuthenticate, r(0, 2)),
     (ApiKey::OffsetForLeaderEpoch, r(2, 4)),
@@ -99,6 +102,8 @@ pub fn supported_api_versions() -> Vec<ApiVersion> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NegotiatedVersions {
     broker: HashMap<i16, ApiVersionRange>,
+    /// Finalized features (KIP-584, ApiVersions v3+): name → level.
+    finalized: HashMap<String, i16>,
 }
 
 impl NegotiatedVersions {
@@ -117,7 +122,19 @@ impl NegotiatedVersions {
                 )
             })
             .collect();
-        NegotiatedVersions { broker }
+        let finalized = response
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.max_version_level))
+            .collect();
+        NegotiatedVersions { broker, finalized }
+    }
+
+    /// The level of a feature the cluster has finalized (KIP-584), as this broker reported it:
+    /// `transaction.version` 2 turns transactions v2 on (KIP-890). `None` when not finalized
+    /// (or the broker answered ApiVersions below v3).
+    pub fn finalized_feature(&self, name: &str) -> Option<i16> {
+        self.finalized.get(name).copied()
     }
 
     /// The broker's advertised range for `api`.
