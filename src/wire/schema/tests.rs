@@ -182,6 +182,30 @@ fn every_api_spate_speaks_has_a_layout_for_every_version_it_speaks() {
     assert!(request_header().valid.contains(2));
 }
 
+/// KIP-896: Kafka 4.0 removed the oldest versions of many APIs (Produce v0-2, Fetch v0-3, …).
+/// The layouts come from Kafka 4.1's definitions, whose lowest valid version is the oldest a 4.x
+/// broker accepts: spate speaks none below it, nor any above the highest.
+#[test]
+fn spate_speaks_no_version_kafka_4_removed() {
+    for (api, ours) in SUPPORTED_APIS {
+        for (table, direction) in [
+            (generated::REQUESTS, Direction::Request),
+            (generated::RESPONSES, Direction::Response),
+        ] {
+            let (_, layout) = table
+                .iter()
+                .find(|(key, _)| *key == *api as i16)
+                .expect("a layout");
+            assert!(
+                layout.valid.contains(ours.min) && layout.valid.contains(ours.max),
+                "{api:?} {direction}: spate speaks {ours}, Kafka 4.x v{}..=v{}",
+                layout.valid.min,
+                layout.valid.max
+            );
+        }
+    }
+}
+
 /// The layouts and kafka-protocol's decoders agree: whatever the layouts describe,
 /// kafka-protocol reads whole, for every version of every message. (If they disagreed on
 /// where a count sits, the walk would not protect the decoder.)
