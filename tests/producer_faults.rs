@@ -516,3 +516,84 @@ async fn read_committed_sees_committed_transactions_only() {
     assert!(matches!(err, spate::Error::ProducerFenced { .. }), "{err}");
     assert!(producer.fatal_error().is_some());
 }
+
+/// KIP-951: a partition's leader moves. The old leader's NOT_LEADER_OR_FOLLOWER names the new
+/// one and its endpoint (Produce v10+, as Kafka's `handleProduceRequest` does), checked first
+/// with librdkafka, which reads those answers and delivers everything; then spate's producer
+/// goes straight to the new leader: every record lands once, in order, with no metadata
+/// refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_leader_is_found_from_the_produce_answer() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("hinted", 1);
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/produce_in_halves.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args([&cluster.bootstrap(), "hinted", "2000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("the script ends early").unwrap();
+    assert_eq!(
+        first, "half",
+        "`pip install confluent-kafka==2.16.1` if it is missing"
+    );
+    let old = cluster.leader("hinted", 0).unwrap();
+    cluster.move_leader("hinted", 0, (old + 1) % 2);
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    assert_eq!(lines.next().expect("no outcome").unwrap(), "done 0");
+    assert!(child.wait().unwrap().success());
+    let expected: Vec<String> = (0..2000).map(|i| format!("v-{i:06}")).collect();
+    let logged: Vec<String> = log_values(&cluster, "hinted", 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(logged, expected, "librdkafka: once each, in order");
+
+    let producer = Producer::new(config(&cluster)).await.unwrap();
+    let mut values = Vec::new();
+    let mut pending = Vec::new();
+    let mut refreshes = 0;
+    for i in 0..2000 {
+        if i == 1000 {
+            // The first half is delivered, so the producer knows the leader; it moves.
+            for d in pending.drain(..) {
+                let d: Delivery = d;
+                d.await.unwrap();
+            }
+            refreshes = producer.client().metadata_refreshes();
+            let old = cluster.leader("hinted", 0).unwrap();
+            cluster.move_leader("hinted", 0, (old + 1) % 2);
+        }
+        let v = format!("s-{i:06}");
+        pending.push(
+            producer
+                .send(Record::new("hinted").value(v.as_bytes()).partition(0))
+                .await
+                .unwrap(),
+        );
+        values.push(v);
+    }
+    for d in pending {
+        d.await.unwrap();
+    }
+    let spate: Vec<String> = log_values(&cluster, "hinted", 0)
+        .into_iter()
+        .skip(2000)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(spate, values, "spate: once each, in order");
+    assert_eq!(
+        producer.client().metadata_refreshes(),
+        refreshes,
+        "the new leader came from the answer, not from a metadata refresh"
+    );
+}

@@ -31,6 +31,21 @@ impl BrokerMeta {
     }
 }
 
+/// A partition's leader as a broker named it in a Produce or Fetch answer (KIP-951), with
+/// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH: the client can go to it without asking for
+/// metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The new leader's node id.
+    pub leader: i32,
+    /// Its leader epoch.
+    pub leader_epoch: i32,
+}
+
 /// One partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionMeta {
@@ -180,6 +195,45 @@ impl ClusterMetadata {
         merged
     }
 
+    /// The picture with `hints` applied (KIP-951), as the Java client's
+    /// `Metadata.updatePartitionLeadership` applies them: a hint moves a partition's leader only
+    /// when its epoch is newer than the one known and its leader is a known broker or one of
+    /// `endpoints` (which join the brokers). Returns the new picture and the partitions that
+    /// moved, or `None` if no hint applied.
+    pub fn with_leader_hints(
+        &self,
+        hints: &[LeaderHint],
+        endpoints: &[BrokerMeta],
+    ) -> Option<(ClusterMetadata, Vec<(String, i32)>)> {
+        let mut next = self.clone();
+        let mut moved = Vec::new();
+        for hint in hints {
+            let known_broker = next.brokers.contains_key(&hint.leader)
+                || endpoints.iter().any(|b| b.id == hint.leader);
+            if hint.leader < 0 || hint.leader_epoch < 0 || !known_broker {
+                continue;
+            }
+            let Some(p) = next.topics.get_mut(&hint.topic).and_then(|t| {
+                t.partitions
+                    .iter_mut()
+                    .find(|p| p.partition == hint.partition)
+            }) else {
+                continue;
+            };
+            if hint.leader_epoch <= p.leader_epoch {
+                continue;
+            }
+            p.leader = hint.leader;
+            p.leader_epoch = hint.leader_epoch;
+            p.error = None;
+            if let Some(b) = endpoints.iter().find(|b| b.id == hint.leader) {
+                next.brokers.insert(b.id, b.clone());
+            }
+            moved.push((hint.topic.clone(), hint.partition));
+        }
+        (!moved.is_empty()).then_some((next, moved))
+    }
+
     /// A topic, if known and without a topic-level error.
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
         self.topics.get(name).filter(|t| t.error.is_none())
@@ -285,5 +339,44 @@ mod tests {
         let fresh = known.merge(with_epoch(1, 6), false);
         assert_eq!(fresh.leader("a", 0).unwrap().id, 1);
         assert_eq!(fresh.leader_epoch("a", 0), Some(6));
+    }
+
+    /// KIP-951, as Java's `Metadata.updatePartitionLeadership`: a hint moves a partition only
+    /// with a newer leader epoch and a leader the client can reach (a known broker, or one whose
+    /// endpoint came with the hint, which then joins the brokers).
+    #[test]
+    fn leader_hints_move_partitions_only_forward_and_to_known_brokers() {
+        let mut r = response(&[("a", 2)], 1);
+        r.topics[0]
+            .partitions
+            .iter_mut()
+            .for_each(|p| p.leader_epoch = 3);
+        let m = ClusterMetadata::from_response(&r);
+        let hint = |partition, leader, leader_epoch| LeaderHint {
+            topic: "a".into(),
+            partition,
+            leader,
+            leader_epoch,
+        };
+        let far = BrokerMeta {
+            id: 9,
+            host: "far".into(),
+            port: 9093,
+            rack: None,
+        };
+        // Same or older epoch, unknown broker, unknown partition or topic: nothing moves.
+        for h in [hint(0, 1, 3), hint(0, 1, 2), hint(0, 9, 4), hint(7, 1, 4)] {
+            assert!(m.with_leader_hints(std::slice::from_ref(&h), &[]).is_none(), "{h:?}");
+        }
+        let (moved, which) = m
+            .with_leader_hints(&[hint(0, 9, 4), hint(1, 1, 3)], std::slice::from_ref(&far))
+            .expect("the first hint applies");
+        assert_eq!(which, vec![("a".to_string(), 0)]);
+        assert_eq!(moved.leader("a", 0), Some(&far));
+        assert_eq!(moved.leader_epoch("a", 0), Some(4));
+        assert_eq!(moved.leader_epoch("a", 1), Some(3));
+        // A Metadata answer from a broker that has not heard of the election does not undo it.
+        let merged = moved.merge(ClusterMetadata::from_response(&r), false);
+        assert_eq!(merged.leader_epoch("a", 0), Some(4));
     }
 }

@@ -42,11 +42,37 @@ use kafka_protocol::protocol::StrBytes;
 pub use admin::{ListedOffset, NewTopic, OffsetSpec};
 pub use backoff::Backoff;
 pub use coordinator::{CoordinatorType, GroupMetadata};
-pub use metadata::{BrokerMeta, ClusterMetadata, PartitionMeta, TopicMeta};
+pub use metadata::{BrokerMeta, ClusterMetadata, LeaderHint, PartitionMeta, TopicMeta};
 
 use crate::config::ClientConfig;
 use crate::error::{Action, Error, KafkaCode};
 use crate::net::{ConnectOptions, Connection};
+
+/// What leader hints did to the cached metadata ([`Client::apply_leader_hints`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HintOutcome {
+    /// Partitions the hints moved to the leader they name.
+    pub moved: Vec<(String, i32)>,
+    /// Partitions whose cached leader already was the one named.
+    pub known: Vec<(String, i32)>,
+}
+
+impl HintOutcome {
+    /// Whether `topic`-`partition` is at the leader a hint named (moved now or before).
+    pub fn covers(&self, topic: &str, partition: i32) -> bool {
+        self.moved
+            .iter()
+            .chain(&self.known)
+            .any(|(t, p)| t == topic && *p == partition)
+    }
+
+    /// Whether the hints moved `topic`-`partition` just now.
+    pub fn moved(&self, topic: &str, partition: i32) -> bool {
+        self.moved
+            .iter()
+            .any(|(t, p)| t == topic && *p == partition)
+    }
+}
 
 /// A handle to one cluster, shared by cloning.
 #[derive(Clone)]
@@ -156,6 +182,51 @@ impl Client {
             .clone()
     }
 
+    /// Applies leader hints from a Produce or Fetch answer (KIP-951; see
+    /// [`ClusterMetadata::with_leader_hints`]). A partition these hints moved can go to its
+    /// new leader at once; one whose cached leader already is the one named (an earlier answer
+    /// moved it) goes there after the usual backoff. Neither needs a metadata refresh.
+    pub fn apply_leader_hints(
+        &self,
+        hints: &[LeaderHint],
+        endpoints: &[BrokerMeta],
+    ) -> HintOutcome {
+        let mut outcome = HintOutcome::default();
+        if hints.is_empty() {
+            return outcome;
+        }
+        let mut metadata = self
+            .inner
+            .metadata
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((next, moved)) = metadata.with_leader_hints(hints, endpoints) {
+            tracing::debug!(partitions = moved.len(), "leaders moved by hints (KIP-951)");
+            *metadata = Arc::new(next);
+            outcome.moved = moved;
+        }
+        outcome.known = hints
+            .iter()
+            .filter(|h| {
+                !outcome
+                    .moved
+                    .iter()
+                    .any(|(t, p)| *t == h.topic && *p == h.partition)
+            })
+            .filter(|h| {
+                metadata.topic(&h.topic).is_some_and(|t| {
+                    t.partitions.iter().any(|p| {
+                        p.partition == h.partition
+                            && p.leader == h.leader
+                            && p.leader_epoch >= h.leader_epoch
+                    })
+                })
+            })
+            .map(|h| (h.topic.clone(), h.partition))
+            .collect();
+        outcome
+    }
+
     /// How many connections this client has opened, reconnects included.
     pub fn connections_opened(&self) -> u64 {
         self.inner.connects.load(Ordering::Relaxed)
@@ -192,12 +263,18 @@ impl Client {
             match result {
                 Ok(response) => {
                     let fresh = ClusterMetadata::from_response(&response);
-                    let merged = Arc::new(current.merge(fresh, matches!(topics, Topics::All)));
-                    *self
-                        .inner
-                        .metadata
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner()) = merged.clone();
+                    // Merged into the latest picture (a leader hint may have moved a partition
+                    // since `current` was read).
+                    let merged = {
+                        let mut latest = self
+                            .inner
+                            .metadata
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner());
+                        let merged = Arc::new(latest.merge(fresh, matches!(topics, Topics::All)));
+                        *latest = merged.clone();
+                        merged
+                    };
                     self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
                     self.forget_moved_brokers(&merged);
                     tracing::debug!(

@@ -440,6 +440,7 @@ fn produce(
 ) -> ProduceResponse {
     let txn_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
     let max_bytes = state.max_message_bytes;
+    let mut hinted: Vec<i32> = Vec::new();
     let responses = request
         .topic_data
         .into_iter()
@@ -482,7 +483,17 @@ fn produce(
                         return answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
                     };
                     if log.leader != broker {
-                        return answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
+                        let answer = answer.with_error_code(NOT_LEADER_OR_FOLLOWER);
+                        if version < 10 {
+                            return answer;
+                        }
+                        // KIP-951: the leader, and its endpoint below.
+                        hinted.push(log.leader);
+                        return answer.with_current_leader(
+                            produce_response::LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(log.leader))
+                                .with_leader_epoch(log.leader_epoch),
+                        );
                     }
                     match log.append(p.records.unwrap_or_default(), max_bytes, added) {
                         Ok((base_offset, code)) => {
@@ -497,7 +508,24 @@ fn produce(
                 .with_partition_responses(partitions)
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    // Kafka's handleProduceRequest: the endpoints of the leaders it named (KIP-951).
+    hinted.sort_unstable();
+    hinted.dedup();
+    let node_endpoints = hinted
+        .into_iter()
+        .filter_map(|id| {
+            let (_, port) = state.brokers.iter().find(|(b, _)| *b == id)?;
+            Some(
+                produce_response::NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_port(i32::from(*port)),
+            )
+        })
+        .collect();
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints)
 }
 
 /// Produce v12+ of a transactional producer (KIP-890): in a v2 cluster the partition joins

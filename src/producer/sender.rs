@@ -18,10 +18,11 @@ use kafka_protocol::protocol::StrBytes;
 use super::accumulator::{Batch, BatchAck};
 use super::config::Acks;
 use super::{transaction, Shared};
-use crate::cluster::{millis_i32, Topics};
+use crate::cluster::{millis_i32, BrokerMeta, HintOutcome, LeaderHint, Topics};
 use crate::error::codes::{
-    DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER,
-    PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNKNOWN_PRODUCER_ID,
+    DUPLICATE_SEQUENCE_NUMBER, FENCED_LEADER_EPOCH, INVALID_PRODUCER_EPOCH, NOT_LEADER_OR_FOLLOWER,
+    OUT_OF_ORDER_SEQUENCE_NUMBER, PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    UNKNOWN_PRODUCER_ID,
 };
 use crate::error::{Action, Error, KafkaCode};
 use crate::record::restamp_producer;
@@ -324,6 +325,11 @@ fn settle(shared: &Shared, answered: Answered) {
     // Topics whose leaders should be looked up again.
     let mut refresh: Vec<String> = Vec::new();
     let mut released = 0;
+    // KIP-951: partitions whose new leader the broker named; they go there at once.
+    let moved = match &result {
+        Ok(Some(response)) => apply_leader_hints(shared, response),
+        _ => HintOutcome::default(),
+    };
     let mut acc = shared.acc();
     match result {
         Ok(None) => {
@@ -367,7 +373,7 @@ fn settle(shared: &Shared, answered: Answered) {
                             ),
                             None,
                         );
-                        released += retry_or_fail(shared, &mut acc, batch, error, true, now);
+                        released += retry_or_fail(shared, &mut acc, batch, error, true, Some(now));
                         continue;
                     }
                 };
@@ -385,6 +391,13 @@ fn settle(shared: &Shared, answered: Answered) {
                             format!("produce to {}-{}", batch.topic, batch.partition),
                             message,
                         );
+                        // The broker named the partition's leader: no metadata round trip;
+                        // at once if it just moved, after the backoff otherwise.
+                        if moved.covers(&batch.topic, batch.partition) {
+                            let at = (!moved.moved(&batch.topic, batch.partition)).then_some(now);
+                            released += retry_or_fail(shared, &mut acc, batch, error, true, at);
+                            continue;
+                        }
                         let retriable = match code {
                             // An earlier batch is being retried, or failed and a new epoch
                             // will renumber this one: either way it can go again.
@@ -426,7 +439,8 @@ fn settle(shared: &Shared, answered: Answered) {
                                 )
                             }
                         };
-                        released += retry_or_fail(shared, &mut acc, batch, error, retriable, now);
+                        released +=
+                            retry_or_fail(shared, &mut acc, batch, error, retriable, Some(now));
                     }
                 }
             }
@@ -444,7 +458,8 @@ fn settle(shared: &Shared, answered: Answered) {
                 {
                     refresh.push(batch.topic.to_string());
                 }
-                released += retry_or_fail(shared, &mut acc, batch, error.clone(), retriable, now);
+                released +=
+                    retry_or_fail(shared, &mut acc, batch, error.clone(), retriable, Some(now));
             }
         }
     }
@@ -461,20 +476,62 @@ fn settle(shared: &Shared, answered: Answered) {
     }
 }
 
+/// The partitions a Produce answer moved to a leader it named (KIP-951: with
+/// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH, v10+ answers carry the leader and its
+/// endpoint), applied to the client's metadata.
+fn apply_leader_hints(shared: &Shared, response: &ProduceResponse) -> HintOutcome {
+    let hints: Vec<LeaderHint> = response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partition_responses
+                .iter()
+                .filter(|p| matches!(p.error_code, NOT_LEADER_OR_FOLLOWER | FENCED_LEADER_EPOCH))
+                .map(move |p| LeaderHint {
+                    topic: t.name.0.to_string(),
+                    partition: p.index,
+                    leader: p.current_leader.leader_id.0,
+                    leader_epoch: p.current_leader.leader_epoch,
+                })
+        })
+        .collect();
+    if hints.is_empty() {
+        return HintOutcome::default();
+    }
+    let endpoints: Vec<BrokerMeta> = response
+        .node_endpoints
+        .iter()
+        .map(|e| BrokerMeta {
+            id: e.node_id.0,
+            host: e.host.to_string(),
+            port: e.port,
+            rack: e.rack.as_ref().map(|r| r.to_string()),
+        })
+        .collect();
+    shared.client.apply_leader_hints(&hints, &endpoints)
+}
+
+/// Puts a failed batch back to be sent again, or fails it for good. `now` is `None` when the
+/// batch's partition just moved to a leader the broker named: it goes again at once, without a
+/// backoff (as the Java client's sender does when the leader changed).
 fn retry_or_fail(
     shared: &Shared,
     acc: &mut super::accumulator::Accumulator,
     batch: Batch,
     error: Error,
     retriable: bool,
-    now: Instant,
+    now: Option<Instant>,
 ) -> usize {
     let config = &shared.config;
-    let backoff = config
-        .client
-        .retry_backoff
-        .saturating_mul(1 << batch.attempts.min(10))
-        .min(config.client.retry_backoff_max);
+    let backoff = match now {
+        Some(_) => config
+            .client
+            .retry_backoff
+            .saturating_mul(1 << batch.attempts.min(10))
+            .min(config.client.retry_backoff_max),
+        None => Duration::ZERO,
+    };
+    let now = now.unwrap_or_else(Instant::now);
     let deadline = batch.created + config.delivery_timeout;
     if retriable && batch.attempts < config.retries && now + backoff < deadline {
         tracing::debug!(

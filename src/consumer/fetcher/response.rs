@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use super::{Chunk, PartitionState, Tp, OFFSET_OUT_OF_RANGE};
 
-use crate::cluster::{Client, Topics};
+use crate::cluster::{Client, LeaderHint, Topics};
 use crate::consumer::aborted::AbortedFilter;
 use crate::consumer::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use crate::consumer::decode::{records_error, Buffer, Pending};
 use crate::consumer::Offset;
-use crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION;
+use crate::error::codes::{
+    FENCED_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::error::{Action, Error, KafkaCode};
 use crate::record::{DecodeOptions, RecordBatches};
 use crate::wire::fetch::FetchResponse;
@@ -82,6 +84,28 @@ pub(super) fn handle_response(
                     state.offset = None;
                     state.start = Offset::Reset;
                     continue;
+                }
+                // KIP-951: the broker named the new leader; go there at once, with no backoff
+                // and no metadata round trip.
+                if let (NOT_LEADER_OR_FOLLOWER | FENCED_LEADER_EPOCH, Some(leader)) =
+                    (p.error_code, p.current_leader)
+                {
+                    let hint = LeaderHint {
+                        topic: tp.0.to_string(),
+                        partition: tp.1,
+                        leader: leader.leader_id,
+                        leader_epoch: leader.leader_epoch,
+                    };
+                    let outcome = client.apply_leader_hints(&[hint], &[]);
+                    if outcome.moved(&tp.0, tp.1) {
+                        tracing::debug!(topic = %tp.0, partition = tp.1, leader = leader.leader_id, "fetch: leader moved (hint)");
+                        continue;
+                    }
+                    if outcome.covers(&tp.0, tp.1) {
+                        // Already there: back off, with no metadata refresh.
+                        state.failed(config, tokio::time::Instant::now());
+                        continue;
+                    }
                 }
                 state.failed(config, tokio::time::Instant::now());
                 let action = code.action();
