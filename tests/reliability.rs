@@ -439,3 +439,76 @@ async fn exactly_once_through_errors(transaction_version: i16) {
         );
     }
 }
+
+/// A TCP forwarder standing for a load balancer or a DNS name in front of a cluster: it
+/// accepts on its own port and carries each connection to wherever `target` says now.
+async fn forwarder(target: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = target.lock().unwrap().clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+/// Rebootstrap (KIP-899): every broker the client knows is gone, and its bootstrap address (a
+/// load balancer, a DNS name) now leads to another cluster. The client goes back to the
+/// bootstrap address, learns the new brokers and carries on: records sent after the switch all
+/// reach the new cluster. (The Java client does this with `metadata.recovery.strategy=rebootstrap`,
+/// its default since 4.0; spate always does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_brokers_are_all_gone_rebootstraps() {
+    let old = MockCluster::start(2).await.unwrap();
+    let new = MockCluster::start(2).await.unwrap();
+    for cluster in [&old, &new] {
+        cluster.create_topic("t", 2);
+    }
+    let first = |c: &MockCluster| c.bootstrap().split(',').next().unwrap().to_owned();
+    let target = std::sync::Arc::new(std::sync::Mutex::new(first(&old)));
+    let lb = forwarder(target.clone()).await;
+    let mut config = producer_config(&old).idempotence(false);
+    config.client.bootstrap_servers = vec![lb.clone()];
+    let producer = Producer::new(config).await.unwrap();
+    let send = |n: usize| {
+        let producer = &producer;
+        async move {
+            let mut pending = Vec::new();
+            for i in 0..n {
+                let value = format!("v{i}");
+                let record = Record::new("t").value(value.as_bytes());
+                pending.push(producer.send(record).await.unwrap());
+            }
+            for d in pending {
+                d.await.unwrap();
+            }
+        }
+    };
+    send(100).await;
+    let on = |c: &MockCluster| c.log_end("t", 0) + c.log_end("t", 1);
+    assert_eq!(on(&old), 100);
+    let old_brokers: Vec<String> = old.bootstrap().split(',').map(str::to_owned).collect();
+    *target.lock().unwrap() = first(&new);
+    drop(old);
+    send(100).await;
+    assert_eq!(
+        on(&new),
+        100,
+        "everything sent after the switch reached the new cluster"
+    );
+    let known = producer.client().metadata();
+    assert!(
+        known
+            .brokers
+            .values()
+            .all(|b| !old_brokers.contains(&b.address())),
+        "the old brokers are forgotten: {:?}",
+        known.brokers
+    );
+}

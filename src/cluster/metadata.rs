@@ -366,7 +366,10 @@ mod tests {
         };
         // Same or older epoch, unknown broker, unknown partition or topic: nothing moves.
         for h in [hint(0, 1, 3), hint(0, 1, 2), hint(0, 9, 4), hint(7, 1, 4)] {
-            assert!(m.with_leader_hints(std::slice::from_ref(&h), &[]).is_none(), "{h:?}");
+            assert!(
+                m.with_leader_hints(std::slice::from_ref(&h), &[]).is_none(),
+                "{h:?}"
+            );
         }
         let (moved, which) = m
             .with_leader_hints(&[hint(0, 9, 4), hint(1, 1, 3)], std::slice::from_ref(&far))
