@@ -82,6 +82,12 @@ pub mod codes {
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     /// PRODUCER_FENCED.
     pub const PRODUCER_FENCED: i16 = 90;
+    /// UNKNOWN_TOPIC_ID (KIP-516).
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    /// INCONSISTENT_TOPIC_ID (KIP-516).
+    pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+    /// FETCH_SESSION_TOPIC_ID_ERROR (KIP-516).
+    pub const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
     /// TRANSACTION_ABORTABLE (KIP-890): the transaction cannot commit; abort it.
     pub const TRANSACTION_ABORTABLE: i16 = 120;
     /// INVALID_TXN_STATE.

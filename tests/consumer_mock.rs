@@ -1,5 +1,7 @@
 //! The consumer on the embedded cluster (`--features mock`): seeks, pauses, read_committed,
-//! the buffer bound, offset resets, corrupt batches and a moved leader.
+//! the buffer bound, offset resets, corrupt batches, a moved leader, topic ids.
+
+mod support;
 
 use std::time::Duration;
 
@@ -467,6 +469,8 @@ async fn the_coordinator_is_found_once_for_many_commits() {
     assert!(cluster.request_count(ApiKey::FindCoordinator) > before + found);
 }
 
+/// The consumer fetches by topic id (Fetch v16, KIP-516) and follows a moved leader from the
+/// fetch answer itself (KIP-951: the old leader names the new one), with no metadata refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_leader_is_followed() {
     let cluster = MockCluster::start(2).await.unwrap();
@@ -480,6 +484,8 @@ async fn a_moved_leader_is_followed() {
     while next < 100 {
         next = next_batch_of(&mut consumer).await.next_offset();
     }
+    assert_eq!(cluster.last_request_version(ApiKey::Fetch), Some(16));
+    let refreshes = consumer.client().metadata_refreshes();
     let old = cluster.leader("moving", 0).unwrap();
     cluster.move_leader("moving", 0, (old + 1) % 2);
     fill(&cluster, "moving", 0, 100, Compression::None).await;
@@ -488,6 +494,31 @@ async fn a_moved_leader_is_followed() {
         assert_eq!(b.first_offset(), next);
         next = b.next_offset();
     }
+    assert_eq!(
+        consumer.client().metadata_refreshes(),
+        refreshes,
+        "the new leader came from the fetch answer"
+    );
+}
+
+/// librdkafka, an independent client, reads the embedded cluster by topic id (Fetch v13+):
+/// every record, and the version it used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_reads_by_topic_id() {
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("by-id", 2);
+    for p in 0..2 {
+        fill(&cluster, "by-id", p, 500, Compression::Lz4).await;
+    }
+    let bootstrap = cluster.bootstrap();
+    let read = tokio::task::spawn_blocking(move || {
+        support::read_with_librdkafka(&bootstrap, "by-id", 2, "read_uncommitted")
+    })
+    .await
+    .unwrap();
+    assert_eq!(read.iter().map(|d| d.count).sum::<u64>(), 1000);
+    let version = cluster.last_request_version(ApiKey::Fetch).unwrap();
+    assert!(version >= 13, "librdkafka fetched at v{version}");
 }
 
 /// `next` inside `select!` (as a pipeline or an application with a shutdown signal uses it):
@@ -542,4 +573,29 @@ async fn a_cancelled_next_loses_nothing() {
             "partition {p}: every offset once, in order"
         );
     }
+}
+
+/// A topic deleted and created again under the same name has a new id (KIP-516): the fetch by
+/// the old id is answered UNKNOWN_TOPIC_ID, and the consumer, whose position means nothing in
+/// the new topic, looks it up again and starts over by its policy (earliest here): the new
+/// topic's records are read from its first, none skipped as if the log had been truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_is_found_by_its_new_id() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("again", 1);
+    fill(&cluster, "again", 0, 100, Compression::None).await;
+    let mut consumer =
+        Consumer::new(consumer_config(&cluster).auto_offset_reset(OffsetReset::Earliest))
+            .await
+            .unwrap();
+    consumer.assign(&[("again", 0, Offset::Beginning)]).unwrap();
+    let mut next = 0;
+    while next < 100 {
+        next = next_batch_of(&mut consumer).await.next_offset();
+    }
+    cluster.create_topic("again", 1);
+    fill(&cluster, "again", 0, 30, Compression::None).await;
+    let b = next_batch_of(&mut consumer).await;
+    assert_eq!(b.first_offset(), 0, "read from the start of the new topic");
+    assert_eq!(cluster.last_request_version(ApiKey::Fetch), Some(16));
 }

@@ -166,6 +166,11 @@ impl FetchSession {
         })
     }
 
+    /// Starts over with a full request (the broker's session is closed by it).
+    pub fn restart(&mut self) {
+        self.reset(true);
+    }
+
     fn reset(&mut self, keep_id: bool) {
         if !keep_id {
             self.id = 0;

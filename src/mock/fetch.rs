@@ -16,6 +16,12 @@
 //!   `max.incremental.fetch.session.cache.slots`, 1000); when all are taken, the one used
 //!   least recently is evicted.
 //!
+//! - v13+ names topics by id (KIP-516): an id the cluster does not know is answered
+//!   UNKNOWN_TOPIC_ID; a session started by id must go on by id and one started by name by name
+//!   (FETCH_SESSION_TOPIC_ID_ERROR otherwise, as Kafka's `FetchSession` answers).
+//! - v16+ answers NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH with the current leader and its
+//!   endpoint (KIP-951, Kafka's `handleFetchRequest`).
+//!
 //! # References
 //! - KIP-227, and Kafka's `FetchSession.scala` / `FetchSessionCache`.
 
@@ -23,7 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset as EpochEndOffsetAnswer, OffsetForLeaderTopicResult,
@@ -32,12 +39,19 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse, ProducerId, TopicName,
 };
+use kafka_protocol::protocol::StrBytes;
 
 use super::State;
 use crate::error::codes::{
-    FENCED_LEADER_EPOCH, FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH,
-    NOT_LEADER_OR_FOLLOWER, UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION,
+    FENCED_LEADER_EPOCH, FETCH_SESSION_ID_NOT_FOUND, FETCH_SESSION_TOPIC_ID_ERROR,
+    INVALID_FETCH_SESSION_EPOCH, NOT_LEADER_OR_FOLLOWER, UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_ID,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
+
+/// A v13+ request names topics by id, and a session keeps them by id (Kafka's
+/// `TopicIdPartition`): such a key stands where a topic name goes, and is resolved to the topic
+/// at each read (no topic name holds a NUL).
+const ID_KEY_PREFIX: &str = "\0id-";
 
 /// Kafka's default `max.incremental.fetch.session.cache.slots`.
 pub(super) const DEFAULT_SLOTS: usize = 1000;
@@ -66,6 +80,8 @@ struct Session {
     epoch: i32,
     partitions: BTreeMap<Key, Cached>,
     last_used: Instant,
+    /// Started by a v13+ request, which names topics by id.
+    by_id: bool,
 }
 
 /// Every broker's fetch sessions (ids are unique across the cluster).
@@ -107,7 +123,7 @@ impl Sessions {
         self.by_id.len()
     }
 
-    fn create(&mut self, broker: i32, now: Instant) -> i32 {
+    fn create(&mut self, broker: i32, now: Instant, by_id: bool) -> i32 {
         if self.slots == 0 {
             return 0;
         }
@@ -130,6 +146,7 @@ impl Sessions {
                 epoch: 1,
                 partitions: BTreeMap::new(),
                 last_used: now,
+                by_id,
             },
         );
         id
@@ -169,17 +186,35 @@ pub(super) fn open(
     version: i16,
 ) -> Result<Plan, i16> {
     let now = Instant::now();
+    let by_id = version >= 13;
+    // The topic a request entry names: by name below v13, by id from v13 on.
+    let name = |name: &TopicName, id: &uuid::Uuid| -> String {
+        if by_id {
+            format!("{ID_KEY_PREFIX}{:032x}", id.as_u128())
+        } else {
+            name.0.to_string()
+        }
+    };
     let asked: Vec<Wanted> = request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| Wanted {
-                key: (t.topic.0.to_string(), p.partition),
+            let topic = name(&t.topic, &t.topic_id);
+            t.partitions.iter().map(move |p| Wanted {
+                key: (topic.clone(), p.partition),
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
                 last_fetched_epoch: p.last_fetched_epoch,
             })
+        })
+        .collect();
+    let forgotten: Vec<Key> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = name(&t.topic, &t.topic_id);
+            t.partitions.iter().map(move |p| (topic.clone(), *p))
         })
         .collect();
     let sessions = &mut state.fetch_sessions;
@@ -194,7 +229,7 @@ pub(super) fn open(
         }
         INITIAL_EPOCH => {
             sessions.remove(broker, id);
-            let id = sessions.create(broker, now);
+            let id = sessions.create(broker, now, by_id);
             if let Some(session) = sessions.by_id.get_mut(&id) {
                 for w in &asked {
                     session.partitions.insert(w.key.clone(), cached(w));
@@ -211,6 +246,9 @@ pub(super) fn open(
             if session.epoch != epoch {
                 return Err(INVALID_FETCH_SESSION_EPOCH);
             }
+            if session.by_id != by_id {
+                return Err(FETCH_SESSION_TOPIC_ID_ERROR);
+            }
             session.epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
             session.last_used = now;
             for w in &asked {
@@ -226,10 +264,8 @@ pub(super) fn open(
                     }
                 }
             }
-            for t in &request.forgotten_topics_data {
-                for p in &t.partitions {
-                    session.partitions.remove(&(t.topic.0.to_string(), *p));
-                }
+            for key in &forgotten {
+                session.partitions.remove(key);
             }
             sessions.incremental += 1;
             let partitions = session
@@ -287,6 +323,7 @@ pub(super) fn read(
     state: &mut State,
     broker: i32,
     request: &FetchRequest,
+    version: i16,
     plan: &Plan,
     error: Option<i16>,
     commit: bool,
@@ -295,8 +332,26 @@ pub(super) fn read(
     let mut budget = request.max_bytes.max(0) as usize;
     let mut empty = true;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut hinted: Vec<i32> = Vec::new();
     for w in &plan.partitions {
-        let answer = partition(state, broker, w, committed_only, &mut budget, error);
+        let mut answer = partition(state, broker, w, committed_only, &mut budget, error);
+        if version >= 16
+            && matches!(
+                answer.error_code,
+                NOT_LEADER_OR_FOLLOWER | FENCED_LEADER_EPOCH
+            )
+        {
+            // KIP-951: the current leader, and its endpoint below.
+            if let Some(log) = resolve(state, &w.key.0)
+                .and_then(|name| state.topics.get(name))
+                .and_then(|l| l.get(w.key.1 as usize))
+            {
+                answer.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(log.leader))
+                    .with_leader_epoch(log.leader_epoch);
+                hinted.push(log.leader);
+            }
+        }
         empty &= answer.records.as_ref().is_none_or(|r| r.is_empty());
         if plan.incremental {
             let Some(session) = state.fetch_sessions.by_id.get_mut(&plan.session_id) else {
@@ -341,14 +396,47 @@ pub(super) fn read(
             _ => topics.push(
                 FetchableTopicResponse::default()
                     .with_topic(TopicName(w.key.0.clone().into()))
+                    .with_topic_id(uuid::Uuid::from_u128(topic_id(state, &w.key.0)))
                     .with_partitions(vec![answer]),
             ),
         }
     }
+    hinted.sort_unstable();
+    hinted.dedup();
+    let node_endpoints = hinted
+        .into_iter()
+        .filter_map(|id| {
+            let (_, port) = state.brokers.iter().find(|(b, _)| *b == id)?;
+            Some(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_port(i32::from(*port)),
+            )
+        })
+        .collect();
     let response = FetchResponse::default()
         .with_session_id(plan.session_id)
-        .with_responses(topics);
+        .with_responses(topics)
+        .with_node_endpoints(node_endpoints);
     (response, empty)
+}
+
+/// The id of the topic a key names.
+fn topic_id(state: &State, key: &str) -> u128 {
+    match key.strip_prefix(ID_KEY_PREFIX) {
+        Some(hex) => u128::from_str_radix(hex, 16).unwrap_or(0),
+        None => state.topic_ids.get(key).copied().unwrap_or(0),
+    }
+}
+
+/// The topic a key names now, if it exists (an id key of a deleted or re-created topic names
+/// none).
+fn resolve<'a>(state: &'a State, key: &'a str) -> Option<&'a str> {
+    match key.strip_prefix(ID_KEY_PREFIX) {
+        Some(hex) => state.topic_by_id(u128::from_str_radix(hex, 16).ok()?),
+        None => Some(key),
+    }
 }
 
 fn partition(
@@ -368,9 +456,12 @@ fn partition(
     if let Some(code) = error {
         return answer.with_error_code(code);
     }
+    let Some(topic) = resolve(state, &w.key.0) else {
+        return answer.with_error_code(UNKNOWN_TOPIC_ID);
+    };
     let Some(log) = state
         .topics
-        .get(w.key.0.as_str())
+        .get(topic)
         .and_then(|l| l.get(w.key.1 as usize))
     else {
         return answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);

@@ -28,12 +28,12 @@ use crate::wire::versions::supported;
 use crate::wire::{decode_body, schema, topic_name, ApiKey, Direction};
 
 /// The APIs the mock answers, and the highest version of each it has been written for (within
-/// spate's own range). Fetch stops at v12, the last version that names topics.
+/// spate's own range).
 const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ApiVersions, 3),
     (ApiKey::Metadata, 12),
     (ApiKey::Produce, 12),
-    (ApiKey::Fetch, 12),
+    (ApiKey::Fetch, 16),
     (ApiKey::ListOffsets, 7),
     (ApiKey::FindCoordinator, 4),
     (ApiKey::OffsetFetch, 7),
@@ -195,18 +195,22 @@ pub(super) fn handle(
                     return Ok(reply);
                 }
             };
-            let (_, empty) = fetch::read(&mut guard, broker, &request, &plan, error, false);
+            let (_, empty) =
+                fetch::read(&mut guard, broker, &request, version, &plan, error, false);
             if !empty || request.max_wait_ms <= 0 || error.is_some() {
-                fetch::read(&mut guard, broker, &request, &plan, error, true)
+                fetch::read(&mut guard, broker, &request, version, &plan, error, true)
                     .0
                     .encode(out, version)
             } else {
                 // Long poll: answer as soon as data arrives, or empty at max_wait.
                 let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms as u64);
                 let poll: Poll = Box::new(move |state: &mut State| {
-                    let (_, empty) = fetch::read(state, broker, &request, &plan, None, false);
+                    let (_, empty) =
+                        fetch::read(state, broker, &request, version, &plan, None, false);
                     (!empty || Instant::now() >= deadline).then(|| {
-                        Ready::Fetch(fetch::read(state, broker, &request, &plan, None, true).0)
+                        Ready::Fetch(
+                            fetch::read(state, broker, &request, version, &plan, None, true).0,
+                        )
                     })
                 });
                 return Ok(Reply::Wait { poll, version });
@@ -387,7 +391,10 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
     let topics = names
         .into_iter()
         .map(|topic| {
-            let response = MetadataResponseTopic::default().with_name(Some(topic_name(&topic)));
+            let id = state.topic_ids.get(&topic).copied().unwrap_or(0);
+            let response = MetadataResponseTopic::default()
+                .with_name(Some(topic_name(&topic)))
+                .with_topic_id(uuid::Uuid::from_u128(id));
             match (state.topics.get(&topic), error) {
                 (_, Some(code)) => response.with_error_code(code),
                 (None, None) => response.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),

@@ -84,6 +84,8 @@ struct Rule {
 struct State {
     brokers: Vec<(i32, u16)>,
     topics: BTreeMap<String, Vec<PartitionLog>>,
+    /// Each topic's id (KIP-516): a new one each time a topic is created.
+    topic_ids: HashMap<String, u128>,
     rules: Vec<Rule>,
     next_producer_id: i64,
     requests: HashMap<i16, u64>,
@@ -105,6 +107,8 @@ struct State {
     fetch_sessions: fetch::Sessions,
     /// The size of the last request of each API, for tests.
     last_request_size: HashMap<i16, usize>,
+    /// The version of the last request of each API, for tests.
+    last_request_version: HashMap<i16, i16>,
     /// The finalized level of `transaction.version` (KIP-584 features): 2 turns transactions
     /// v2 on (KIP-890), as in a cluster formatted by Kafka 4.x.
     transaction_version: i16,
@@ -117,6 +121,7 @@ impl State {
         State {
             brokers,
             topics: BTreeMap::new(),
+            topic_ids: HashMap::new(),
             rules: Vec::new(),
             next_producer_id: 1000,
             requests: HashMap::new(),
@@ -129,6 +134,7 @@ impl State {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             fetch_sessions: fetch::Sessions::default(),
             last_request_size: HashMap::new(),
+            last_request_version: HashMap::new(),
             transaction_version: 2,
             features_epoch: 1,
         }
@@ -138,6 +144,15 @@ impl State {
         let n = self.brokers.len() as i32;
         let logs = (0..partitions).map(|p| PartitionLog::new(p % n)).collect();
         self.topics.insert(name.to_owned(), logs);
+        self.topic_ids.insert(name.to_owned(), fastrand::u128(1..));
+    }
+
+    /// The topic an id names, if any.
+    fn topic_by_id(&self, id: u128) -> Option<&str> {
+        self.topic_ids
+            .iter()
+            .find(|(_, known)| **known == id)
+            .map(|(name, _)| name.as_str())
     }
 
     /// The first live broker.
@@ -315,6 +330,14 @@ impl MockCluster {
     /// Creates a topic; partition `p`'s leader is broker `p % brokers`.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         self.state().create_topic(name, partitions);
+    }
+
+    /// The version of the last request of `api`.
+    pub fn last_request_version(&self, api: ApiKey) -> Option<i16> {
+        self.state()
+            .last_request_version
+            .get(&(api as i16))
+            .copied()
     }
 
     /// The size in bytes of the last request of `api` (its frame, without the size prefix).
@@ -619,6 +642,9 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
         let fault = {
             let mut state = lock(&state);
             state.last_request_size.insert(api as i16, frame.len());
+            state
+                .last_request_version
+                .insert(api as i16, i16::from_be_bytes([frame[2], frame[3]]));
             state.take_fault(api)
         };
         match fault {

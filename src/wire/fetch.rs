@@ -34,6 +34,21 @@ pub struct FetchResponse {
     pub session_id: i32,
     /// Per-topic results.
     pub topics: Vec<FetchTopic>,
+    /// The endpoints of the leaders named in `current_leader` (v16+ tagged field 0, KIP-951).
+    pub node_endpoints: Vec<NodeEndpoint>,
+}
+
+/// A broker's endpoint, as a Fetch answer names it (KIP-951).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEndpoint {
+    /// Node id.
+    pub node_id: i32,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: i32,
+    /// Rack, if any.
+    pub rack: Option<String>,
 }
 
 /// One topic of a Fetch response.
@@ -173,15 +188,47 @@ fn decode_body(
     for _ in 0..n_topics {
         topics.push(decode_topic(r, version, body)?);
     }
+    let mut node_endpoints = Vec::new();
     if flexible {
-        r.skip_tagged_fields()?;
+        let count = r.unsigned_varint()?;
+        for _ in 0..count {
+            let tag = r.unsigned_varint()?;
+            let size = r.unsigned_varint()? as usize;
+            let field = r.take(size)?;
+            if tag == 0 && version >= 16 {
+                let mut f = Reader::with_base(field, r.absolute_position() - size);
+                node_endpoints = decode_node_endpoints(&mut f)?;
+            }
+        }
     }
     Ok(FetchResponse {
         throttle_time_ms,
         error_code,
         session_id,
         topics,
+        node_endpoints,
     })
+}
+
+fn decode_node_endpoints(r: &mut Reader<'_>) -> Result<Vec<NodeEndpoint>, PrimitiveError> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    // Smallest endpoint: id, empty host, port, null rack, no tags.
+    let n = r.array_len_min(true, 4 + 1 + 4 + 1 + 1)?.unwrap_or(0);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let node_id = r.i32()?;
+        let host = r.string(true)?.map(text).unwrap_or_default();
+        let port = r.i32()?;
+        let rack = r.string(true)?.map(text);
+        r.skip_tagged_fields()?;
+        out.push(NodeEndpoint {
+            node_id,
+            host,
+            port,
+            rack,
+        });
+    }
+    Ok(out)
 }
 
 fn decode_topic(
@@ -305,7 +352,17 @@ mod tests {
     type TopicSpec = (String, [u8; 16], Vec<PartSpec>);
 
     fn kp_response(version: i16, topics: &[TopicSpec]) -> kp::FetchResponse {
+        let endpoints = if version >= 16 {
+            vec![kp::NodeEndpoint::default()
+                .with_node_id(4.into())
+                .with_host(StrBytes::from_static_str("h4"))
+                .with_port(9094)
+                .with_rack(Some(StrBytes::from_static_str("r1")))]
+        } else {
+            Vec::new()
+        };
         kp::FetchResponse::default()
+            .with_node_endpoints(endpoints)
             .with_throttle_time_ms(9)
             .with_error_code(if version >= 7 { 3 } else { 0 })
             .with_session_id(if version >= 7 { 77 } else { 0 })
@@ -380,6 +437,12 @@ mod tests {
             prop_assert_eq!(ours.throttle_time_ms, 9);
             prop_assert_eq!(ours.session_id, if version >= 7 { 77 } else { 0 });
             prop_assert_eq!(ours.topics.len(), topics.len());
+            let want_endpoints = if version >= 16 {
+                vec![NodeEndpoint { node_id: 4, host: "h4".into(), port: 9094, rack: Some("r1".into()) }]
+            } else {
+                Vec::new()
+            };
+            prop_assert_eq!(&ours.node_endpoints, &want_endpoints);
             for (t, (name, id, parts)) in ours.topics.iter().zip(&topics) {
                 if version >= 13 { prop_assert_eq!(&t.topic_id, id); } else { prop_assert_eq!(&t.name, name); }
                 prop_assert_eq!(t.partitions.len(), parts.len());

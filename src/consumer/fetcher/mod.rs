@@ -26,8 +26,8 @@ use super::config::ConsumerConfig;
 use super::decode::{Buffer, Pending};
 use super::session::{FetchSession, Target};
 use super::Offset;
-use crate::cluster::{millis_i32, Client, Topics};
-use crate::error::codes::OFFSET_OUT_OF_RANGE;
+use crate::cluster::{millis_i32, Client, ClusterMetadata, Topics};
+use crate::error::codes::{INCONSISTENT_TOPIC_ID, OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC_ID};
 use crate::error::{Action, Error};
 use crate::record::DecodeOptions;
 use crate::wire::fetch::FetchResponse;
@@ -35,8 +35,12 @@ use crate::wire::{by_topic, encode_request, topic_name, ApiKey, FrameCodec};
 use response::handle_response;
 use starts::{finish_lookup, start_lookups, Lookup};
 
-/// The highest Fetch version the fetcher sends: v13+ names topics by id.
-const MAX_FETCH_VERSION: i16 = 12;
+/// The highest Fetch version the fetcher sends. v13+ names topics by id (KIP-516): it is used
+/// only when every topic of the request has an id in the metadata, v12 otherwise (as Java's
+/// `FetchRequest.Builder` falls back when a topic id is unknown).
+const MAX_FETCH_VERSION: i16 = 16;
+/// The last Fetch version that names topics.
+const LAST_FETCH_BY_NAME: i16 = 12;
 /// How often the fetcher looks again when nothing wakes it (retries, resets).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -251,7 +255,7 @@ pub(crate) async fn run(
                     })
                     .collect();
                 busy.insert(broker, true);
-                let request = fetch_request(&config, &plan);
+                let request = fetch_request(&config, &plan, &client.metadata());
                 let client = client.clone();
                 let wait = config.fetch_max_wait;
                 let incremental = !plan.full;
@@ -275,7 +279,20 @@ pub(crate) async fn run(
                 busy.insert(broker, false);
                 let session = sessions.entry(broker).or_default();
                 match &result {
-                    Ok(response) => session.answered(response.error_code, response.session_id),
+                    Ok(response) => {
+                        session.answered(response.error_code, response.session_id);
+                        // A topic id the broker does not know (the topic was deleted, or
+                        // created again with a new id, KIP-516): the session holds the old id,
+                        // so start a new one, which names every partition by its id then.
+                        let stale_id = response.topics.iter().any(|t| {
+                            t.partitions.iter().any(|p| {
+                                matches!(p.error_code, UNKNOWN_TOPIC_ID | INCONSISTENT_TOPIC_ID)
+                            })
+                        });
+                        if stale_id {
+                            session.restart();
+                        }
+                    }
                     Err(_) => session.failed(),
                 }
                 // A session error answers no partition: they are fetched again in full.
@@ -378,7 +395,13 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
     }
 }
 
-fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchRequest {
+fn fetch_request(
+    config: &ConsumerConfig,
+    plan: &super::session::Plan,
+    metadata: &ClusterMetadata,
+) -> FetchRequest {
+    // Names for v12 and below, ids for v13+ (nil when unknown: then v12 is sent).
+    let id = |topic: &str| uuid::Uuid::from_u128(metadata.topic(topic).map_or(0, |t| t.id));
     let topics: Vec<FetchTopic> = by_topic(plan.partitions.iter().map(|t| {
         let p = FetchPartition::default()
             .with_partition(t.partition)
@@ -393,6 +416,7 @@ fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchR
     .map(|(topic, partitions)| {
         FetchTopic::default()
             .with_topic(topic_name(topic))
+            .with_topic_id(id(topic))
             .with_partitions(partitions)
     })
     .collect();
@@ -401,6 +425,7 @@ fn fetch_request(config: &ConsumerConfig, plan: &super::session::Plan) -> FetchR
         .map(|(topic, partitions)| {
             ForgottenTopic::default()
                 .with_topic(topic_name(topic))
+                .with_topic_id(id(topic))
                 .with_partitions(partitions)
         })
         .collect();
@@ -430,7 +455,7 @@ async fn close_sessions(
         let plan = session.close()?;
         // Nothing to wait for: the broker answers a closing fetch at once (it would otherwise
         // hold it for fetch.max.wait.ms when no data is there, and a consumer's close with it).
-        let request = fetch_request(config, &plan).with_max_wait_ms(0);
+        let request = fetch_request(config, &plan, &client.metadata()).with_max_wait_ms(0);
         let broker = *broker;
         Some(async move {
             let _ = send_fetch(client, broker, &request, Duration::ZERO).await;
@@ -447,7 +472,15 @@ async fn send_fetch(
     wait: Duration,
 ) -> Result<FetchResponse, Error> {
     let conn = client.broker(broker).await?;
-    let version = conn.version(ApiKey::Fetch)?.min(MAX_FETCH_VERSION);
+    let mut version = conn.version(ApiKey::Fetch)?.min(MAX_FETCH_VERSION);
+    let mut ids = request
+        .topics
+        .iter()
+        .map(|t| &t.topic_id)
+        .chain(request.forgotten_topics_data.iter().map(|t| &t.topic_id));
+    if ids.any(uuid::Uuid::is_nil) {
+        version = version.min(LAST_FETCH_BY_NAME);
+    }
     let codec = FrameCodec::new(i32::MAX as usize);
     // A long poll: the broker may hold the request for `wait` on top of the request timeout.
     let timeout = client.config().request_timeout + wait;
@@ -456,7 +489,19 @@ async fn send_fetch(
             encode_request(&codec, h, request, dst)
         })
         .await?;
-    let (_, response) =
+    let (_, mut response) =
         FetchResponse::decode_frame(version, &frame).map_err(|e| conn.protocol_error(e))?;
+    if version > LAST_FETCH_BY_NAME {
+        // v13+ answers by topic id: name each topic from the metadata (an incremental answer
+        // holds partitions of the session that this request did not name). An unknown id keeps
+        // an empty name and matches no partition of ours.
+        let metadata = client.metadata();
+        for topic in &mut response.topics {
+            let id = u128::from_be_bytes(topic.topic_id);
+            if let Some(known) = metadata.topics.values().find(|t| t.id == id && id != 0) {
+                topic.name = known.name.clone();
+            }
+        }
+    }
     Ok(response)
 }
