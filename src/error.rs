@@ -88,6 +88,8 @@ pub mod codes {
     pub const INCONSISTENT_TOPIC_ID: i16 = 103;
     /// FETCH_SESSION_TOPIC_ID_ERROR (KIP-516).
     pub const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
+    /// REBOOTSTRAP_REQUIRED (KIP-1102): the client's metadata is stale; bootstrap again.
+    pub const REBOOTSTRAP_REQUIRED: i16 = 129;
     /// TRANSACTION_ABORTABLE (KIP-890): the transaction cannot commit; abort it.
     pub const TRANSACTION_ABORTABLE: i16 = 120;
     /// INVALID_TXN_STATE.

@@ -512,3 +512,95 @@ async fn a_client_whose_brokers_are_all_gone_rebootstraps() {
         known.brokers
     );
 }
+
+/// KIP-1102 on the embedded cluster, judged first by librdkafka: the old cluster refuses
+/// produces (NOT_LEADER_OR_FOLLOWER) and answers Metadata v13 with REBOOTSTRAP_REQUIRED, the
+/// bootstrap address leads to a new cluster, and librdkafka's records all land there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_obeys_the_embedded_clusters_rebootstrap_required() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    const REBOOTSTRAP_REQUIRED: i16 = 129;
+    let old = MockCluster::start(1).await.unwrap();
+    let new = MockCluster::start(1).await.unwrap();
+    old.create_topic("t", 1);
+    new.create_topic("t", 1);
+    let target = std::sync::Arc::new(std::sync::Mutex::new(old.bootstrap()));
+    let lb = forwarder(target.clone()).await;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/produce_through_switch.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args([&lb, "t", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(
+        lines.next().expect("the script ends early").unwrap(),
+        "first"
+    );
+    *target.lock().unwrap() = new.bootstrap();
+    old.inject(ApiKey::Produce, Fault::Error(NOT_LEADER_OR_FOLLOWER), 1000);
+    old.inject(ApiKey::Metadata, Fault::Error(REBOOTSTRAP_REQUIRED), 1000);
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let line = lines.next().expect("no outcome").unwrap();
+        assert!(child.wait().unwrap().success());
+        line
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome, "done 0");
+    assert_eq!(
+        new.log_end("t", 0),
+        10,
+        "every record reached the new cluster"
+    );
+    assert_eq!(old.last_request_version(ApiKey::Metadata), Some(13));
+}
+
+/// KIP-1102: a broker answers Metadata with REBOOTSTRAP_REQUIRED (its cluster is being replaced,
+/// say) while the bootstrap address already leads to the new cluster. The client leaves the
+/// brokers it knew, bootstraps again on a new connection, and has the new cluster's picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_asking_for_a_rebootstrap_is_obeyed() {
+    const REBOOTSTRAP_REQUIRED: i16 = 129;
+    let old = MockCluster::start(2).await.unwrap();
+    let new = MockCluster::start(2).await.unwrap();
+    old.create_topic("t", 2);
+    new.create_topic("t", 3);
+    let first = |c: &MockCluster| c.bootstrap().split(',').next().unwrap().to_owned();
+    let target = std::sync::Arc::new(std::sync::Mutex::new(first(&old)));
+    let lb = forwarder(target.clone()).await;
+    let mut config = client(&old);
+    config.bootstrap_servers = vec![lb];
+    let client = spate::cluster::Client::connect(config).await.unwrap();
+    let addresses = |m: &spate::cluster::ClusterMetadata| {
+        let mut a: Vec<String> = m.brokers.values().map(|b| b.address()).collect();
+        a.sort();
+        a
+    };
+    let sorted = |c: &MockCluster| {
+        let mut a: Vec<String> = c.bootstrap().split(',').map(str::to_owned).collect();
+        a.sort();
+        a
+    };
+    let known = client
+        .refresh_metadata(spate::cluster::Topics::Only(&["t"]))
+        .await
+        .unwrap();
+    assert_eq!(addresses(&known), sorted(&old));
+    *target.lock().unwrap() = first(&new);
+    old.inject(ApiKey::Metadata, Fault::Error(REBOOTSTRAP_REQUIRED), 2);
+    let fresh = client
+        .refresh_metadata(spate::cluster::Topics::Only(&["t"]))
+        .await
+        .unwrap();
+    assert_eq!(addresses(&fresh), sorted(&new));
+    assert_eq!(fresh.topic("t").unwrap().partitions.len(), 3);
+    assert_eq!(old.last_request_version(ApiKey::Metadata), Some(13));
+}

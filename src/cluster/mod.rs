@@ -45,6 +45,7 @@ pub use coordinator::{CoordinatorType, GroupMetadata};
 pub use metadata::{BrokerMeta, ClusterMetadata, LeaderHint, PartitionMeta, TopicMeta};
 
 use crate::config::ClientConfig;
+use crate::error::codes::REBOOTSTRAP_REQUIRED;
 use crate::error::{Action, Error, KafkaCode};
 use crate::net::{ConnectOptions, Connection};
 
@@ -238,7 +239,9 @@ impl Client {
     }
 
     /// Asks the cluster for fresh metadata and caches it. Tries brokers with a live connection
-    /// first, then the other known brokers, then the bootstrap servers.
+    /// first, then the other known brokers, then the bootstrap servers. A broker that answers
+    /// REBOOTSTRAP_REQUIRED (Metadata v13+, KIP-1102) sends the client back to the bootstrap
+    /// servers, on new connections (a name may lead elsewhere now).
     pub async fn refresh_metadata(
         &self,
         topics: Topics<'_>,
@@ -253,7 +256,12 @@ impl Client {
         let request = metadata_request(topics);
         let mut tried = Vec::new();
         let mut last = None;
+        let mut rebootstrap = false;
         for slot in self.refresh_candidates(&current) {
+            let bootstrap = self.inner.bootstrap.iter().any(|b| Arc::ptr_eq(b, &slot));
+            if rebootstrap && !bootstrap {
+                continue;
+            }
             let address = slot.address();
             let result = async {
                 let conn = self.connect_slot(&slot).await?;
@@ -261,6 +269,21 @@ impl Client {
             }
             .await;
             match result {
+                Ok(response) if response.error_code == REBOOTSTRAP_REQUIRED => {
+                    tracing::info!(broker = %address, "the broker asks for a rebootstrap");
+                    if !rebootstrap {
+                        rebootstrap = true;
+                        for b in &self.inner.bootstrap {
+                            b.state.lock().await.conn = None;
+                        }
+                    }
+                    tried.push(address);
+                    last = Some(Error::kafka(
+                        KafkaCode(REBOOTSTRAP_REQUIRED),
+                        "metadata",
+                        None,
+                    ));
+                }
                 Ok(response) => {
                     let fresh = ClusterMetadata::from_response(&response);
                     // Merged into the latest picture (a leader hint may have moved a partition

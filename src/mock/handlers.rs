@@ -21,8 +21,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::{fetch, group, lock, txn, State};
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
-    NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, UNSTABLE_OFFSET_COMMIT,
-    UNSUPPORTED_VERSION,
+    NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_OR_PARTITION,
+    UNSTABLE_OFFSET_COMMIT, UNSUPPORTED_VERSION,
 };
 use crate::wire::versions::supported;
 use crate::wire::{decode_body, schema, topic_name, ApiKey, Direction};
@@ -31,7 +31,7 @@ use crate::wire::{decode_body, schema, topic_name, ApiKey, Direction};
 /// spate's own range).
 const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ApiVersions, 3),
-    (ApiKey::Metadata, 12),
+    (ApiKey::Metadata, 13),
     (ApiKey::Produce, 12),
     (ApiKey::Fetch, 16),
     (ApiKey::ListOffsets, 7),
@@ -166,7 +166,14 @@ pub(super) fn handle(
         }
         ApiKey::Metadata => {
             let request = decode!(MetadataRequest);
-            metadata(&lock(state), &request, error).encode(out, version)
+            // v13+: REBOOTSTRAP_REQUIRED is answered at the top level (KIP-1102).
+            let rebootstrap = error == Some(REBOOTSTRAP_REQUIRED) && version >= 13;
+            let response = if rebootstrap {
+                MetadataResponse::default().with_error_code(REBOOTSTRAP_REQUIRED)
+            } else {
+                metadata(&lock(state), &request, error)
+            };
+            response.encode(out, version)
         }
         ApiKey::Produce => {
             let request = decode!(ProduceRequest);

@@ -51,7 +51,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::Produce, r(3, 12)),
     (ApiKey::Fetch, r(4, 16)),
     (ApiKey::ListOffsets, r(1, 8)),
-    (ApiKey::Metadata, r(1, 12)),
+    (ApiKey::Metadata, r(1, 13)),
     (ApiKey::OffsetCommit, r(2, 9)),
     (ApiKey::OffsetFetch, r(1, 9)),
     (ApiKey::FindCoordinator, r(0, 5)),
