@@ -45,6 +45,10 @@ pub struct Args {
     /// Brokers of the embedded cluster.
     #[arg(long = "embedded-brokers", default_value_t = 3)]
     pub embedded_brokers: usize,
+    /// The embedded cluster's finalized `transaction.version`: 2 runs transactions v2
+    /// (KIP-890, as Kafka 4.x clusters), 1 the older protocol.
+    #[arg(long = "embedded-transaction-version", default_value_t = 2)]
+    pub embedded_transaction_version: i16,
     /// Scenarios to run (repeatable): produce, consume, pipe, pipe-eos (an exactly-once
     /// pipeline run by `--members` members of one group). The others read what produce
     /// wrote, so it always runs. Without `--scenario`: produce, consume and pipe.
@@ -113,6 +117,9 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         ),
         None => None,
     };
+    if let Some(cluster) = &cluster {
+        cluster.set_transaction_version(args.embedded_transaction_version);
+    }
     let bootstrap = match (&args.brokers, &cluster) {
         (Some(b), _) => b.clone(),
         (None, Some(c)) => c.bootstrap(),
