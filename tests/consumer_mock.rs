@@ -576,9 +576,10 @@ async fn a_cancelled_next_loses_nothing() {
 }
 
 /// A topic deleted and created again under the same name has a new id (KIP-516): the fetch by
-/// the old id is answered UNKNOWN_TOPIC_ID, and the consumer, whose position means nothing in
-/// the new topic, looks it up again and starts over by its policy (earliest here): the new
-/// topic's records are read from its first, none skipped as if the log had been truncated.
+/// the old id is answered UNKNOWN_TOPIC_ID, the consumer looks the topic up again, sees the new
+/// id, and since its position belongs to the old topic starts over by its policy (earliest
+/// here): the new topic's records are read from its first, none skipped as if the log had been
+/// truncated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_topic_is_found_by_its_new_id() {
     let cluster = MockCluster::start(1).await.unwrap();
@@ -598,4 +599,37 @@ async fn a_recreated_topic_is_found_by_its_new_id() {
     let b = next_batch_of(&mut consumer).await;
     assert_eq!(b.first_offset(), 0, "read from the start of the new topic");
     assert_eq!(cluster.last_request_version(ApiKey::Fetch), Some(16));
+}
+
+/// UNKNOWN_TOPIC_ID for a topic whose id did not change (a broker behind on metadata, just
+/// after the topic was created) is retried where the consumer was: no reset, nothing read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_unknown_topic_id_moves_no_position() {
+    const UNKNOWN_TOPIC_ID: i16 = 100;
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("lagging", 1);
+    fill(&cluster, "lagging", 0, 100, Compression::None).await;
+    let mut consumer =
+        Consumer::new(consumer_config(&cluster).auto_offset_reset(OffsetReset::Earliest))
+            .await
+            .unwrap();
+    consumer.assign(&[("lagging", 0, Offset::At(50))]).unwrap();
+    let b = next_batch_of(&mut consumer).await;
+    assert_eq!(b.first_offset(), 50);
+    let mut next = b.next_offset();
+    cluster.inject(ApiKey::Fetch, Fault::Error(UNKNOWN_TOPIC_ID), 2);
+    // Write and read on until the faults have been met (a fetch already in flight when they
+    // were armed answers without them), and a little after.
+    let mut rounds = 0;
+    while cluster.pending_faults() > 0 || rounds < 2 {
+        rounds += 1;
+        assert!(rounds < 50, "the faults were never met");
+        fill(&cluster, "lagging", 0, 20, Compression::None).await;
+        let end = 100 + 20 * rounds as i64;
+        while next < end {
+            let b = next_batch_of(&mut consumer).await;
+            assert_eq!(b.first_offset(), next, "read on from where it was");
+            next = b.next_offset();
+        }
+    }
 }

@@ -128,6 +128,8 @@ struct PartitionState {
     /// Not fetched until the application seeks: it was told the partition cannot go on
     /// (truncation under `auto.offset.reset=none`, no offset to start from).
     halted: bool,
+    /// The id of the topic the position belongs to (KIP-516; 0 while unknown).
+    topic_id: u128,
 }
 
 impl PartitionState {
@@ -198,7 +200,21 @@ pub(crate) async fn run(
             let now = tokio::time::Instant::now();
             let mut by_broker: HashMap<i32, Vec<Target>> = HashMap::new();
             let mut need_metadata = Vec::new();
-            for (tp, state) in parts.iter() {
+            for (tp, state) in parts.iter_mut() {
+                // A topic deleted and created again under the same name has a new id: the
+                // position belongs to the old topic and means nothing in the new one, so the
+                // partition starts over by the policy (`none` hands the application the
+                // error), rather than take the new log for a truncated old one.
+                let id = metadata.topic(&tp.0).map_or(0, |t| t.id);
+                if id != 0 && state.topic_id != id {
+                    if state.topic_id != 0 && state.offset.is_some() {
+                        tracing::warn!(topic = %tp.0, partition = tp.1, policy = ?config.auto_offset_reset, "the topic was created again (new topic id); starting over by the policy");
+                        state.offset = None;
+                        state.start = Offset::Reset;
+                        state.last_fetched_epoch = -1;
+                    }
+                    state.topic_id = id;
+                }
                 let (Some(offset), false, false) = (state.offset, state.paused, state.halted)
                 else {
                     continue;
@@ -340,6 +356,7 @@ fn apply(parts: &mut HashMap<Tp, PartitionState>, command: Command, config: &Con
         end: None,
         last_fetched_epoch: -1,
         halted: false,
+        topic_id: 0,
     };
     match command {
         Command::Assign(list) => {

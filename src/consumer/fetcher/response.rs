@@ -12,8 +12,7 @@ use crate::consumer::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use crate::consumer::decode::{records_error, Buffer, Pending};
 use crate::consumer::Offset;
 use crate::error::codes::{
-    FENCED_LEADER_EPOCH, INCONSISTENT_TOPIC_ID, NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_ID,
-    UNKNOWN_TOPIC_OR_PARTITION,
+    FENCED_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION,
 };
 use crate::error::{Action, Error, KafkaCode};
 use crate::record::{DecodeOptions, RecordBatches};
@@ -79,17 +78,6 @@ pub(super) fn handle_response(
             }
             if p.error_code != 0 {
                 let code = KafkaCode(p.error_code);
-                if matches!(p.error_code, UNKNOWN_TOPIC_ID | INCONSISTENT_TOPIC_ID) {
-                    // The topic this position was in is gone (deleted, or created again under
-                    // the same name with a new id, KIP-516): the offset means nothing in a new
-                    // topic. Look the topic up again and start over by the policy (`none`
-                    // hands the application the error), never skip the new topic's records.
-                    tracing::warn!(topic = %tp.0, partition = tp.1, policy = ?config.auto_offset_reset, "the topic's id changed; resetting by the policy");
-                    refresh.push(tp.0.to_string());
-                    state.offset = None;
-                    state.start = Offset::Reset;
-                    continue;
-                }
                 if p.error_code == OFFSET_OUT_OF_RANGE {
                     // Per auto.offset.reset (`none` hands the application the error).
                     tracing::warn!(topic = %tp.0, partition = tp.1, offset = fetched_at, policy = ?config.auto_offset_reset, "offset out of range; resetting by the policy");
