@@ -118,7 +118,7 @@ fn net_error(e: Error) -> NetError {
 #[tokio::test]
 async fn negotiates_versions() {
     let (conn, _peer) = pair(options()).await;
-    assert_eq!(conn.version(ApiKey::Metadata).unwrap(), 12);
+    assert_eq!(conn.version(ApiKey::Metadata).unwrap(), 13);
     assert_eq!(conn.version(ApiKey::Fetch).unwrap(), 16);
     assert!(conn.is_usable());
 }
@@ -148,7 +148,7 @@ async fn an_old_broker_gets_api_versions_v0() {
     old.api_keys.retain(|k| k.api_key != ApiKey::Fetch as i16);
     peer.answer(&req, &old).await;
     let conn = connecting.await.unwrap().unwrap();
-    assert_eq!(conn.version(ApiKey::Metadata).unwrap(), 12);
+    assert_eq!(conn.version(ApiKey::Metadata).unwrap(), 13);
     let err = conn.version(ApiKey::Fetch).unwrap_err();
     assert!(
         err.to_string().contains("no common version of Fetch"),
