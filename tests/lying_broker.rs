@@ -419,8 +419,10 @@ fn the_cli_gives_up_on_an_unreachable_bootstrap_within_about_ten_seconds() {
         stderr.contains(&addr) && stderr.contains("refused"),
         "{stderr}"
     );
+    // Retries stop when the next backoff (up to `retry.backoff.max.ms`, 1 s, with jitter)
+    // would end past the 10 s deadline, so the CLI may give up a little over a second early.
     assert!(
-        took >= Duration::from_secs(9) && took < Duration::from_secs(13),
+        took >= Duration::from_secs(8) && took < Duration::from_secs(13),
         "took {took:?}: {stderr}"
     );
     // -X still decides.
