@@ -76,7 +76,6 @@ async fn steady_state_fetches_are_incremental_and_small() {
     consumer.assign(&all).unwrap();
     let seen = read_to_end(&mut consumer, 100).await;
     assert_eq!(seen.len(), 150);
-    let first_size = cluster.last_request_size(ApiKey::Fetch).unwrap();
 
     // Idle: fetches go on (long polls of 20 ms), each incremental and empty.
     let before = cluster.incremental_fetches();
@@ -87,11 +86,12 @@ async fn steady_state_fetches_are_incremental_and_small() {
         incremental >= 5,
         "{incremental} incremental fetches in 500 ms"
     );
+    // A request naming the 100 partitions takes over 2,000 bytes (at least 20 per partition, at
+    // any version): one this small names none of them, the session holds them.
     assert!(
         size < 120,
         "an idle incremental fetch of 100 partitions takes {size} bytes"
     );
-    assert!(first_size > 10 * size, "{first_size} vs {size}");
     assert_eq!(cluster.fetch_sessions(), 1);
 
     // New records in two partitions come through the session, and only those.
