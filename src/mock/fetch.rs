@@ -401,20 +401,12 @@ pub(super) fn read(
             ),
         }
     }
-    hinted.sort_unstable();
-    hinted.dedup();
-    let node_endpoints = hinted
-        .into_iter()
-        .filter_map(|id| {
-            let (_, port) = state.brokers.iter().find(|(b, _)| *b == id)?;
-            Some(
-                NodeEndpoint::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(StrBytes::from_static_str("127.0.0.1"))
-                    .with_port(i32::from(*port)),
-            )
-        })
-        .collect();
+    let node_endpoints = state.endpoints(hinted, |id, port| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_static_str("127.0.0.1"))
+            .with_port(port)
+    });
     let response = FetchResponse::default()
         .with_session_id(plan.session_id)
         .with_responses(topics)

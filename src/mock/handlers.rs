@@ -523,20 +523,12 @@ fn produce(
         })
         .collect();
     // Kafka's handleProduceRequest: the endpoints of the leaders it named (KIP-951).
-    hinted.sort_unstable();
-    hinted.dedup();
-    let node_endpoints = hinted
-        .into_iter()
-        .filter_map(|id| {
-            let (_, port) = state.brokers.iter().find(|(b, _)| *b == id)?;
-            Some(
-                produce_response::NodeEndpoint::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(StrBytes::from_static_str("127.0.0.1"))
-                    .with_port(i32::from(*port)),
-            )
-        })
-        .collect();
+    let node_endpoints = state.endpoints(hinted, |id, port| {
+        produce_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_static_str("127.0.0.1"))
+            .with_port(port)
+    });
     ProduceResponse::default()
         .with_responses(responses)
         .with_node_endpoints(node_endpoints)

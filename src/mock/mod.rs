@@ -155,6 +155,19 @@ impl State {
             .map(|(name, _)| name.as_str())
     }
 
+    /// What `make(node id, port)` builds for each broker in `ids`, once each, in order of id:
+    /// the endpoints a KIP-951 answer names for the leaders it points to.
+    fn endpoints<T>(&self, mut ids: Vec<i32>, make: impl Fn(i32, i32) -> T) -> Vec<T> {
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| {
+                let (_, port) = self.brokers.iter().find(|(b, _)| *b == id)?;
+                Some(make(id, i32::from(*port)))
+            })
+            .collect()
+    }
+
     /// The first live broker.
     fn controller(&self) -> i32 {
         self.brokers
