@@ -524,32 +524,19 @@ async fn read_committed_sees_committed_transactions_only() {
 /// refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_leader_is_found_from_the_produce_answer() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
+    use std::io::Write;
 
     let cluster = MockCluster::start(2).await.unwrap();
     cluster.create_topic("hinted", 1);
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/produce_in_halves.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .args([&cluster.bootstrap(), "hinted", "2000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("the script ends early").unwrap();
-    assert_eq!(
-        first, "half",
-        "`pip install confluent-kafka==2.16.1` if it is missing"
+    let (mut child, mut lines) = support::start_script(
+        "produce_in_halves.py",
+        &[&cluster.bootstrap(), "hinted", "2000"],
     );
+    assert_eq!(support::next_line(&mut lines), "half");
     let old = cluster.leader("hinted", 0).unwrap();
     cluster.move_leader("hinted", 0, (old + 1) % 2);
     writeln!(child.stdin.take().unwrap(), "go").unwrap();
-    assert_eq!(lines.next().expect("no outcome").unwrap(), "done 0");
+    assert_eq!(support::next_line(&mut lines), "done 0");
     assert!(child.wait().unwrap().success());
     let expected: Vec<String> = (0..2000).map(|i| format!("v-{i:06}")).collect();
     let logged: Vec<String> = log_values(&cluster, "hinted", 0)

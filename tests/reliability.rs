@@ -4,6 +4,8 @@
 //! acknowledged is lost, the idempotent producer writes nothing twice, consumers resume from
 //! committed offsets, groups rebalance.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -518,8 +520,7 @@ async fn a_client_whose_brokers_are_all_gone_rebootstraps() {
 /// bootstrap address leads to a new cluster, and librdkafka's records all land there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn librdkafka_obeys_the_embedded_clusters_rebootstrap_required() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
+    use std::io::Write;
     const REBOOTSTRAP_REQUIRED: i16 = 129;
     let old = MockCluster::start(1).await.unwrap();
     let new = MockCluster::start(1).await.unwrap();
@@ -527,28 +528,15 @@ async fn librdkafka_obeys_the_embedded_clusters_rebootstrap_required() {
     new.create_topic("t", 1);
     let target = std::sync::Arc::new(std::sync::Mutex::new(old.bootstrap()));
     let lb = forwarder(target.clone()).await;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/produce_through_switch.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .args([&lb, "t", "10"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(
-        lines.next().expect("the script ends early").unwrap(),
-        "first"
-    );
+    let (mut child, mut lines) =
+        support::start_script("produce_through_switch.py", &[&lb, "t", "10"]);
+    assert_eq!(support::next_line(&mut lines), "first");
     *target.lock().unwrap() = new.bootstrap();
     old.inject(ApiKey::Produce, Fault::Error(NOT_LEADER_OR_FOLLOWER), 1000);
     old.inject(ApiKey::Metadata, Fault::Error(REBOOTSTRAP_REQUIRED), 1000);
     writeln!(child.stdin.take().unwrap(), "go").unwrap();
     let outcome = tokio::task::spawn_blocking(move || {
-        let line = lines.next().expect("no outcome").unwrap();
+        let line = support::next_line(&mut lines);
         assert!(child.wait().unwrap().success());
         line
     })

@@ -18,9 +18,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spate::cluster::{Client, OffsetSpec};
@@ -85,28 +85,15 @@ async fn await_no_open_transaction(client: &Client, topic: &str, at_least: i64) 
 async fn librdkafka_sees_a_timed_out_transaction_aborted_and_its_producer_fenced() {
     let cluster = MockCluster::start(1).await.unwrap();
     cluster.create_topic("late", 1);
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/txn_timeout.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .args([&cluster.bootstrap(), "late", "1500"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("the script ends early").unwrap();
-    assert_eq!(
-        first, "open",
-        "`pip install confluent-kafka==2.16.1` if it is missing"
-    );
+    let (mut child, mut lines) =
+        support::start_script("txn_timeout.py", &[&cluster.bootstrap(), "late", "1500"]);
+    assert_eq!(support::next_line(&mut lines), "open");
     let client = Client::connect(client_config(&cluster)).await.unwrap();
     // 10 records, then the coordinator's abort marker.
     await_no_open_transaction(&client, "late", 10).await;
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "commit").unwrap();
-    let outcome = lines.next().expect("no outcome").unwrap();
+    let outcome = support::next_line(&mut lines);
     assert!(child.wait().unwrap().success());
     eprintln!("librdkafka: {outcome}");
     assert!(

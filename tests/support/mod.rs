@@ -468,6 +468,38 @@ impl Drop for Reaper {
     }
 }
 
+/// Lines a script prints.
+pub type ScriptLines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// Starts one of the librdkafka scripts in `tests/support` that talk to the test line by line:
+/// the test reads what it prints ([`next_line`]) and writes to its stdin; its stderr goes to the
+/// test's.
+pub fn start_script(script: &str, args: &[&str]) -> (Child, ScriptLines) {
+    use std::io::BufRead;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(script);
+    let mut child = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    (child, lines)
+}
+
+/// The next line a script printed; it must print one.
+pub fn next_line(lines: &mut ScriptLines) -> String {
+    lines
+        .next()
+        .expect("the script ended early (`pip install confluent-kafka==2.16.1` if it is missing)")
+        .expect("the script's output")
+}
+
 pub fn finish(child: Child, what: &str) -> std::process::Output {
     let out = child.wait_with_output().unwrap();
     assert!(

@@ -1,8 +1,7 @@
 """Produces COUNT records ("v-<i:06>", partition 0) with librdkafka (the confluent-kafka Python
 client) in two halves: after the first half is delivered it prints "half" and waits for a line
 on stdin (the test moves the partition's leader meanwhile), then sends the second half and
-prints "done <failed deliveries>". With debug=metadata, librdkafka's log on stderr shows how it
-learned of the new leader.
+prints "done <failed deliveries>".
 
     python3 produce_in_halves.py BOOTSTRAP TOPIC COUNT
 """
@@ -17,7 +16,6 @@ def main():
         "bootstrap.servers": bootstrap,
         "linger.ms": 1,
         "enable.idempotence": True,
-        "debug": "metadata",
     })
     failed = []
 
