@@ -509,13 +509,16 @@ async fn send_fetch(
     let (_, mut response) =
         FetchResponse::decode_frame(version, &frame).map_err(|e| conn.protocol_error(e))?;
     if version > LAST_FETCH_BY_NAME {
-        // v13+ answers by topic id: name each topic from the metadata (an incremental answer
-        // holds partitions of the session that this request did not name). An unknown id keeps
-        // an empty name and matches no partition of ours.
+        // v13+ answers by topic id: name each topic from the request, or from the metadata
+        // (an incremental answer holds partitions of the session that this request did not
+        // name). An unknown id keeps an empty name and matches no partition of ours.
         let metadata = client.metadata();
         for topic in &mut response.topics {
             let id = u128::from_be_bytes(topic.topic_id);
-            if let Some(known) = metadata.topics.values().find(|t| t.id == id && id != 0) {
+            let asked = request.topics.iter().find(|t| t.topic_id.as_u128() == id);
+            if let Some(asked) = asked.filter(|_| id != 0) {
+                topic.name = asked.topic.0.to_string();
+            } else if let Some(known) = metadata.topics.values().find(|t| t.id == id && id != 0) {
                 topic.name = known.name.clone();
             }
         }
