@@ -27,7 +27,7 @@ APIS = [
     "FindCoordinator", "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "DescribeGroups",
     "ListGroups", "SaslHandshake", "ApiVersions", "CreateTopics", "DeleteTopics",
     "InitProducerId", "OffsetForLeaderEpoch", "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn",
-    "TxnOffsetCommit", "DescribeConfigs", "SaslAuthenticate",
+    "TxnOffsetCommit", "DescribeConfigs", "SaslAuthenticate", "ConsumerGroupHeartbeat",
 ]
 # Other messages: the consumer protocol's member metadata and the request header.
 DATA = ["ConsumerProtocolSubscription", "ConsumerProtocolAssignment", "RequestHeader"]

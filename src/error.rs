@@ -94,6 +94,22 @@ pub mod codes {
     pub const TRANSACTION_ABORTABLE: i16 = 120;
     /// INVALID_TXN_STATE.
     pub const INVALID_TXN_STATE: i16 = 48;
+    /// INVALID_REQUEST.
+    pub const INVALID_REQUEST: i16 = 42;
+    /// GROUP_ID_NOT_FOUND.
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// GROUP_MAX_SIZE_REACHED.
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    /// FENCED_MEMBER_EPOCH (KIP-848): abandon every partition and join again.
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    /// UNRELEASED_INSTANCE_ID (KIP-848): another member still holds this `group.instance.id`.
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+    /// UNSUPPORTED_ASSIGNOR (KIP-848): the coordinator has no such server-side assignor.
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    /// STALE_MEMBER_EPOCH (KIP-848): an offset request carried an older member epoch.
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
+    /// INVALID_REGULAR_EXPRESSION (KIP-848): the subscription's pattern does not compile.
+    pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }
 
 /// What a caller should do after an error.

@@ -73,6 +73,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::DescribeConfigs, r(1, 4)),
     (ApiKey::SaslAuthenticate, r(0, 2)),
     (ApiKey::OffsetForLeaderEpoch, r(2, 4)),
+    (ApiKey::ConsumerGroupHeartbeat, r(0, 1)),
 ];
 
 /// The versions spate speaks for `api`, if it speaks it at all.
