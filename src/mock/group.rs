@@ -313,6 +313,15 @@ pub(super) fn join(
 ) -> Result<JoinGroupResponse, Poll> {
     let now = Instant::now();
     let group_id = request.group_id.0.to_string();
+    // A KIP-848 group with members is not joined by the classic protocol here (see
+    // consumer_group's module docs).
+    if state
+        .consumer_groups
+        .get(&group_id)
+        .is_some_and(|g| !g.is_empty())
+    {
+        return Ok(join_error(INCONSISTENT_GROUP_PROTOCOL, ""));
+    }
     let group = state.groups.entry(group_id.clone()).or_default();
     group.tick(now);
     let protocols: Vec<(String, Bytes)> = request
@@ -582,13 +591,24 @@ pub(super) fn leave(
 pub(super) fn offset_commit(
     state: &mut State,
     request: &OffsetCommitRequest,
+    version: i16,
     error: Option<i16>,
 ) -> OffsetCommitResponse {
     let now = Instant::now();
     let group_id = request.group_id.0.to_string();
     let generation = request.generation_id_or_member_epoch;
     let mut code = error.unwrap_or(0);
-    if code == 0 && generation >= 0 {
+    let modern = (code == 0)
+        .then(|| {
+            let member = request.member_id.as_str();
+            super::consumer_group::validate_commit(
+                state, &group_id, member, generation, version, false,
+            )
+        })
+        .flatten();
+    if let Some(modern) = modern {
+        code = modern;
+    } else if code == 0 && generation >= 0 {
         code = match state.groups.get_mut(&group_id) {
             None => ILLEGAL_GENERATION,
             Some(group) => {

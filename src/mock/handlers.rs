@@ -18,10 +18,10 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{fetch, group, lock, txn, State};
+use super::{consumer_group, fetch, group, lock, txn, State};
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
-    NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_OR_PARTITION,
+    NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
     UNSTABLE_OFFSET_COMMIT, UNSUPPORTED_VERSION,
 };
 use crate::wire::versions::supported;
@@ -48,6 +48,7 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::EndTxn, 5),
     (ApiKey::TxnOffsetCommit, 5),
     (ApiKey::OffsetForLeaderEpoch, 4),
+    (ApiKey::ConsumerGroupHeartbeat, 1),
 ];
 
 /// How to answer.
@@ -276,7 +277,16 @@ pub(super) fn handle(
             let request = decode!(OffsetCommitRequest);
             let mut state = lock(state);
             let error = error.or_else(|| not_coordinator(&state, broker));
-            group::offset_commit(&mut state, &request, error).encode(out, version)
+            group::offset_commit(&mut state, &request, version, error).encode(out, version)
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let request = decode!(ConsumerGroupHeartbeatRequest);
+            let mut state = lock(state);
+            match error.or_else(|| not_coordinator(&state, broker)) {
+                Some(code) => ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+                None => consumer_group::heartbeat(&mut state, &request),
+            }
+            .encode(out, version)
         }
         ApiKey::ListOffsets => {
             let request = decode!(ListOffsetsRequest);
@@ -388,13 +398,29 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
                 .with_port(i32::from(*port))
         })
         .collect();
+    // v12+ may name a topic by id alone (KIP-516): an unknown id is answered UNKNOWN_TOPIC_ID.
+    let mut unknown_ids = Vec::new();
     let names: Vec<String> = match &request.topics {
         None => state.topics.keys().cloned().collect(),
         Some(topics) => topics
             .iter()
-            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .filter_map(|t| match &t.name {
+                Some(n) => Some(n.0.to_string()),
+                None => {
+                    let name = state.topic_by_id(t.topic_id.as_u128()).map(str::to_owned);
+                    if name.is_none() {
+                        unknown_ids.push(t.topic_id);
+                    }
+                    name
+                }
+            })
             .collect(),
     };
+    let unknown = unknown_ids.into_iter().map(|id| {
+        MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(UNKNOWN_TOPIC_ID)
+    });
     let topics = names
         .into_iter()
         .map(|topic| {
@@ -420,6 +446,7 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
                 ),
             }
         })
+        .chain(unknown)
         .collect();
     MetadataResponse::default()
         .with_brokers(brokers)
@@ -431,17 +458,29 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
 /// The features the brokers support and the cluster finalized (ApiVersions v3+, KIP-584):
 /// `transaction.version` (KIP-890), listed as finalized only at a level above 0, as Kafka does.
 fn features(state: &State, response: &mut ApiVersionsResponse) {
-    let name = || StrBytes::from_static_str("transaction.version");
-    response.supported_features = vec![api_versions_response::SupportedFeatureKey::default()
-        .with_name(name())
-        .with_min_version(0)
-        .with_max_version(2)];
+    let supported = |name: &'static str, max: i16| {
+        api_versions_response::SupportedFeatureKey::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_min_version(0)
+            .with_max_version(max)
+    };
+    let finalized = |name: &'static str, level: i16| {
+        api_versions_response::FinalizedFeatureKey::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_min_version_level(level)
+            .with_max_version_level(level)
+    };
+    // `group.version` 1 turns the KIP-848 protocol on, as in a cluster Kafka 4.x formatted.
+    response.supported_features = vec![
+        supported("transaction.version", 2),
+        supported("group.version", 1),
+    ];
     response.finalized_features_epoch = state.features_epoch;
+    response.finalized_features = vec![finalized("group.version", 1)];
     if state.transaction_version > 0 {
-        response.finalized_features = vec![api_versions_response::FinalizedFeatureKey::default()
-            .with_name(name())
-            .with_min_version_level(state.transaction_version)
-            .with_max_version_level(state.transaction_version)];
+        response
+            .finalized_features
+            .push(finalized("transaction.version", state.transaction_version));
     }
 }
 

@@ -1,11 +1,12 @@
 //! An embedded Kafka cluster for hermetic tests (feature `mock`): brokers on loopback ports that
 //! speak the real wire protocol, with fault injection.
 //!
-//! What it serves: ApiVersions, Metadata, Produce, Fetch (v4–v12, with read_committed and a
+//! What it serves: ApiVersions, Metadata, Produce, Fetch (v4–v16, with read_committed and a
 //! long poll that answers when data arrives), ListOffsets, FindCoordinator, the classic group
 //! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch; static
-//! membership), and the transaction APIs (InitProducerId, AddPartitionsToTxn,
-//! AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
+//! membership), the KIP-848 group protocol (ConsumerGroupHeartbeat, with the `uniform` and
+//! `range` server-side assignors), and the transaction APIs (InitProducerId,
+//! AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
 //! - Produce checks each batch's CRC and size and, for idempotent producers, the sequence
 //!   numbers, as Kafka does (the last five batches per producer and partition are remembered,
 //!   so a retried batch is answered DUPLICATE_SEQUENCE_NUMBER instead of written twice); a
@@ -33,12 +34,15 @@
 //! # Ok(()) }
 //! ```
 
+mod consumer_group;
 mod fetch;
 mod group;
 mod handlers;
 mod log;
+mod server_assignor;
 mod txn;
 
+pub use consumer_group::{ConsumerGroupInfo, ConsumerMemberInfo};
 pub use group::GroupInfo;
 use log::PartitionLog;
 pub use log::StoredBatch;
@@ -97,6 +101,10 @@ struct State {
     offset_epochs: HashMap<(String, String, i32), i32>,
     /// Consumer groups by id.
     groups: HashMap<String, group::Group>,
+    /// KIP-848 groups by id.
+    consumer_groups: HashMap<String, consumer_group::ConsumerGroup>,
+    /// Their session timeout and heartbeat interval.
+    consumer_group_timeouts: consumer_group::Timeouts,
     /// The broker that coordinates every group and transaction.
     coordinator: i32,
     /// Brokers stopped by [`MockCluster::stop_broker`].
@@ -129,6 +137,8 @@ impl State {
             offsets: HashMap::new(),
             offset_epochs: HashMap::new(),
             groups: HashMap::new(),
+            consumer_groups: HashMap::new(),
+            consumer_group_timeouts: consumer_group::Timeouts::default(),
             coordinator: 0,
             down: std::collections::BTreeSet::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -386,10 +396,28 @@ impl MockCluster {
     /// group has no such member.
     pub fn expire_member(&self, group: &str, member_id: &str) -> bool {
         let mut state = self.state();
+        if let Some(g) = state.consumer_groups.get_mut(group) {
+            return g.expire(member_id);
+        }
         match state.groups.get_mut(group) {
             Some(g) => g.expire(member_id, std::time::Instant::now()),
             None => false,
         }
+    }
+
+    /// Sets the KIP-848 groups' `group.consumer.session.timeout.ms` and
+    /// `group.consumer.heartbeat.interval.ms` (Kafka's defaults, 45 s and 5 s, otherwise).
+    pub fn set_consumer_group_timeouts(&self, session: Duration, heartbeat: Duration) {
+        self.state().consumer_group_timeouts = consumer_group::Timeouts { session, heartbeat };
+    }
+
+    /// A KIP-848 group's epochs and members, if the group exists.
+    pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroupInfo> {
+        let mut state = self.state();
+        let timeouts = state.consumer_group_timeouts;
+        let group = state.consumer_groups.get_mut(group)?;
+        group.tick(std::time::Instant::now(), timeouts);
+        Some(group.info())
     }
 
     /// Applies `fault` to the next `times` requests of `api` (on any broker).
