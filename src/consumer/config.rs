@@ -104,6 +104,24 @@ pub struct ConsumerConfig {
     /// `client.rack`: the rack this consumer runs in, told to rack-aware assignors (KIP-881)
     /// and to brokers in fetches (KIP-392).
     pub client_rack: Option<String>,
+    /// `group.protocol`: the classic rebalance protocol (the default, as in Java 4.x) or
+    /// KIP-848's, where the coordinator assigns. With `consumer`, `session.timeout.ms`,
+    /// `heartbeat.interval.ms` and `partition.assignment.strategy` are the coordinator's
+    /// (`group.consumer.*`) and not used.
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the server-side assignor a KIP-848 member asks for (`uniform`,
+    /// `range`); the coordinator's default when unset.
+    pub group_remote_assignor: Option<String>,
+}
+
+/// `group.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup / SyncGroup / Heartbeat; the leader member assigns.
+    #[default]
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat; the coordinator assigns, incrementally.
+    Consumer,
 }
 
 impl Default for ConsumerConfig {
@@ -127,6 +145,8 @@ impl Default for ConsumerConfig {
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
             client_rack: None,
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
         }
     }
 }
@@ -207,6 +227,16 @@ impl ConsumerConfig {
             "enable.auto.commit" => self.enable_auto_commit = parse(key, v)?,
             "auto.commit.interval.ms" => self.auto_commit_interval = ms(key, v)?,
             "client.rack" => self.client_rack = (!v.is_empty()).then(|| v.to_owned()),
+            "group.protocol" => {
+                self.group_protocol = match v.to_ascii_lowercase().as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => return Err(invalid(key, v, "classic or consumer")),
+                }
+            }
+            "group.remote.assignor" => {
+                self.group_remote_assignor = (!v.is_empty()).then(|| v.to_owned())
+            }
             // spate always checks CRCs; librdkafka's switch is accepted for compatibility.
             "check.crcs" => {
                 if !parse::<bool>(key, v)? {
@@ -266,6 +296,18 @@ impl ConsumerConfig {
     pub fn session_timeout(mut self, session: Duration, heartbeat: Duration) -> Self {
         self.session_timeout = session;
         self.heartbeat_interval = heartbeat;
+        self
+    }
+
+    /// Sets `group.protocol`.
+    pub fn group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = protocol;
+        self
+    }
+
+    /// Sets `group.remote.assignor` (KIP-848's server-side assignor).
+    pub fn remote_assignor(mut self, name: &str) -> Self {
+        self.group_remote_assignor = Some(name.to_owned());
         self
     }
 

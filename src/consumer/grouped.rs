@@ -1,7 +1,7 @@
 //! The consumer's group side: subscribing, rebalance changes, committed offsets.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -11,7 +11,8 @@ use super::group::assignor::TopicPartition;
 use super::group::driver::{GroupEvent, GroupSettings, Identity, PollClock, Subscribed};
 use super::group::membership::Change;
 use super::group::offsets::Committed;
-use super::{group, Consumer, Event, Group, IsolationLevel, Offset, View};
+use super::{group, Consumer, Event, Group, GroupProtocol, IsolationLevel, Offset, View};
+use crate::error::codes::STALE_MEMBER_EPOCH;
 use crate::error::Error;
 
 impl Consumer {
@@ -61,21 +62,33 @@ impl Consumer {
             metadata_max_age: self.config.client.metadata_max_age,
             polled: PollClock::new(),
             client_rack: self.config.client_rack.clone(),
+            remote_assignor: self.config.group_remote_assignor.clone(),
         };
         let polled = settings.polled.clone();
         let identity = Arc::new(Mutex::new(Identity {
             member_id: String::new(),
             generation: -1,
+            modern: false,
         }));
         let (events_tx, events) = mpsc::channel(16);
         let (leave_tx, leave_rx) = oneshot::channel();
-        let task = tokio::spawn(group::driver::run(
-            self.client.clone(),
-            settings,
-            identity.clone(),
-            events_tx,
-            leave_rx,
-        ));
+        let client = self.client.clone();
+        let task = match self.config.group_protocol {
+            GroupProtocol::Classic => tokio::spawn(group::driver::run(
+                client,
+                settings,
+                identity.clone(),
+                events_tx,
+                leave_rx,
+            )),
+            GroupProtocol::Consumer => tokio::spawn(group::modern_driver::run(
+                client,
+                settings,
+                identity.clone(),
+                events_tx,
+                leave_rx,
+            )),
+        };
         self.group = Some(Group {
             events,
             identity,
@@ -160,6 +173,7 @@ impl Consumer {
             None => Identity {
                 member_id: String::new(),
                 generation: -1,
+                modern: false,
             },
         }
     }
@@ -171,15 +185,31 @@ impl Consumer {
                 context: "to commit offsets".into(),
             })
         })?;
-        let identity = self.identity();
-        group::offsets::commit(
-            &self.client,
-            group_id,
-            self.config.group_instance_id.as_deref(),
-            &identity,
-            &offsets,
-        )
-        .await
+        let mut stale = 0;
+        loop {
+            let identity = self.identity();
+            let result = group::offsets::commit(
+                &self.client,
+                group_id,
+                self.config.group_instance_id.as_deref(),
+                &identity,
+                &offsets,
+            )
+            .await;
+            // A KIP-848 member's epoch moved on between reading it and the commit: its next
+            // heartbeat answer brings the new one (Java's CommitRequestManager retries too).
+            let code = match &result {
+                Err(Error::Kafka { code, .. }) => code.0,
+                _ => 0,
+            };
+            if !(identity.modern && code == STALE_MEMBER_EPOCH && stale < 5) {
+                return result;
+            }
+            stale += 1;
+            tracing::debug!(group = %group_id, epoch = identity.generation, "stale member epoch; committing again with the next");
+            tokio::time::sleep(self.config.client.retry_backoff.max(Duration::from_millis(50)))
+                .await;
+        }
     }
 
     /// The group's committed offsets for these partitions (`None`: nothing committed).

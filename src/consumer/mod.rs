@@ -38,7 +38,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use self::config::{ConsumerConfig, IsolationLevel, OffsetReset};
+pub use self::config::{ConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset};
 use self::decode::{Buffer, Pending, Room};
 use self::fetcher::{Chunk, Command, Start, Tp};
 use self::group::assignor::TopicPartition;

@@ -52,7 +52,10 @@ pub(crate) enum GroupEvent {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Identity {
     pub member_id: String,
+    /// The generation, or a KIP-848 member's epoch.
     pub generation: i32,
+    /// A KIP-848 member (offset commits need OffsetCommit v9 or later).
+    pub modern: bool,
 }
 
 /// The group settings the task needs.
@@ -71,6 +74,8 @@ pub(crate) struct GroupSettings {
     pub polled: Arc<PollClock>,
     /// `client.rack`, for rack-aware assignors.
     pub client_rack: Option<String>,
+    /// `group.remote.assignor`: the server-side assignor a KIP-848 member asks for.
+    pub remote_assignor: Option<String>,
 }
 
 /// When the application last asked the consumer for records, shared with the group task. Time
@@ -128,16 +133,16 @@ impl Drop for Asking {
 
 /// The group task's side of the event channel: changes go out, and the acknowledgement of a
 /// revocation is kept until the application is done with the revoked partitions.
-struct Outbox {
-    events: mpsc::Sender<GroupEvent>,
-    revoke_ack: Option<oneshot::Receiver<()>>,
+pub(super) struct Outbox {
+    pub(super) events: mpsc::Sender<GroupEvent>,
+    pub(super) revoke_ack: Option<oneshot::Receiver<()>>,
 }
 
 impl Outbox {
     /// Hands changes to the consumer. A revocation's acknowledgement is kept (the member joins
     /// only once the application has let go, and heartbeats meanwhile); an assignment's or a
     /// loss's is not waited for. False if the consumer is gone.
-    async fn deliver(&mut self, changes: Vec<Change>) -> bool {
+    pub(super) async fn deliver(&mut self, changes: Vec<Change>) -> bool {
         if changes.is_empty() {
             return true;
         }
@@ -158,7 +163,7 @@ impl Outbox {
     }
 
     /// Waits for the pending revocation to be acknowledged (forever if there is none).
-    async fn revoked(&mut self) {
+    pub(super) async fn revoked(&mut self) {
         match &mut self.revoke_ack {
             Some(ack) => {
                 let _ = ack.await;
@@ -179,7 +184,7 @@ pub(crate) enum Subscribed {
 }
 
 /// The topics a subscription names now (a pattern is matched against the cluster's topics).
-async fn resolve(client: &Client, subscription: &Subscribed) -> Result<Vec<String>, Error> {
+pub(super) async fn resolve(client: &Client, subscription: &Subscribed) -> Result<Vec<String>, Error> {
     match subscription {
         Subscribed::Topics(topics) => Ok(topics.clone()),
         Subscribed::Pattern(pattern) => {
@@ -430,6 +435,7 @@ pub(crate) async fn run(
                         *identity.lock().unwrap_or_else(|p| p.into_inner()) = Identity {
                             member_id: member.member_id().to_owned(),
                             generation: member.generation(),
+                            modern: false,
                         };
                         if !outbox.deliver(changes).await {
                             return;
@@ -486,7 +492,7 @@ pub(crate) async fn run(
 /// Whether `e` ends the member: retrying cannot fix it (the coordinator broke the protocol,
 /// authorization was refused). The consumer hears of it. Time running out and lost
 /// connections are the membership machine's to retry.
-async fn stop_on(events: &mpsc::Sender<GroupEvent>, e: &Error) -> bool {
+pub(super) async fn stop_on(events: &mpsc::Sender<GroupEvent>, e: &Error) -> bool {
     let broken = e.action() == Action::Fatal && !matches!(e, Error::Timeout { .. });
     if broken {
         tracing::warn!(error = %e, "the group member cannot go on");

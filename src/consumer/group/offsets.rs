@@ -47,7 +47,10 @@ pub(crate) async fn commit(
     client
         .with_retry(&format!("commit offsets of group {group}"), &[], || async {
             let conn = client.coordinator(CoordinatorType::Group, group).await?;
-            let version = conn.version(ApiKey::OffsetCommit)?.min(8);
+            // v9 is v8 for KIP-848 members, which Kafka requires to use it.
+            let version = conn
+                .version(ApiKey::OffsetCommit)?
+                .min(if identity.modern { 9 } else { 8 });
             let request = OffsetCommitRequest::default()
                 .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
                 .with_generation_id_or_member_epoch(identity.generation)
