@@ -95,7 +95,10 @@ impl RdMember {
                 break;
             }
         }
-        assert!(out.iter().any(|l| l == "closed"), "the member did not close: {out:?}");
+        assert!(
+            out.iter().any(|l| l == "closed"),
+            "the member did not close: {out:?}"
+        );
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "librdkafka member: {status}");
         out
@@ -164,8 +167,7 @@ fn await_assignment(
         }
         assert!(!overlap, "a partition owned twice: {:?}", owned(members));
         let stable = cluster.consumer_group(group).is_some_and(|g| {
-            g.members.len() == members.len()
-                && g.members.values().all(|m| m.reconciled)
+            g.members.len() == members.len() && g.members.values().all(|m| m.reconciled)
         });
         if union == *all && stable {
             return;
@@ -214,7 +216,10 @@ async fn librdkafka_members_alone_get_a_correct_assignment() {
     assert!(info.group_epoch >= 3, "{info:?}");
     // One leaves: its partitions move to the others.
     let closing = b.close();
-    assert!(closing.iter().any(|l| l.starts_with("revoked ")), "{closing:?}");
+    assert!(
+        closing.iter().any(|l| l.starts_with("revoked ")),
+        "{closing:?}"
+    );
     await_assignment(&cluster, "control", &mut [&mut a, &mut c], &all);
     assert_eq!(a.owned.len() + c.owned.len(), 6);
     assert_eq!(a.owned.len(), 3, "{:?}", a.owned);
@@ -263,7 +268,10 @@ fn spawn_spate_member(
                 Event::Batch(b) => {
                     let mut ledger = ledger.lock().unwrap();
                     for r in b.records() {
-                        *ledger.processed.entry((b.partition(), r.offset())).or_default() += 1;
+                        *ledger
+                            .processed
+                            .entry((b.partition(), r.offset()))
+                            .or_default() += 1;
                     }
                 }
                 Event::Assigned(tps) => owned.lock().unwrap().extend(tps),
@@ -285,7 +293,10 @@ impl RdMember {
     fn kill(mut self, ledger: &Mutex<Ledger>) {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");
-        while !self.record_into(ledger, Duration::from_millis(200)).is_empty() {}
+        while !self
+            .record_into(ledger, Duration::from_millis(200))
+            .is_empty()
+        {}
     }
 
     /// Folds the records this member printed into the ledger.
@@ -419,22 +430,36 @@ async fn librdkafka_and_spate_members_share_a_group_while_members_come_and_go() 
         let missing = {
             let ledger = ledger.lock().unwrap();
             ends.iter()
-                .map(|(p, end)| (0..*end).filter(|o| !ledger.processed.contains_key(&(*p, *o))).count())
+                .map(|(p, end)| {
+                    (0..*end)
+                        .filter(|o| !ledger.processed.contains_key(&(*p, *o)))
+                        .count()
+                })
                 .sum::<usize>()
         };
         if missing == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{missing} records never processed");
+        assert!(
+            Instant::now() < deadline,
+            "{missing} records never processed"
+        );
     }
     // Everyone closes: the last commits are the ends.
     let _ = stop_tx.send(true);
     let closing = rd1.close();
     s2.await.unwrap();
     s3.await.unwrap();
-    assert!(!closing.iter().any(|l| l.starts_with("lost ")), "{closing:?}");
+    assert!(
+        !closing.iter().any(|l| l.starts_with("lost ")),
+        "{closing:?}"
+    );
     for (p, end) in &ends {
-        assert_eq!(cluster.committed(group, topic, *p), Some(*end), "partition {p}");
+        assert_eq!(
+            cluster.committed(group, topic, *p),
+            Some(*end),
+            "partition {p}"
+        );
     }
     let ledger = ledger.lock().unwrap();
     let twice: Vec<&(i32, i64)> = ledger
@@ -454,5 +479,275 @@ async fn librdkafka_and_spate_members_share_a_group_while_members_come_and_go() 
         "{total} records, {} processed twice (killed member's partitions {killed:?}), group epoch {}",
         twice.len(),
         info.group_epoch
+    );
+}
+
+/// Waits until the coordinator has `members` members, all reconciled, and returns the group.
+async fn await_reconciled(
+    cluster: &MockCluster,
+    group: &str,
+    members: usize,
+) -> spate::mock::ConsumerGroupInfo {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(info) = cluster.consumer_group(group) {
+            if info.members.len() == members && info.members.values().all(|m| m.reconciled) {
+                return info;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reconciled: {:?}",
+            cluster.consumer_group(group)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assigned_by_instance(info: &spate::mock::ConsumerGroupInfo) -> BTreeMap<String, Vec<Tp>> {
+    info.members
+        .values()
+        .map(|m| {
+            (
+                m.instance_id.clone().unwrap_or_default(),
+                m.assigned.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Static membership: a member that leaves with epoch -2 keeps its partitions for its
+/// `group.instance.id`; the instance back under a new member id takes them again without
+/// moving anyone else's (no new target assignment); a second process with a held instance id
+/// is refused with UNRELEASED_INSTANCE_ID. librdkafka first, then spate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_members_get_their_partitions_back_and_a_held_instance_id_is_refused() {
+    let cluster = cluster().await;
+    cluster.create_topic("st", 4);
+    // librdkafka.
+    let mut a = RdMember::start(&cluster, "st", "static-rd", &["instance=i-a"]);
+    let mut b = RdMember::start(&cluster, "st", "static-rd", &["instance=i-b"]);
+    await_assignment(
+        &cluster,
+        "static-rd",
+        &mut [&mut a, &mut b],
+        &all_partitions("st", 4),
+    );
+    let before = cluster.consumer_group("static-rd").expect("group");
+    b.close();
+    let left = cluster.consumer_group("static-rd").expect("group");
+    let b_left = left
+        .members
+        .values()
+        .find(|m| m.instance_id.as_deref() == Some("i-b"))
+        .expect("a static member that left stays until its session ends");
+    assert_eq!(b_left.epoch, -2);
+    let mut b = RdMember::start(&cluster, "st", "static-rd", &["instance=i-b"]);
+    let after = await_reconciled(&cluster, "static-rd", 2).await;
+    b.drain(Duration::from_millis(500));
+    assert_eq!(assigned_by_instance(&after), assigned_by_instance(&before));
+    assert_eq!(
+        after.assignment_epoch, before.assignment_epoch,
+        "no new target assignment"
+    );
+    // A second process with the instance id b holds.
+    let dup = RdMember::start(&cluster, "st", "static-rd", &["instance=i-b"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        // Not `drain`: the error line is what this member must print.
+        if let Ok(line) = dup.events.recv_timeout(Duration::from_millis(200)) {
+            if line.starts_with("error ") {
+                break line;
+            }
+        }
+        assert!(Instant::now() < deadline, "the duplicate was not refused");
+    };
+    assert!(
+        refused.contains("instance ID is still used by another member"),
+        "{refused}"
+    );
+    eprintln!("librdkafka: {refused}");
+    drop(dup);
+
+    // spate.
+    let config =
+        |instance: &str| consumer_config(&cluster, "static-spate").group_instance_id(instance);
+    let stop = tokio::sync::watch::channel(false);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let owned: Vec<Arc<Mutex<BTreeSet<Tp>>>> = (0..3).map(|_| Arc::default()).collect();
+    let (a_stop, a_rx) = tokio::sync::watch::channel(false);
+    let _a = spawn_spate_member(
+        config("i-a"),
+        "st",
+        ledger.clone(),
+        owned[0].clone(),
+        stop.1.clone(),
+    );
+    let b = spawn_spate_member(config("i-b"), "st", ledger.clone(), owned[1].clone(), a_rx);
+    let before = await_reconciled(&cluster, "static-spate", 2).await;
+    a_stop.send(true).unwrap();
+    b.await.unwrap();
+    let left = cluster.consumer_group("static-spate").expect("group");
+    assert!(
+        left.members
+            .values()
+            .any(|m| m.instance_id.as_deref() == Some("i-b") && m.epoch == -2),
+        "{left:?}"
+    );
+    let _b = spawn_spate_member(
+        config("i-b"),
+        "st",
+        ledger.clone(),
+        owned[2].clone(),
+        stop.1.clone(),
+    );
+    let after = await_reconciled(&cluster, "static-spate", 2).await;
+    assert_eq!(assigned_by_instance(&after), assigned_by_instance(&before));
+    assert_eq!(after.assignment_epoch, before.assignment_epoch);
+    let mut dup = Consumer::new(config("i-b")).await.expect("consumer");
+    dup.subscribe(&["st"]).expect("subscribe");
+    let error = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Err(e) = dup.next().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the duplicate is refused");
+    assert!(
+        matches!(&error, spate::Error::Kafka { code, .. } if code.0 == 111),
+        "UNRELEASED_INSTANCE_ID expected: {error}"
+    );
+}
+
+/// A pattern subscription resolved by the coordinator (ConsumerGroupHeartbeat v1): topics
+/// created later that match are assigned without the member asking again. librdkafka first,
+/// then spate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_resolves_pattern_subscriptions_and_follows_new_topics() {
+    let cluster = cluster().await;
+    cluster.create_topic("metrics-a", 2);
+    cluster.create_topic("logs", 2);
+    let mut rd = RdMember::start(&cluster, "metrics-.*", "regex-rd", &["regex=1"]);
+    await_assignment(
+        &cluster,
+        "regex-rd",
+        &mut [&mut rd],
+        &all_partitions("metrics-a", 2),
+    );
+    assert_eq!(
+        cluster.last_request_version(spate::wire::ApiKey::ConsumerGroupHeartbeat),
+        Some(1)
+    );
+    cluster.create_topic("metrics-b", 1);
+    let mut both = all_partitions("metrics-a", 2);
+    both.extend(all_partitions("metrics-b", 1));
+    await_assignment(&cluster, "regex-rd", &mut [&mut rd], &both);
+    drop(rd);
+
+    let mut consumer = Consumer::new(consumer_config(&cluster, "regex-spate"))
+        .await
+        .expect("consumer");
+    consumer.subscribe_pattern("metrics-.*").expect("subscribe");
+    let mut owned = BTreeSet::new();
+    let mut expected = both.clone();
+    for step in 0..2 {
+        if step == 1 {
+            // Created once the member is in: only the coordinator can see it match (the
+            // member resolves nothing itself).
+            cluster.create_topic("metrics-c", 1);
+            expected.extend(all_partitions("metrics-c", 1));
+        }
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while owned != expected {
+                if let Event::Assigned(tps) = consumer.next().await.expect("event") {
+                    owned.extend(tps);
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("assigned {owned:?}, expected {expected:?}"));
+    }
+    let info = cluster.consumer_group("regex-spate").expect("group");
+    assert!(info
+        .members
+        .values()
+        .all(|m| m.assigned.iter().all(|(t, _)| t.starts_with("metrics-"))));
+    consumer.close().await.expect("close");
+}
+
+/// `group.remote.assignor=range`: co-partitioned topics give each member the same partition
+/// numbers of both (librdkafka and spate members in one group); an assignor the coordinator
+/// does not have is UNSUPPORTED_ASSIGNOR, an error the application sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_range_assignor_co_partitions_and_an_unknown_assignor_is_refused() {
+    let cluster = cluster().await;
+    cluster.create_topic("left", 4);
+    cluster.create_topic("right", 4);
+    let mut rd = RdMember::start(&cluster, "left", "range-g", &["assignor=range"]);
+    rd.drain(Duration::from_millis(100));
+    // The spate member subscribes to both; librdkafka to `left` only.
+    let mut consumer = Consumer::new(consumer_config(&cluster, "range-g").remote_assignor("range"))
+        .await
+        .expect("consumer");
+    consumer.subscribe(&["left", "right"]).expect("subscribe");
+    let info = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            tokio::select! {
+                _ = consumer.next() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            rd.drain(Duration::from_millis(1));
+            let info = cluster.consumer_group("range-g").expect("group");
+            if info.members.len() == 2 && info.members.values().all(|m| m.reconciled) {
+                break info;
+            }
+            assert!(Instant::now() < deadline, "{info:?}");
+        }
+    };
+    let mut all: Vec<Tp> = info
+        .members
+        .values()
+        .flat_map(|m| m.assigned.clone())
+        .collect();
+    all.sort();
+    let mut expected: Vec<Tp> = all_partitions("left", 4)
+        .into_iter()
+        .chain(all_partitions("right", 4))
+        .collect();
+    expected.sort();
+    assert_eq!(all, expected);
+    // `left` is split in two ranges; `right` (one subscriber) goes whole to spate.
+    for m in info.members.values() {
+        let left: Vec<i32> = m
+            .assigned
+            .iter()
+            .filter(|(t, _)| t == "left")
+            .map(|(_, p)| *p)
+            .collect();
+        assert_eq!(left.len(), 2, "{info:?}");
+        assert_eq!(left[1], left[0] + 1, "a contiguous range: {left:?}");
+    }
+    consumer.close().await.expect("close");
+    drop(rd);
+
+    let mut refused = Consumer::new(consumer_config(&cluster, "fancy-g").remote_assignor("fancy"))
+        .await
+        .expect("consumer");
+    refused.subscribe(&["left"]).expect("subscribe");
+    let error = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Err(e) = refused.next().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the assignor is refused");
+    assert!(
+        matches!(&error, spate::Error::Kafka { code, .. } if code.0 == 112),
+        "UNSUPPORTED_ASSIGNOR expected: {error}"
     );
 }

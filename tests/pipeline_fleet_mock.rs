@@ -13,12 +13,13 @@ use support::{finish, read_with_librdkafka, sigterm, Digest, Reaper};
 
 const PARTITIONS: i32 = 6;
 
-/// A `spate pipe --exactly-once` member of group `fleet`.
-fn member(bootstrap: &str) -> Child {
+/// A `spate pipe --exactly-once` member of group `fleet`, with `group.protocol=PROTOCOL`.
+fn member(bootstrap: &str, protocol: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_spate"))
         .args([
             "pipe", "-b", bootstrap, "--from", "in", "--to", "out", "-G", "fleet",
         ])
+        .args(["-X", &format!("group.protocol={protocol}")])
         .args(["--map", "uppercase", "--exactly-once"])
         .args(["--commit-interval-ms", "100", "--lanes", "2"])
         .args(["-X", "session.timeout.ms=3000"])
@@ -55,8 +56,22 @@ fn written(cluster: &MockCluster, topic: &str) -> i64 {
 /// input record exactly once, in order per partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
+    fleet("classic").await;
+}
+
+/// The same with KIP-848 members (`group.protocol=consumer`): the member epoch fences zombie
+/// offset commits in the transactions (KIP-447), as the generation does in the classic
+/// protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_exactly_once_kip848_members_join_die_and_leave_while_input_flows() {
+    fleet("consumer").await;
+}
+
+async fn fleet(protocol: &str) {
     let n: usize = 60_000;
     let cluster = MockCluster::start(3).await.unwrap();
+    // KIP-848 timeouts are the coordinator's: as short as the classic members'.
+    cluster.set_consumer_group_timeouts(Duration::from_secs(3), Duration::from_millis(300));
     cluster.create_topic("in", PARTITIONS);
     cluster.create_topic("out", PARTITIONS);
     let bootstrap = cluster.bootstrap();
@@ -95,8 +110,8 @@ async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
         }
     });
 
-    let mut a = member(&bootstrap);
-    let mut b = member(&bootstrap);
+    let mut a = member(&bootstrap, protocol);
+    let mut b = member(&bootstrap, protocol);
     let mut reaper = Reaper(vec![a.id(), b.id()]);
     until(
         30,
@@ -105,13 +120,18 @@ async fn three_exactly_once_members_join_die_and_leave_while_input_flows() {
         || written(&cluster, "out") > 5_000,
     )
     .await;
-    let mut c = member(&bootstrap);
+    let mut c = member(&bootstrap, protocol);
     reaper.0.push(c.id());
     until(
         30,
         "a group of three",
         &mut [&mut a, &mut b, &mut c],
-        || cluster.group("fleet").is_some_and(|g| g.members.len() == 3),
+        || match protocol {
+            "consumer" => cluster
+                .consumer_group("fleet")
+                .is_some_and(|g| g.members.len() == 3),
+            _ => cluster.group("fleet").is_some_and(|g| g.members.len() == 3),
+        },
     )
     .await;
     let before = written(&cluster, "out");

@@ -207,8 +207,13 @@ impl Consumer {
             }
             stale += 1;
             tracing::debug!(group = %group_id, epoch = identity.generation, "stale member epoch; committing again with the next");
-            tokio::time::sleep(self.config.client.retry_backoff.max(Duration::from_millis(50)))
-                .await;
+            tokio::time::sleep(
+                self.config
+                    .client
+                    .retry_backoff
+                    .max(Duration::from_millis(50)),
+            )
+            .await;
         }
     }
 

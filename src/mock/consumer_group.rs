@@ -242,7 +242,9 @@ impl ConsumerGroup {
                 *votes.entry(a).or_default() += 1;
             }
         }
-        let best = votes.into_iter().max_by_key(|(name, n)| (*n, *name == "uniform"));
+        let best = votes
+            .into_iter()
+            .max_by_key(|(name, n)| (*n, *name == "uniform"));
         best.and_then(|(name, _)| ASSIGNORS.iter().find(|a| **a == name).copied())
             .unwrap_or(ASSIGNORS[0])
     }
@@ -347,12 +349,18 @@ fn invalid(request: &ConsumerGroupHeartbeatRequest) -> Option<ConsumerGroupHeart
             if request.rebalance_timeout_ms == -1 {
                 return bad("RebalanceTimeoutMs must be provided in first request.");
             }
-            if request.topic_partitions.as_ref().is_none_or(|t| !t.is_empty()) {
+            if request
+                .topic_partitions
+                .as_ref()
+                .is_none_or(|t| !t.is_empty())
+            {
                 return bad("TopicPartitions must be empty when (re-)joining.");
             }
             let names = request.subscribed_topic_names.as_ref();
             if names.is_none_or(Vec::is_empty) && request.subscribed_topic_regex.is_none() {
-                return bad("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.");
+                return bad(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                );
             }
         }
         LEAVE_STATIC => {
@@ -366,13 +374,18 @@ fn invalid(request: &ConsumerGroupHeartbeatRequest) -> Option<ConsumerGroupHeart
         if !ASSIGNORS.contains(&a.as_str()) {
             return Some(error(
                 UNSUPPORTED_ASSIGNOR,
-                &format!("ServerAssignor {a} is not supported. Supported assignors: uniform, range."),
+                &format!(
+                    "ServerAssignor {a} is not supported. Supported assignors: uniform, range."
+                ),
             ));
         }
     }
     if let Some(regex) = &request.subscribed_topic_regex {
         if !regex.is_empty() && compile(regex).is_none() {
-            return Some(error(INVALID_REGULAR_EXPRESSION, "Invalid regular expression."));
+            return Some(error(
+                INVALID_REGULAR_EXPRESSION,
+                "Invalid regular expression.",
+            ));
         }
     }
     None
@@ -388,8 +401,15 @@ pub(super) fn heartbeat(
         return response;
     }
     let group_id = request.group_id.0.to_string();
-    if state.groups.get(&group_id).is_some_and(|g| !g.info().members.is_empty()) {
-        return error(GROUP_ID_NOT_FOUND, &format!("Group {group_id} is not a consumer group."));
+    if state
+        .groups
+        .get(&group_id)
+        .is_some_and(|g| !g.info().members.is_empty())
+    {
+        return error(
+            GROUP_ID_NOT_FOUND,
+            &format!("Group {group_id} is not a consumer group."),
+        );
     }
     let topics: BTreeMap<String, i32> = state
         .topics
@@ -434,12 +454,18 @@ pub(super) fn heartbeat(
             (None, _) => member_id.clone(),
             (Some(_), None) => return error(UNKNOWN_MEMBER_ID, "Instance id is unknown."),
             (Some(_), Some((owner, _))) if *owner != member_id => {
-                return error(FENCED_INSTANCE_ID, "The instance id is owned by another member.")
+                return error(
+                    FENCED_INSTANCE_ID,
+                    "The instance id is owned by another member.",
+                )
             }
             (Some(_), Some((owner, _))) => owner.clone(),
         };
         if !group.members.contains_key(&id) {
-            return error(UNKNOWN_MEMBER_ID, &format!("Member {id} is not a member of the group."));
+            return error(
+                UNKNOWN_MEMBER_ID,
+                &format!("Member {id} is not a member of the group."),
+            );
         }
         if epoch == LEAVE_STATIC {
             let mut member = group.members[&id].clone();
@@ -478,7 +504,10 @@ pub(super) fn heartbeat(
             Some(m) => m.clone(),
             None if epoch == 0 => fresh(),
             None => {
-                return error(UNKNOWN_MEMBER_ID, &format!("Member {member_id} is not a member of the group."))
+                return error(
+                    UNKNOWN_MEMBER_ID,
+                    &format!("Member {member_id} is not a member of the group."),
+                )
             }
         },
         (Some(_), None) if epoch == 0 => fresh(),
@@ -504,7 +533,10 @@ pub(super) fn heartbeat(
             m
         }
         (Some(_), Some((owner, _))) if owner != member_id => {
-            return error(FENCED_INSTANCE_ID, "The instance id is owned by another member.")
+            return error(
+                FENCED_INSTANCE_ID,
+                "The instance id is owned by another member.",
+            )
         }
         (Some(_), Some(_)) => group.members[&member_id].clone(),
     };
@@ -512,7 +544,9 @@ pub(super) fn heartbeat(
     if epoch > member.epoch
         || (epoch < member.epoch
             && (epoch != member.previous_epoch
-                || owned.as_ref().is_none_or(|o| !o.is_subset(&member.assigned))))
+                || owned
+                    .as_ref()
+                    .is_none_or(|o| !o.is_subset(&member.assigned))))
     {
         return error(
             FENCED_MEMBER_EPOCH,
@@ -534,9 +568,8 @@ pub(super) fn heartbeat(
     }
     updated.last_seen = now;
     let joined = !replaced && !group.members.contains_key(&member_id);
-    let subscription_changed = joined
-        || updated.topics != member.topics
-        || updated.regex != member.regex;
+    let subscription_changed =
+        joined || updated.topics != member.topics || updated.regex != member.regex;
     group.members.insert(member_id.clone(), updated.clone());
     let mut bump = subscription_changed;
     bump |= group.refresh_metadata(&topics);
@@ -550,7 +583,10 @@ pub(super) fn heartbeat(
     group.set_partition_epochs(&updated, false);
     let mut reconciled = reconciled;
     reconciled.revoke_deadline = match reconciled.state {
-        Reconciliation::UnrevokedPartitions if updated.state != Reconciliation::UnrevokedPartitions || updated.epoch != reconciled.epoch => {
+        Reconciliation::UnrevokedPartitions
+            if updated.state != Reconciliation::UnrevokedPartitions
+                || updated.epoch != reconciled.epoch =>
+        {
             Some(now + reconciled.rebalance_timeout)
         }
         Reconciliation::UnrevokedPartitions => updated.revoke_deadline,
@@ -560,7 +596,8 @@ pub(super) fn heartbeat(
     group.members.insert(member_id.clone(), reconciled.clone());
     let full = epoch == 0
         || (request.rebalance_timeout_ms != -1
-            && (request.subscribed_topic_names.is_some() || request.subscribed_topic_regex.is_some())
+            && (request.subscribed_topic_names.is_some()
+                || request.subscribed_topic_regex.is_some())
             && request.topic_partitions.is_some());
     let mut response = respond(&member_id, reconciled.epoch);
     if full || reconciled.assigned != member.assigned {
@@ -569,7 +606,10 @@ pub(super) fn heartbeat(
     response
 }
 
-fn assignment(assigned: &BTreeSet<Tp>, ids: &std::collections::HashMap<String, u128>) -> Assignment {
+fn assignment(
+    assigned: &BTreeSet<Tp>,
+    ids: &std::collections::HashMap<String, u128>,
+) -> Assignment {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in assigned {
         by_topic.entry(t).or_default().push(*p);
@@ -609,5 +649,9 @@ pub(super) fn validate_commit(
     if !transactional && version < 9 {
         return Some(UNSUPPORTED_VERSION);
     }
-    Some(if epoch == member.epoch { 0 } else { STALE_MEMBER_EPOCH })
+    Some(if epoch == member.epoch {
+        0
+    } else {
+        STALE_MEMBER_EPOCH
+    })
 }

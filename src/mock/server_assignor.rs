@@ -48,8 +48,10 @@ fn range(
         .map(|m| (m.id.to_owned(), BTreeSet::new()))
         .collect();
     for (topic, &count) in partitions {
-        let mut subscribed: Vec<&AssignMember<'_>> =
-            members.iter().filter(|m| m.topics.contains(topic)).collect();
+        let mut subscribed: Vec<&AssignMember<'_>> = members
+            .iter()
+            .filter(|m| m.topics.contains(topic))
+            .collect();
         if subscribed.is_empty() {
             continue;
         }
@@ -162,7 +164,11 @@ mod tests {
         let topics: BTreeSet<String> = ["a".to_owned()].into();
         let partitions: BTreeMap<String, i32> = [("a".to_owned(), 7)].into();
         let empty = vec![BTreeSet::new(); 3];
-        let first = assign("uniform", &partitions, &members(&["m1", "m2"], &topics, &empty));
+        let first = assign(
+            "uniform",
+            &partitions,
+            &members(&["m1", "m2"], &topics, &empty),
+        );
         assert_eq!(counts(&first), vec![4, 3]);
         // A third member joins: it takes two, and the others give up only their surplus.
         let current = vec![first["m1"].clone(), first["m2"].clone(), BTreeSet::new()];
@@ -211,7 +217,11 @@ mod tests {
         let topics: BTreeSet<String> = ["t1".to_owned(), "t2".to_owned()].into();
         let partitions: BTreeMap<String, i32> = [("t1".to_owned(), 3), ("t2".to_owned(), 3)].into();
         let empty = vec![BTreeSet::new(); 2];
-        let out = assign("range", &partitions, &members(&["m0", "m1"], &topics, &empty));
+        let out = assign(
+            "range",
+            &partitions,
+            &members(&["m0", "m1"], &topics, &empty),
+        );
         let tp = |t: &str, p| (t.to_owned(), p);
         assert_eq!(
             out["m0"],

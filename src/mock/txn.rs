@@ -36,7 +36,7 @@ use kafka_protocol::messages::{
     TxnOffsetCommitResponse,
 };
 
-use super::State;
+use super::{consumer_group, State};
 use crate::error::codes::{
     ILLEGAL_GENERATION, INVALID_PRODUCER_EPOCH, INVALID_PRODUCER_ID_MAPPING, INVALID_TXN_STATE,
     PRODUCER_FENCED, UNKNOWN_TOPIC_OR_PARTITION,
@@ -366,6 +366,12 @@ fn check_member(state: &mut State, request: &TxnOffsetCommitRequest) -> i16 {
     let member = request.member_id.as_str();
     if request.generation_id < 0 && member.is_empty() && instance.is_none() {
         return 0;
+    }
+    // A KIP-848 group: the member epoch must be the member's (STALE_MEMBER_EPOCH).
+    let group_id = request.group_id.0.as_str();
+    let epoch = request.generation_id;
+    if let Some(code) = consumer_group::validate_commit(state, group_id, member, epoch, 0, true) {
+        return code;
     }
     let Some(group) = state.groups.get_mut(request.group_id.0.as_str()) else {
         return ILLEGAL_GENERATION;

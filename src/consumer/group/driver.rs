@@ -184,7 +184,10 @@ pub(crate) enum Subscribed {
 }
 
 /// The topics a subscription names now (a pattern is matched against the cluster's topics).
-pub(super) async fn resolve(client: &Client, subscription: &Subscribed) -> Result<Vec<String>, Error> {
+pub(super) async fn resolve(
+    client: &Client,
+    subscription: &Subscribed,
+) -> Result<Vec<String>, Error> {
     match subscription {
         Subscribed::Topics(topics) => Ok(topics.clone()),
         Subscribed::Pattern(pattern) => {

@@ -49,7 +49,10 @@ impl TopicIds {
         subscription: &Subscribed,
         assignment: &[(uuid::Uuid, Vec<i32>)],
     ) -> BTreeSet<TopicPartition> {
-        if assignment.iter().any(|(id, _)| !self.names.contains_key(id)) {
+        if assignment
+            .iter()
+            .any(|(id, _)| !self.names.contains_key(id))
+        {
             let refreshed = match subscription {
                 Subscribed::Topics(topics) => {
                     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -66,7 +69,9 @@ impl TopicIds {
         for (id, partitions) in assignment {
             match self.names.get(id) {
                 Some(name) => out.extend(partitions.iter().map(|p| (name.clone(), *p))),
-                None => tracing::warn!(topic_id = %id, "an assigned topic id is not in the metadata; leaving it out"),
+                None => {
+                    tracing::warn!(topic_id = %id, "an assigned topic id is not in the metadata; leaving it out")
+                }
             }
         }
         out
@@ -160,7 +165,11 @@ pub(crate) async fn run(
                     group_instance_id: settings.group_instance_id.clone().unwrap_or_default(),
                 }
             } else {
-                Error::kafka(*code, format!("member of group {}", settings.group_id), None)
+                Error::kafka(
+                    *code,
+                    format!("member of group {}", settings.group_id),
+                    None,
+                )
             };
             let _ = events.send(GroupEvent::Failed(error)).await;
             return;
@@ -274,7 +283,13 @@ async fn send(
     settings: &GroupSettings,
     topics: &TopicIds,
     request: ModernRequest,
-) -> Result<(i16, kafka_protocol::messages::ConsumerGroupHeartbeatResponse), Error> {
+) -> Result<
+    (
+        i16,
+        kafka_protocol::messages::ConsumerGroupHeartbeatResponse,
+    ),
+    Error,
+> {
     let version = conn.version(ApiKey::ConsumerGroupHeartbeat).map_err(|_| {
         Error::Config(crate::config::ConfigError::InvalidValue {
             key: "group.protocol".into(),
@@ -307,17 +322,13 @@ async fn send(
                 .with_member_epoch(epoch)
                 .with_rack_id(settings.client_rack.clone().map(StrBytes::from_string))
                 .with_rebalance_timeout_ms(millis_i32(settings.rebalance_timeout))
-                .with_server_assignor(
-                    settings
-                        .remote_assignor
-                        .clone()
-                        .map(StrBytes::from_string),
-                )
+                .with_server_assignor(settings.remote_assignor.clone().map(StrBytes::from_string))
                 .with_topic_partitions(Some(topics.owned(&owned)));
             match &settings.subscription {
                 // v1: the coordinator resolves the pattern (and follows topics created later).
                 Subscribed::Pattern(regex) if version >= 1 => {
-                    body.subscribed_topic_regex = Some(StrBytes::from_string(regex.as_str().into()));
+                    body.subscribed_topic_regex =
+                        Some(StrBytes::from_string(regex.as_str().into()));
                 }
                 // v0 (or a list of names): the names, a pattern resolved here.
                 subscription => {
@@ -332,7 +343,9 @@ async fn send(
             }
         }
         ModernRequest::FindCoordinator => {
-            return Err(Error::InvalidState("FindCoordinator is not a heartbeat".into()))
+            return Err(Error::InvalidState(
+                "FindCoordinator is not a heartbeat".into(),
+            ))
         }
     }
     let response = conn.request_at(&body, version).await?;

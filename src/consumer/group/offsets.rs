@@ -48,9 +48,9 @@ pub(crate) async fn commit(
         .with_retry(&format!("commit offsets of group {group}"), &[], || async {
             let conn = client.coordinator(CoordinatorType::Group, group).await?;
             // v9 is v8 for KIP-848 members, which Kafka requires to use it.
-            let version = conn
-                .version(ApiKey::OffsetCommit)?
-                .min(if identity.modern { 9 } else { 8 });
+            let version =
+                conn.version(ApiKey::OffsetCommit)?
+                    .min(if identity.modern { 9 } else { 8 });
             let request = OffsetCommitRequest::default()
                 .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
                 .with_generation_id_or_member_epoch(identity.generation)

@@ -41,7 +41,10 @@ fn joins_at_epoch_zero_takes_its_assignment_and_acknowledges_at_once() {
     let mut m = member(None, now);
     assert_eq!(heartbeat(&mut m, now), (0, vec![]));
     let changes = m.heartbeat_answered(answer(3, Some(&[tp("a", 0), tp("a", 1)])), now);
-    assert_eq!(changes, vec![Change::Assigned(vec![tp("a", 0), tp("a", 1)])]);
+    assert_eq!(
+        changes,
+        vec![Change::Assigned(vec![tp("a", 0), tp("a", 1)])]
+    );
     // The acknowledgement goes out before the interval.
     assert_eq!(heartbeat(&mut m, now), (3, vec![tp("a", 0), tp("a", 1)]));
     assert!(m.heartbeat_answered(answer(3, None), now).is_empty());
@@ -189,7 +192,10 @@ fn a_poll_timeout_leaves_loses_and_joins_again_when_asked() {
     m.heartbeat_answered(answer(1, Some(&[tp("a", 0)])), now);
     let (changes, request) = m.poll_timed_out();
     assert_eq!(changes, vec![Change::Lost(vec![tp("a", 0)])]);
-    assert!(matches!(request, Some(ModernRequest::Leave { epoch: -1, .. })));
+    assert!(matches!(
+        request,
+        Some(ModernRequest::Leave { epoch: -1, .. })
+    ));
     assert_eq!(m.poll(now), None);
     m.resume_polling();
     assert_eq!(m.poll(now), Some(ModernRequest::FindCoordinator));
