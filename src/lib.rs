@@ -26,14 +26,15 @@
 //!   task, idempotence and transactions.
 //! - [`consumer`]: [`consumer::Consumer`]: the fetcher task (one fetch in flight per broker,
 //!   incremental fetch sessions, decoding on worker threads within a decoded-bytes budget),
-//!   read_committed, seeks, and consumer groups ([`consumer::group`]: assignors and the
-//!   membership state machine, sans-IO; the group task; committed offsets).
+//!   read_committed, seeks, and consumer groups ([`consumer::group`]: the classic protocol's
+//!   assignors and membership state machine and KIP-848's member, sans-IO; their group tasks;
+//!   committed offsets).
 //! - [`pipeline`]: source → batch operators → fused sink: [`pipeline::Batch`] (consumed
 //!   columns, a selection vector, replaced columns), [`pipeline::ops`] and the kernels, lanes per
 //!   partition, at-least-once and exactly-once commits.
-//! - `mock` (feature `mock`): an embedded cluster on loopback ports (the classic group
-//!   protocol, transactions, long-poll fetch), with fault injection and brokers that stop and
-//!   start, for hermetic tests and `spate bench`.
+//! - `mock` (feature `mock`): an embedded cluster on loopback ports (the classic and KIP-848
+//!   group protocols, transactions, long-poll fetch), with fault injection and brokers that
+//!   stop and start, for hermetic tests and `spate bench`.
 //!
 //! Beside them: [`config`] (typed settings, built from the standard Kafka keys) and [`error`]
 //! (the public [`Error`] and the one classification of Kafka error codes into an [`Action`]).

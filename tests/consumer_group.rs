@@ -453,3 +453,34 @@ async fn cooperative_rebalances_revoke_only_what_moves() {
     first.await.unwrap().close().await.unwrap();
     second.await.unwrap().close().await.unwrap();
 }
+
+/// `group.protocol=consumer` against a broker without KIP-848 (tansu speaks no
+/// ConsumerGroupHeartbeat): an error the application sees, saying what to do, not a member that
+/// waits forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kip848_protocol_on_a_broker_without_it_is_a_clear_error() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("kip848-unsupported");
+    let client = Client::connect(broker.config()).await.unwrap();
+    client
+        .create_topics(&[NewTopic::new(&topic, 1, 1)])
+        .await
+        .unwrap();
+    let config = member_config(&broker, &unique_topic("g"))
+        .group_protocol(spate::consumer::GroupProtocol::Consumer);
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Err(e) = consumer.next().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the member stops with an error");
+    assert!(
+        error.to_string().contains("group.protocol=classic"),
+        "{error}"
+    );
+}

@@ -80,6 +80,7 @@ async fn send(conn: &Connection, api: ApiKey, version: i16) -> Result<(), Error>
         DescribeConfigs => DescribeConfigsRequest,
         SaslAuthenticate => SaslAuthenticateRequest,
         OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+        ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
     )
 }
 

@@ -655,3 +655,7 @@ pub(super) fn validate_commit(
         STALE_MEMBER_EPOCH
     })
 }
+
+#[cfg(test)]
+#[path = "consumer_group_tests.rs"]
+mod tests;

@@ -422,6 +422,9 @@ fn honest(api: ApiKey, version: i16, mut request: Bytes, port: u16) -> BytesMut 
         ApiKey::OffsetForLeaderEpoch => {
             OffsetForLeaderEpochResponse::default().encode(&mut out, version)
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            ConsumerGroupHeartbeatResponse::default().encode(&mut out, version)
+        }
         other => panic!("the liar does not answer {other:?}"),
     };
     result.unwrap();

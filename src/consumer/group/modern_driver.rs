@@ -40,19 +40,26 @@ impl TopicIds {
         }
     }
 
-    /// Names every partition of an assignment, refreshing the metadata once if an id is new.
-    /// Partitions of a topic still unknown after that are left out (the next assignment
-    /// brings them again).
+    /// Names every partition of an assignment, refreshing the metadata once if a topic id or
+    /// a partition is new. What is still unknown after that is left out (the next assignment
+    /// brings it again), as is what a lying coordinator invents.
     async fn name(
         &mut self,
         client: &Client,
         subscription: &Subscribed,
         assignment: &[(uuid::Uuid, Vec<i32>)],
     ) -> BTreeSet<TopicPartition> {
-        if assignment
-            .iter()
-            .any(|(id, _)| !self.names.contains_key(id))
-        {
+        let known = |id: &uuid::Uuid, partitions: &[i32]| {
+            let Some(name) = self.names.get(id) else {
+                return false;
+            };
+            let count = client
+                .metadata()
+                .topic(name)
+                .map_or(0, |t| t.partitions.len());
+            partitions.iter().all(|p| (*p as usize) < count)
+        };
+        if assignment.iter().any(|(id, ps)| !known(id, ps)) {
             let refreshed = match subscription {
                 Subscribed::Topics(topics) => {
                     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -65,12 +72,22 @@ impl TopicIds {
             }
             self.learn(client);
         }
+        let metadata = client.metadata();
         let mut out = BTreeSet::new();
         for (id, partitions) in assignment {
-            match self.names.get(id) {
-                Some(name) => out.extend(partitions.iter().map(|p| (name.clone(), *p))),
-                None => {
-                    tracing::warn!(topic_id = %id, "an assigned topic id is not in the metadata; leaving it out")
+            let Some(name) = self.names.get(id) else {
+                tracing::warn!(topic_id = %id, "an assigned topic id is not in the metadata; leaving it out");
+                continue;
+            };
+            // A coordinator that names a partition the topic does not have is not believed.
+            let count = metadata
+                .topic(name)
+                .map_or(0, |t| t.partitions.len() as i32);
+            for p in partitions {
+                if (0..count).contains(p) {
+                    out.insert((name.clone(), *p));
+                } else {
+                    tracing::warn!(topic = %name, partition = p, "the assignment names a partition the topic does not have; leaving it out");
                 }
             }
         }
