@@ -153,7 +153,6 @@ fn a_member_that_does_not_revoke_in_time_is_fenced_and_its_partitions_move() {
 #[test]
 fn offset_commits_need_the_current_member_epoch_and_version_9() {
     let mut state = state();
-    let t = topic(&state);
     heartbeat(&mut state, &join("a"));
     let ok = validate_commit(&mut state, GROUP, "a", 1, 9, false);
     assert_eq!(ok, Some(0));
