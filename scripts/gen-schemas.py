@@ -28,6 +28,7 @@ APIS = [
     "ListGroups", "SaslHandshake", "ApiVersions", "CreateTopics", "DeleteTopics",
     "InitProducerId", "OffsetForLeaderEpoch", "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn",
     "TxnOffsetCommit", "DescribeConfigs", "SaslAuthenticate", "ConsumerGroupHeartbeat",
+    "ShareGroupHeartbeat", "ShareFetch", "ShareAcknowledge",
 ]
 # Other messages: the consumer protocol's member metadata and the request header.
 DATA = ["ConsumerProtocolSubscription", "ConsumerProtocolAssignment", "RequestHeader"]
@@ -148,8 +149,16 @@ class Gen:
         )
 
 
+# Messages a Kafka message directory may lack (kafka-python's has no KIP-848 or KIP-932 ones;
+# Kafka 4.1 serves KIP-932's at v1 only), transcribed beside this script.
+EXTRA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "messages")
+
+
 def load(directory, name):
-    with open(os.path.join(directory, name + ".json")) as fh:
+    path = os.path.join(directory, name + ".json")
+    if not os.path.exists(path):
+        path = os.path.join(EXTRA, name + ".json")
+    with open(path) as fh:
         return json.loads(strip_comments(fh.read()))
 
 

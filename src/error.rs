@@ -108,6 +108,12 @@ pub mod codes {
     pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
     /// STALE_MEMBER_EPOCH (KIP-848): an offset request carried an older member epoch.
     pub const STALE_MEMBER_EPOCH: i16 = 113;
+    /// INVALID_RECORD_STATE (KIP-932): an acknowledgement for a record not held.
+    pub const INVALID_RECORD_STATE: i16 = 121;
+    /// SHARE_SESSION_NOT_FOUND (KIP-932).
+    pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
+    /// INVALID_SHARE_SESSION_EPOCH (KIP-932).
+    pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
     /// INVALID_REGULAR_EXPRESSION (KIP-848): the subscription's pattern does not compile.
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }

@@ -81,6 +81,9 @@ async fn send(conn: &Connection, api: ApiKey, version: i16) -> Result<(), Error>
         SaslAuthenticate => SaslAuthenticateRequest,
         OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
         ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+        ShareGroupHeartbeat => ShareGroupHeartbeatRequest,
+        ShareFetch => ShareFetchRequest,
+        ShareAcknowledge => ShareAcknowledgeRequest,
     )
 }
 

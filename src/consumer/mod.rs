@@ -30,6 +30,7 @@ mod fetcher;
 pub mod group;
 mod grouped;
 mod session;
+pub mod share;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -405,6 +405,7 @@ pub(super) fn heartbeat(
         .groups
         .get(&group_id)
         .is_some_and(|g| !g.info().members.is_empty())
+        || state.shares.has_group(&group_id)
     {
         return error(
             GROUP_ID_NOT_FOUND,

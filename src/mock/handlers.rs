@@ -18,7 +18,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{consumer_group, fetch, group, lock, txn, State};
+use super::{consumer_group, fetch, group, lock, share, txn, State};
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
     NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
@@ -49,6 +49,9 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::TxnOffsetCommit, 5),
     (ApiKey::OffsetForLeaderEpoch, 4),
     (ApiKey::ConsumerGroupHeartbeat, 1),
+    (ApiKey::ShareGroupHeartbeat, 1),
+    (ApiKey::ShareFetch, 1),
+    (ApiKey::ShareAcknowledge, 1),
 ];
 
 /// How to answer.
@@ -67,6 +70,7 @@ pub(super) enum Ready {
     Fetch(FetchResponse),
     Join(JoinGroupResponse),
     Sync(SyncGroupResponse),
+    ShareFetch(ShareFetchResponse),
 }
 
 /// A request that waits: called under the lock until it returns the response.
@@ -79,6 +83,7 @@ pub(super) fn finish(ready: Ready, version: i16, out: &mut BytesMut) -> Result<(
         Ready::Fetch(r) => r.encode(out, version),
         Ready::Join(r) => r.encode(out, version),
         Ready::Sync(r) => r.encode(out, version),
+        Ready::ShareFetch(r) => r.encode(out, version),
     }
     .map_err(|e| format!("encode v{version}: {e:#}"))?;
     set_size(out, 0);
@@ -278,6 +283,27 @@ pub(super) fn handle(
             let mut state = lock(state);
             let error = error.or_else(|| not_coordinator(&state, broker));
             group::offset_commit(&mut state, &request, version, error).encode(out, version)
+        }
+        ApiKey::ShareGroupHeartbeat => {
+            let request = decode!(ShareGroupHeartbeatRequest);
+            let mut state = lock(state);
+            match error.or_else(|| not_coordinator(&state, broker)) {
+                Some(code) => ShareGroupHeartbeatResponse::default().with_error_code(code),
+                None => share::heartbeat(&mut state, &request),
+            }
+            .encode(out, version)
+        }
+        ApiKey::ShareFetch => {
+            let request = decode!(ShareFetchRequest);
+            match share::fetch(&mut lock(state), broker, request, error) {
+                Ok(response) => response.encode(out, version),
+                Err(poll) => return Ok(Reply::Wait { poll, version }),
+            }
+        }
+        ApiKey::ShareAcknowledge => {
+            let request = decode!(ShareAcknowledgeRequest);
+            share::acknowledge_request(&mut lock(state), broker, &request, error)
+                .encode(out, version)
         }
         ApiKey::ConsumerGroupHeartbeat => {
             let request = decode!(ConsumerGroupHeartbeatRequest);

@@ -5,7 +5,8 @@
 //! long poll that answers when data arrives), ListOffsets, FindCoordinator, the classic group
 //! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch; static
 //! membership), the KIP-848 group protocol (ConsumerGroupHeartbeat, with the `uniform` and
-//! `range` server-side assignors), and the transaction APIs (InitProducerId,
+//! `range` server-side assignors), share groups (KIP-932: ShareGroupHeartbeat, ShareFetch,
+//! ShareAcknowledge, with record locks and delivery counts), and the transaction APIs (InitProducerId,
 //! AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
 //! - Produce checks each batch's CRC and size and, for idempotent producers, the sequence
 //!   numbers, as Kafka does (the last five batches per producer and partition are remembered,
@@ -40,12 +41,14 @@ mod group;
 mod handlers;
 mod log;
 mod server_assignor;
+mod share;
 mod txn;
 
 pub use consumer_group::{ConsumerGroupInfo, ConsumerMemberInfo};
 pub use group::GroupInfo;
 use log::PartitionLog;
 pub use log::StoredBatch;
+pub use share::{SharePartitionInfo, ShareSettings};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -105,6 +108,8 @@ struct State {
     consumer_groups: HashMap<String, consumer_group::ConsumerGroup>,
     /// Their session timeout and heartbeat interval.
     consumer_group_timeouts: consumer_group::Timeouts,
+    /// Share groups (KIP-932): membership, share partitions, share sessions.
+    shares: share::Shares,
     /// The broker that coordinates every group and transaction.
     coordinator: i32,
     /// Brokers stopped by [`MockCluster::stop_broker`].
@@ -139,6 +144,7 @@ impl State {
             groups: HashMap::new(),
             consumer_groups: HashMap::new(),
             consumer_group_timeouts: consumer_group::Timeouts::default(),
+            shares: share::Shares::default(),
             coordinator: 0,
             down: std::collections::BTreeSet::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -409,6 +415,28 @@ impl MockCluster {
     /// `group.consumer.heartbeat.interval.ms` (Kafka's defaults, 45 s and 5 s, otherwise).
     pub fn set_consumer_group_timeouts(&self, session: Duration, heartbeat: Duration) {
         self.state().consumer_group_timeouts = consumer_group::Timeouts { session, heartbeat };
+    }
+
+    /// Sets the share groups' settings (lock duration, delivery count limit, where a new
+    /// share partition starts, session timeout and heartbeat interval).
+    pub fn set_share_settings(&self, settings: ShareSettings) {
+        self.state().shares.settings = settings;
+    }
+
+    /// A share partition's state in a share group (start offset, archived and acquired
+    /// records), once a fetch has created it.
+    pub fn share_partition(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<SharePartitionInfo> {
+        self.state().shares.partition_info(group, topic, partition)
+    }
+
+    /// A share group's members and their partitions, if the group exists.
+    pub fn share_group_members(&self, group: &str) -> Option<BTreeMap<String, Vec<(String, i32)>>> {
+        self.state().shares.members(group)
     }
 
     /// A KIP-848 group's epochs and members, if the group exists.

@@ -74,6 +74,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::SaslAuthenticate, r(0, 2)),
     (ApiKey::OffsetForLeaderEpoch, r(2, 4)),
     (ApiKey::ConsumerGroupHeartbeat, r(0, 1)),
+    (ApiKey::ShareGroupHeartbeat, r(1, 1)),
+    (ApiKey::ShareFetch, r(1, 1)),
+    (ApiKey::ShareAcknowledge, r(1, 1)),
 ];
 
 /// The versions spate speaks for `api`, if it speaks it at all.

@@ -425,6 +425,11 @@ fn honest(api: ApiKey, version: i16, mut request: Bytes, port: u16) -> BytesMut 
         ApiKey::ConsumerGroupHeartbeat => {
             ConsumerGroupHeartbeatResponse::default().encode(&mut out, version)
         }
+        ApiKey::ShareGroupHeartbeat => {
+            ShareGroupHeartbeatResponse::default().encode(&mut out, version)
+        }
+        ApiKey::ShareFetch => ShareFetchResponse::default().encode(&mut out, version),
+        ApiKey::ShareAcknowledge => ShareAcknowledgeResponse::default().encode(&mut out, version),
         other => panic!("the liar does not answer {other:?}"),
     };
     result.unwrap();

@@ -9,6 +9,7 @@ mod format;
 mod metadata;
 mod pipe;
 mod produce;
+mod share_consume;
 mod topic;
 
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     Pipe(pipe::Args),
     /// Produce messages from stdin or files, one per line (like `kcat -P`).
     Produce(produce::Args),
+    /// Read as a member of a share group (KIP-932): records shared out among members.
+    ShareConsume(share_consume::Args),
     /// Create, delete or list topics.
     Topic {
         #[command(subcommand)]
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Pipe(args) => pipe::run(&args),
         Command::Produce(args) => produce::run(&args),
+        Command::ShareConsume(args) => share_consume::run(&args),
         Command::Topic { action } => topic::run(&action).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -1,0 +1,930 @@
+//! Share groups (KIP-932, "queues for Kafka"): many consumers read the same partitions, each
+//! record handed to one of them at a time. The broker *acquires* records for a consumer for a
+//! lock duration and counts deliveries; the consumer acknowledges each record: **accept**
+//! (done), **release** (give it back for redelivery) or **reject** (never deliver it again). A
+//! record not acknowledged before its lock expires (a crashed consumer) is delivered again, and
+//! one delivered `group.share.delivery.count.limit` times is archived.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), spate::Error> {
+//! use spate::consumer::share::{AcknowledgeType, ShareConfig, ShareConsumer};
+//!
+//! let config = ShareConfig::from_pairs([
+//!     ("bootstrap.servers", "localhost:9092"),
+//!     ("group.id", "workers"),
+//!     ("share.acknowledgement.mode", "explicit"),
+//! ])?;
+//! let mut consumer = ShareConsumer::new(config).await?;
+//! consumer.subscribe(&["jobs"])?;
+//! loop {
+//!     let batch = consumer.next().await?; // acquired records, zero-copy columns
+//!     for record in batch.records() {
+//!         let ok = record.value().is_some();
+//!         let kind = if ok { AcknowledgeType::Accept } else { AcknowledgeType::Reject };
+//!         consumer.acknowledge(&batch, record.offset(), kind)?;
+//!     }
+//!     consumer.commit().await?; // or let the next `next()` carry the acknowledgements
+//! }
+//! # }
+//! ```
+//!
+//! In the default `implicit` mode every record `next` handed out is accepted when `next` is
+//! called again (or on `commit` / `close`).
+//!
+//! # References
+//! - KIP-932; the Java client's `KafkaShareConsumer`; librdkafka's share consumer.
+
+mod member;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::share_acknowledge_request::{
+    AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
+};
+use kafka_protocol::messages::share_fetch_request::{
+    AcknowledgementBatch, FetchPartition, FetchTopic, ForgottenTopic,
+};
+use kafka_protocol::messages::{GroupId, ShareAcknowledgeRequest, ShareFetchRequest};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{oneshot, watch};
+
+use self::member::{Membership, Tp};
+use crate::cluster::{Client, Topics};
+use crate::config::{ClientConfig, ConfigError};
+use crate::error::codes::{INVALID_SHARE_SESSION_EPOCH, SHARE_SESSION_NOT_FOUND};
+use crate::error::{Action, Error, KafkaCode};
+use crate::record::{batches, ColumnarBatch, DecodeOptions, RecordRef};
+use crate::wire::ApiKey;
+
+/// How acquired records are acknowledged (`share.acknowledgement.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcknowledgementMode {
+    /// Every record handed out is accepted at the next `next`, `commit` or `close`.
+    #[default]
+    Implicit,
+    /// The application acknowledges each record with [`ShareConsumer::acknowledge`].
+    Explicit,
+}
+
+/// What to do with an acquired record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AcknowledgeType {
+    /// Processed: done.
+    Accept = 1,
+    /// Not processed: available again, to this consumer or another.
+    Release = 2,
+    /// Cannot be processed: never delivered again (archived).
+    Reject = 3,
+}
+
+/// A share consumer's settings.
+#[derive(Debug, Clone)]
+pub struct ShareConfig {
+    /// The connection settings.
+    pub client: ClientConfig,
+    /// `group.id`: the share group.
+    pub group_id: String,
+    /// `share.acknowledgement.mode`.
+    pub acknowledgement_mode: AcknowledgementMode,
+    /// `max.poll.records`: the most records acquired per fetch (500).
+    pub max_poll_records: i32,
+    /// `fetch.max.wait.ms`: how long the broker may hold a fetch waiting for records.
+    pub fetch_max_wait: Duration,
+    /// `fetch.max.bytes`.
+    pub fetch_max_bytes: i32,
+    /// The largest size a compressed batch may decompress to.
+    pub max_decompressed: usize,
+    /// `client.rack`.
+    pub client_rack: Option<String>,
+}
+
+impl Default for ShareConfig {
+    fn default() -> Self {
+        ShareConfig {
+            client: ClientConfig::default(),
+            group_id: String::new(),
+            acknowledgement_mode: AcknowledgementMode::Implicit,
+            max_poll_records: 500,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 50 << 20,
+            max_decompressed: crate::record::DEFAULT_MAX_DECOMPRESSED,
+            client_rack: None,
+        }
+    }
+}
+
+impl ShareConfig {
+    /// A share consumer of `group` on `bootstrap_servers`.
+    pub fn new(bootstrap_servers: &str, group: &str) -> Self {
+        ShareConfig {
+            client: ClientConfig::new(bootstrap_servers),
+            group_id: group.to_owned(),
+            ..ShareConfig::default()
+        }
+    }
+
+    /// Settings from `key=value` pairs (Java's and librdkafka's names); client keys go to
+    /// [`ClientConfig::set`].
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = ShareConfig::default();
+        for (k, v) in pairs {
+            config.set(k.as_ref(), v.as_ref())?;
+        }
+        if config.group_id.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "group.id".into(),
+                context: "for a share consumer".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Sets one key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        let invalid = |reason: &str| ConfigError::InvalidValue {
+            key: key.into(),
+            value: v.into(),
+            reason: reason.into(),
+        };
+        let number = |v: &str| v.parse::<i64>().map_err(|e| invalid(&e.to_string()));
+        match key {
+            "group.id" => self.group_id = v.to_owned(),
+            "share.acknowledgement.mode" => {
+                self.acknowledgement_mode = match v {
+                    "implicit" => AcknowledgementMode::Implicit,
+                    "explicit" => AcknowledgementMode::Explicit,
+                    _ => return Err(invalid("implicit or explicit")),
+                }
+            }
+            "max.poll.records" => {
+                let n = number(v)?;
+                if n <= 0 {
+                    return Err(invalid("must be positive"));
+                }
+                self.max_poll_records = n.min(i64::from(i32::MAX)) as i32;
+            }
+            "fetch.max.wait.ms" | "fetch.wait.max.ms" => {
+                self.fetch_max_wait = Duration::from_millis(number(v)?.max(0) as u64)
+            }
+            "fetch.max.bytes" => {
+                self.fetch_max_bytes = number(v)?.clamp(1, i64::from(i32::MAX)) as i32
+            }
+            "client.rack" => self.client_rack = (!v.is_empty()).then(|| v.to_owned()),
+            // What share groups take from the group's configs, not the client's.
+            "group.protocol" if v == "share" => {}
+            _ => self.client.set(key, value)?,
+        }
+        Ok(())
+    }
+}
+
+/// One acquired record with its delivery count.
+#[derive(Debug, Clone, Copy)]
+pub struct ShareRecord<'a> {
+    record: RecordRef<'a>,
+    delivery_count: i16,
+}
+
+impl<'a> ShareRecord<'a> {
+    /// The offset.
+    pub fn offset(&self) -> i64 {
+        self.record.offset()
+    }
+
+    /// The timestamp (milliseconds since the epoch).
+    pub fn timestamp(&self) -> i64 {
+        self.record.timestamp()
+    }
+
+    /// The key.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.record.key()
+    }
+
+    /// The value.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.record.value()
+    }
+
+    /// How many times the record has been delivered (1 the first time).
+    pub fn delivery_count(&self) -> i16 {
+        self.delivery_count
+    }
+
+    /// The record itself (headers and all).
+    pub fn record(&self) -> RecordRef<'a> {
+        self.record
+    }
+}
+
+/// Records acquired from one partition, as columns (zero-copy into the fetch response or
+/// the buffer the batch was decompressed into). Only the records acquired for this consumer
+/// are yielded.
+#[derive(Debug)]
+pub struct ShareBatch {
+    topic: Arc<str>,
+    partition: i32,
+    batch: ColumnarBatch,
+    /// (first, last, delivery count), sorted.
+    acquired: Arc<[(i64, i64, i16)]>,
+}
+
+impl ShareBatch {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The whole record batch as columns (it may hold records acquired by others).
+    pub fn batch(&self) -> &ColumnarBatch {
+        &self.batch
+    }
+
+    fn delivery_count(&self, offset: i64) -> Option<i16> {
+        let i = self.acquired.partition_point(|(_, last, _)| *last < offset);
+        let (first, last, count) = *self.acquired.get(i)?;
+        (first..=last).contains(&offset).then_some(count)
+    }
+
+    /// The records acquired for this consumer, in offset order.
+    pub fn records(&self) -> impl Iterator<Item = ShareRecord<'_>> + '_ {
+        self.batch.records().filter_map(move |record| {
+            let delivery_count = self.delivery_count(record.offset())?;
+            Some(ShareRecord {
+                record,
+                delivery_count,
+            })
+        })
+    }
+
+    /// How many records this consumer acquired from the batch.
+    pub fn len(&self) -> usize {
+        self.records().count()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn offsets(&self) -> Vec<i64> {
+        self.records().map(|r| r.offset()).collect()
+    }
+}
+
+/// A share session with one broker.
+#[derive(Debug, Default)]
+struct Session {
+    /// The next epoch to send (0 opens the session).
+    epoch: i32,
+    partitions: BTreeSet<Tp>,
+}
+
+/// A share group member (KIP-932).
+pub struct ShareConsumer {
+    client: Client,
+    config: ShareConfig,
+    /// This member's id (KIP-1082: the client's own), in heartbeats and share sessions.
+    member_id: String,
+    /// A broker answered that it no longer leads a partition: refresh before the next fetch.
+    stale_leaders: bool,
+    membership: Option<watch::Receiver<Membership>>,
+    leave: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    sessions: HashMap<i32, Session>,
+    /// Acknowledgements not yet sent, by partition and offset.
+    pending: BTreeMap<Tp, BTreeMap<i64, AcknowledgeType>>,
+    /// Records handed out and not yet acknowledged (implicit mode accepts them next time).
+    delivered: BTreeMap<Tp, BTreeSet<i64>>,
+    ready: VecDeque<ShareBatch>,
+    /// Acknowledgements the brokers refused (for example a lock that had expired).
+    refused: Vec<(Tp, KafkaCode)>,
+}
+
+impl std::fmt::Debug for ShareConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareConsumer")
+            .field("group_id", &self.config.group_id)
+            .field("ready", &self.ready.len())
+            .finish()
+    }
+}
+
+impl ShareConsumer {
+    /// Connects (bootstraps); call [`subscribe`](Self::subscribe) to join the share group.
+    pub async fn new(config: ShareConfig) -> Result<ShareConsumer, Error> {
+        if config.group_id.is_empty() {
+            return Err(Error::Config(ConfigError::Missing {
+                key: "group.id".into(),
+                context: "for a share consumer".into(),
+            }));
+        }
+        let client = Client::connect(config.client.clone()).await?;
+        Ok(ShareConsumer {
+            client,
+            config,
+            member_id: uuid::Uuid::from_u128(fastrand::u128(..)).to_string(),
+            stale_leaders: false,
+            membership: None,
+            leave: None,
+            sessions: HashMap::new(),
+            pending: BTreeMap::new(),
+            delivered: BTreeMap::new(),
+            ready: VecDeque::new(),
+            refused: Vec::new(),
+        })
+    }
+
+    /// Joins the share group subscribed to `topics`.
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<(), Error> {
+        if self.membership.is_some() {
+            return Err(Error::InvalidState("already subscribed".into()));
+        }
+        let (tx, rx) = watch::channel(Membership::Joining);
+        let (leave_tx, leave_rx) = oneshot::channel();
+        let settings = member::Settings {
+            member_id: self.member_id.clone(),
+            group_id: self.config.group_id.clone(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            rack: self.config.client_rack.clone(),
+        };
+        tokio::spawn(member::run(self.client.clone(), settings, tx, leave_rx));
+        self.membership = Some(rx);
+        self.leave = Some(leave_tx);
+        Ok(())
+    }
+
+    /// The partitions this member fetches from now.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        match self.membership.as_ref().map(|m| m.borrow().clone()) {
+            Some(Membership::Assigned(tps)) => tps.into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Acknowledgements the brokers refused since the last call (a record whose lock had
+    /// expired, or that was acknowledged twice): INVALID_RECORD_STATE by partition.
+    pub fn acknowledgement_errors(&mut self) -> Vec<((String, i32), KafkaCode)> {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// The next batch of records acquired for this consumer. In implicit mode, what the
+    /// previous calls handed out is accepted first.
+    pub async fn next(&mut self) -> Result<ShareBatch, Error> {
+        loop {
+            if let Some(batch) = self.ready.pop_front() {
+                let offsets = batch.offsets();
+                self.delivered
+                    .entry((batch.topic.to_string(), batch.partition))
+                    .or_default()
+                    .extend(offsets);
+                return Ok(batch);
+            }
+            self.accept_delivered();
+            let assigned = self.wait_for_assignment().await?;
+            self.fetch_round(&assigned).await?;
+        }
+    }
+
+    /// Marks one acquired record (explicit mode); sent with the next fetch or `commit`.
+    pub fn acknowledge(
+        &mut self,
+        batch: &ShareBatch,
+        offset: i64,
+        kind: AcknowledgeType,
+    ) -> Result<(), Error> {
+        self.acknowledge_offset(batch.topic(), batch.partition(), offset, kind)
+    }
+
+    /// Marks every record of a batch this consumer acquired (explicit mode).
+    pub fn acknowledge_batch(
+        &mut self,
+        batch: &ShareBatch,
+        kind: AcknowledgeType,
+    ) -> Result<(), Error> {
+        for offset in batch.offsets() {
+            self.acknowledge_offset(batch.topic(), batch.partition(), offset, kind)?;
+        }
+        Ok(())
+    }
+
+    /// Marks a record by topic, partition and offset (explicit mode). It must be one `next`
+    /// handed out and not yet acknowledged.
+    pub fn acknowledge_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        kind: AcknowledgeType,
+    ) -> Result<(), Error> {
+        if self.config.acknowledgement_mode != AcknowledgementMode::Explicit {
+            return Err(Error::InvalidState(
+                "acknowledge needs share.acknowledgement.mode=explicit".into(),
+            ));
+        }
+        let tp = (topic.to_owned(), partition);
+        let held = self
+            .delivered
+            .get_mut(&tp)
+            .is_some_and(|offsets| offsets.remove(&offset));
+        if !held {
+            return Err(Error::InvalidState(format!(
+                "{topic}-{partition}@{offset} is not a record this consumer holds unacknowledged"
+            )));
+        }
+        self.pending.entry(tp).or_default().insert(offset, kind);
+        Ok(())
+    }
+
+    /// Sends the pending acknowledgements now (ShareAcknowledge) and waits for the answers.
+    /// Errors the brokers report per partition are returned.
+    pub async fn commit(&mut self) -> Result<(), Error> {
+        self.accept_delivered();
+        self.send_acknowledgements(false).await?;
+        match self.refused.first() {
+            Some((tp, code)) => Err(Error::kafka(
+                *code,
+                format!("acknowledge records of {}-{}", tp.0, tp.1),
+                None,
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Acknowledges what is pending (accepting, in implicit mode, what was handed out), closes
+    /// the share sessions (records still held go back to the group) and leaves the group.
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.accept_delivered();
+        let result = self.send_acknowledgements(true).await;
+        if let Some(leave) = self.leave.take() {
+            let (tx, rx) = oneshot::channel();
+            if leave.send(tx).is_ok() {
+                let wait = self.config.client.request_timeout + Duration::from_secs(1);
+                let _ = tokio::time::timeout(wait, rx).await;
+            }
+        }
+        result
+    }
+
+    fn accept_delivered(&mut self) {
+        if self.config.acknowledgement_mode != AcknowledgementMode::Implicit {
+            return;
+        }
+        for (tp, offsets) in std::mem::take(&mut self.delivered) {
+            let pending = self.pending.entry(tp).or_default();
+            for o in offsets {
+                pending.entry(o).or_insert(AcknowledgeType::Accept);
+            }
+        }
+    }
+
+    async fn wait_for_assignment(&mut self) -> Result<BTreeSet<Tp>, Error> {
+        let Some(membership) = self.membership.as_mut() else {
+            return Err(Error::InvalidState("subscribe first".into()));
+        };
+        loop {
+            match membership.borrow_and_update().clone() {
+                Membership::Assigned(tps) if !tps.is_empty() => return Ok(tps),
+                Membership::Failed(e) => return Err(e),
+                _ => {}
+            }
+            if membership.changed().await.is_err() {
+                return Err(Error::ConsumerClosed);
+            }
+        }
+    }
+
+    /// The leader of each partition, from the metadata (refreshed when one is unknown).
+    async fn leaders(&mut self, tps: &BTreeSet<Tp>) -> Result<BTreeMap<i32, Vec<Tp>>, Error> {
+        let mut metadata = self.client.metadata();
+        let stale = std::mem::take(&mut self.stale_leaders);
+        if stale || tps.iter().any(|(t, p)| metadata.leader(t, *p).is_none()) {
+            let names: Vec<&str> = tps.iter().map(|(t, _)| t.as_str()).collect();
+            metadata = self.client.refresh_metadata(Topics::Only(&names)).await?;
+        }
+        let mut out: BTreeMap<i32, Vec<Tp>> = BTreeMap::new();
+        for tp in tps {
+            if let Some(leader) = metadata.leader(&tp.0, tp.1) {
+                out.entry(leader.id).or_default().push(tp.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// One ShareFetch to each leader of the assigned partitions, carrying the pending
+    /// acknowledgements of its partitions; what they acquire goes to `ready`.
+    async fn fetch_round(&mut self, assigned: &BTreeSet<Tp>) -> Result<(), Error> {
+        let by_leader = self.leaders(assigned).await?;
+        // Sessions with brokers that lead none of our partitions any more are dropped.
+        self.sessions.retain(|b, _| by_leader.contains_key(b));
+        let mut requests = Vec::new();
+        for (broker, tps) in &by_leader {
+            let session = self.sessions.entry(*broker).or_default();
+            let wanted: BTreeSet<Tp> = tps.iter().cloned().collect();
+            let forgotten: Vec<Tp> = session.partitions.difference(&wanted).cloned().collect();
+            // Copied, not taken: they stay pending until a broker has answered, so a
+            // cancelled `next` sends them again rather than losing them.
+            let acks: BTreeMap<Tp, BTreeMap<i64, AcknowledgeType>> = tps
+                .iter()
+                .filter_map(|tp| Some((tp.clone(), self.pending.get(tp)?.clone())))
+                .collect();
+            let epoch = session.epoch;
+            session.partitions = wanted;
+            requests.push((*broker, epoch, tps.clone(), forgotten, acks));
+        }
+        let ids = Arc::new(topic_ids(&self.client));
+        // One request per broker, concurrently (each waits up to fetch.max.wait.ms).
+        let mut tasks = tokio::task::JoinSet::new();
+        for (broker, epoch, tps, forgotten, acks) in requests {
+            let client = self.client.clone();
+            let config = self.config.clone();
+            let member = self.member_id.clone();
+            let ids = ids.clone();
+            tasks.spawn(async move {
+                let ask = Ask {
+                    broker,
+                    epoch,
+                    tps: &tps,
+                    forgotten: &forgotten,
+                    acks: &acks,
+                };
+                let result = share_fetch(&client, &config, &member, ask, &ids).await;
+                (broker, acks, result)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            answers
+                .push(joined.map_err(|e| Error::InvalidState(format!("share fetch task: {e}")))?);
+        }
+        answers.sort_by_key(|(broker, _, _)| *broker);
+        let options = DecodeOptions {
+            max_decompressed: self.config.max_decompressed,
+        };
+        for (broker, acks, result) in answers {
+            match result {
+                Ok(response) => {
+                    for (tp, offsets) in &acks {
+                        if let Some(pending) = self.pending.get_mut(tp) {
+                            pending.retain(|o, _| !offsets.contains_key(o));
+                            if pending.is_empty() {
+                                self.pending.remove(tp);
+                            }
+                        }
+                    }
+                    if let Some(s) = self.sessions.get_mut(&broker) {
+                        s.epoch = next_epoch(s.epoch);
+                    }
+                    self.take_response(broker, response, &ids, &options, &acks)?;
+                }
+                Err(e) => {
+                    // The acknowledgements go again with the next request; the session starts
+                    // over (the broker released what this member held there).
+                    self.sessions.remove(&broker);
+                    if e.action() == Action::Fatal && !matches!(e, Error::Timeout { .. }) {
+                        return Err(e);
+                    }
+                    tracing::debug!(broker, error = %e, "ShareFetch failed; retrying");
+                    tokio::time::sleep(self.client.config().retry_backoff).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take_response(
+        &mut self,
+        broker: i32,
+        response: kafka_protocol::messages::ShareFetchResponse,
+        ids: &TopicIds,
+        options: &DecodeOptions,
+        acks: &BTreeMap<Tp, BTreeMap<i64, AcknowledgeType>>,
+    ) -> Result<(), Error> {
+        match response.error_code {
+            0 => {}
+            SHARE_SESSION_NOT_FOUND | INVALID_SHARE_SESSION_EPOCH => {
+                // Acknowledgements sent in a refused session are lost with it: the records
+                // come back after their locks (at-least-once).
+                tracing::debug!(broker, code = %KafkaCode(response.error_code), "share session reset");
+                self.sessions.remove(&broker);
+                return Ok(());
+            }
+            code if KafkaCode(code).action() == Action::Fatal => {
+                return Err(Error::kafka(
+                    KafkaCode(code),
+                    format!("share fetch of group {}", self.config.group_id),
+                    response.error_message.map(|m| m.to_string()),
+                ))
+            }
+            code => {
+                tracing::debug!(broker, code = %KafkaCode(code), "ShareFetch refused; retrying");
+                self.sessions.remove(&broker);
+                return Ok(());
+            }
+        }
+        for topic in response.responses {
+            let Some(name) = ids.names.get(&topic.topic_id).cloned() else {
+                continue;
+            };
+            let name: Arc<str> = Arc::from(name.as_str());
+            for p in topic.partitions {
+                let tp = (name.to_string(), p.partition_index);
+                if p.acknowledge_error_code != 0 && acks.contains_key(&tp) {
+                    tracing::warn!(topic = %name, partition = p.partition_index, code = %KafkaCode(p.acknowledge_error_code), "acknowledgements refused");
+                    self.refused
+                        .push((tp.clone(), KafkaCode(p.acknowledge_error_code)));
+                }
+                if p.error_code != 0 {
+                    if KafkaCode(p.error_code).action() == Action::RefreshMetadata {
+                        self.stale_leaders = true;
+                    }
+                    continue;
+                }
+                let acquired: Vec<(i64, i64, i16)> = p
+                    .acquired_records
+                    .iter()
+                    .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
+                    .filter(|(f, l, _)| f <= l)
+                    .collect();
+                if acquired.is_empty() {
+                    continue;
+                }
+                let acquired: Arc<[(i64, i64, i16)]> = acquired.into();
+                for raw in batches(p.records.unwrap_or_default()) {
+                    let raw = raw.map_err(|e| records_error(&tp, e))?;
+                    let header = raw.header();
+                    if header.is_control() {
+                        continue;
+                    }
+                    let mut batch = ColumnarBatch::default();
+                    raw.decode_into(&mut batch, options)
+                        .map_err(|e| records_error(&tp, e))?;
+                    let share = ShareBatch {
+                        topic: name.clone(),
+                        partition: p.partition_index,
+                        batch,
+                        acquired: acquired.clone(),
+                    };
+                    if !share.is_empty() {
+                        self.ready.push_back(share);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every pending acknowledgement with ShareAcknowledge (closing the sessions when
+    /// `close`).
+    async fn send_acknowledgements(&mut self, close: bool) -> Result<(), Error> {
+        if self.pending.is_empty() && !close {
+            return Ok(());
+        }
+        let tps: BTreeSet<Tp> = self.pending.keys().cloned().collect();
+        let mut by_leader = self.leaders(&tps).await?;
+        if close {
+            for broker in self.sessions.keys() {
+                by_leader.entry(*broker).or_default();
+            }
+        }
+        let ids = topic_ids(&self.client);
+        for (broker, tps) in by_leader {
+            let acks: BTreeMap<Tp, BTreeMap<i64, AcknowledgeType>> = tps
+                .iter()
+                .filter_map(|tp| Some((tp.clone(), self.pending.remove(tp)?)))
+                .collect();
+            let Some(session) = self.sessions.get_mut(&broker) else {
+                // No session with that broker: nothing it handed out can be acknowledged.
+                continue;
+            };
+            if session.epoch == 0 {
+                continue;
+            }
+            let epoch = if close { -1 } else { session.epoch };
+            session.epoch = next_epoch(session.epoch);
+            let request = ShareAcknowledgeRequest::default()
+                .with_group_id(Some(GroupId(StrBytes::from_string(
+                    self.config.group_id.clone(),
+                ))))
+                .with_member_id(Some(StrBytes::from_string(self.member_id.clone())))
+                .with_share_session_epoch(epoch)
+                .with_topics(ack_topics(&acks, &ids));
+            let conn = self.client.broker(broker).await?;
+            let version = conn.version(ApiKey::ShareAcknowledge)?;
+            let response = conn.request_at(&request, version).await?;
+            if response.error_code != 0 {
+                return Err(Error::kafka(
+                    KafkaCode(response.error_code),
+                    format!(
+                        "acknowledge records of share group {}",
+                        self.config.group_id
+                    ),
+                    response.error_message.map(|m| m.to_string()),
+                ));
+            }
+            for t in response.responses {
+                let Some(name) = ids.names.get(&t.topic_id) else {
+                    continue;
+                };
+                for p in t.partitions {
+                    if p.error_code != 0 {
+                        self.refused
+                            .push(((name.clone(), p.partition_index), KafkaCode(p.error_code)));
+                    }
+                }
+            }
+        }
+        if close {
+            self.sessions.clear();
+        }
+        Ok(())
+    }
+}
+
+fn next_epoch(epoch: i32) -> i32 {
+    if epoch == i32::MAX {
+        1
+    } else {
+        epoch + 1
+    }
+}
+
+fn records_error(tp: &Tp, e: crate::record::RecordError) -> Error {
+    Error::Records {
+        topic: tp.0.clone(),
+        partition: tp.1,
+        source: e,
+    }
+}
+
+/// Topic ids both ways, from the metadata.
+struct TopicIds {
+    names: HashMap<uuid::Uuid, String>,
+    ids: HashMap<String, uuid::Uuid>,
+}
+
+fn topic_ids(client: &Client) -> TopicIds {
+    let mut names = HashMap::new();
+    let mut ids = HashMap::new();
+    for t in client.metadata().topics.values() {
+        let id = uuid::Uuid::from_u128(t.id);
+        names.insert(id, t.name.clone());
+        ids.insert(t.name.clone(), id);
+    }
+    TopicIds { names, ids }
+}
+
+/// Acknowledgements as ranges of consecutive offsets, one type per offset.
+fn ranges(acks: &BTreeMap<i64, AcknowledgeType>) -> Vec<(i64, i64, Vec<i8>)> {
+    let mut out: Vec<(i64, i64, Vec<i8>)> = Vec::new();
+    for (offset, kind) in acks {
+        match out.last_mut() {
+            Some((_, last, types)) if *last + 1 == *offset => {
+                *last = *offset;
+                types.push(*kind as i8);
+            }
+            _ => out.push((*offset, *offset, vec![*kind as i8])),
+        }
+    }
+    // One type for a whole range says the same in fewer bytes.
+    for (_, _, types) in &mut out {
+        if types.iter().all(|t| *t == types[0]) {
+            types.truncate(1);
+        }
+    }
+    out
+}
+
+fn ack_topics(
+    acks: &BTreeMap<Tp, BTreeMap<i64, AcknowledgeType>>,
+    ids: &TopicIds,
+) -> Vec<AcknowledgeTopic> {
+    let mut by_topic: BTreeMap<uuid::Uuid, Vec<AcknowledgePartition>> = BTreeMap::new();
+    for ((topic, p), offsets) in acks {
+        let Some(id) = ids.ids.get(topic) else {
+            continue;
+        };
+        let batches = ranges(offsets)
+            .into_iter()
+            .map(|(first, last, types)| {
+                AckBatch::default()
+                    .with_first_offset(first)
+                    .with_last_offset(last)
+                    .with_acknowledge_types(types)
+            })
+            .collect();
+        by_topic.entry(*id).or_default().push(
+            AcknowledgePartition::default()
+                .with_partition_index(*p)
+                .with_acknowledgement_batches(batches),
+        );
+    }
+    by_topic
+        .into_iter()
+        .map(|(id, partitions)| {
+            AcknowledgeTopic::default()
+                .with_topic_id(id)
+                .with_partitions(partitions)
+        })
+        .collect()
+}
+
+/// One ShareFetch: to whom, in which session epoch, for what.
+struct Ask<'a> {
+    broker: i32,
+    epoch: i32,
+    tps: &'a [Tp],
+    forgotten: &'a [Tp],
+    acks: &'a BTreeMap<Tp, BTreeMap<i64, AcknowledgeType>>,
+}
+
+async fn share_fetch(
+    client: &Client,
+    config: &ShareConfig,
+    member: &str,
+    ask: Ask<'_>,
+    ids: &TopicIds,
+) -> Result<kafka_protocol::messages::ShareFetchResponse, Error> {
+    let Ask {
+        broker,
+        epoch,
+        tps,
+        forgotten,
+        acks,
+    } = ask;
+    let mut topics: BTreeMap<uuid::Uuid, Vec<FetchPartition>> = BTreeMap::new();
+    for tp in tps {
+        let Some(id) = ids.ids.get(&tp.0) else {
+            continue;
+        };
+        let batches = acks
+            .get(tp)
+            .map(|a| {
+                ranges(a)
+                    .into_iter()
+                    .map(|(first, last, types)| {
+                        AcknowledgementBatch::default()
+                            .with_first_offset(first)
+                            .with_last_offset(last)
+                            .with_acknowledge_types(types)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        topics.entry(*id).or_default().push(
+            FetchPartition::default()
+                .with_partition_index(tp.1)
+                .with_acknowledgement_batches(batches),
+        );
+    }
+    let mut forget: BTreeMap<uuid::Uuid, Vec<i32>> = BTreeMap::new();
+    for (t, p) in forgotten {
+        if let Some(id) = ids.ids.get(t) {
+            forget.entry(*id).or_default().push(*p);
+        }
+    }
+    let request = ShareFetchRequest::default()
+        .with_group_id(Some(GroupId(StrBytes::from_string(
+            config.group_id.clone(),
+        ))))
+        .with_member_id(Some(StrBytes::from_string(member.to_owned())))
+        .with_share_session_epoch(epoch)
+        .with_max_wait_ms(crate::cluster::millis_i32(config.fetch_max_wait))
+        .with_min_bytes(1)
+        .with_max_bytes(config.fetch_max_bytes)
+        .with_max_records(config.max_poll_records)
+        .with_batch_size(config.max_poll_records)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(id, partitions)| {
+                    FetchTopic::default()
+                        .with_topic_id(id)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+        .with_forgotten_topics_data(
+            forget
+                .into_iter()
+                .map(|(id, partitions)| {
+                    ForgottenTopic::default()
+                        .with_topic_id(id)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let conn = client.broker(broker).await?;
+    let version = conn.version(ApiKey::ShareFetch)?;
+    let wait = config.fetch_max_wait + client.config().request_timeout;
+    conn.request_within(&request, version, wait).await
+}

@@ -1,0 +1,977 @@
+//! The embedded cluster's share groups (KIP-932, "queues for Kafka"): the share group
+//! coordinator (ShareGroupHeartbeat) and, per partition, the share-partition state the leader
+//! keeps (ShareFetch, ShareAcknowledge), as Apache Kafka 4.x runs them.
+//!
+//! - Membership: a group epoch bumped when members join, leave, expire or change their
+//!   subscription, or the subscribed topics change; the `simple` assignor gives every partition
+//!   to at least one member and every member at least one partition, so more members than
+//!   partitions share partitions. A member takes its assignment at once (no revocation: records,
+//!   not partitions, are what members own).
+//! - Records: from the share-partition start offset (SPSO; `share.auto.offset.reset`, latest by
+//!   default) a fetch acquires available records for the member for the acquisition lock
+//!   duration (`group.share.record.lock.duration.ms`, 30 s), counting deliveries. Accept
+//!   acknowledges a record, release makes it available again, reject archives it; a lock that
+//!   expires releases it. A record released or expired at `group.share.delivery.count.limit`
+//!   deliveries (5) is archived instead: a poison record stops coming back. The SPSO moves past
+//!   records that are acknowledged or archived. Control records (transaction markers) are
+//!   never handed out. Acknowledging a record the member does not hold is INVALID_RECORD_STATE.
+//! - Share sessions (per broker and member): epoch 0 opens one, each request must carry the
+//!   next epoch (INVALID_SHARE_SESSION_EPOCH), -1 closes it and releases what the member
+//!   acquired through it; an unknown session is SHARE_SESSION_NOT_FOUND.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::share_fetch_response::{
+    AcquiredRecords, PartitionData, ShareFetchableTopicResponse,
+};
+use kafka_protocol::messages::share_group_heartbeat_response::{Assignment, TopicPartitions};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::State;
+use crate::error::codes::{
+    FENCED_MEMBER_EPOCH, GROUP_ID_NOT_FOUND, INVALID_RECORD_STATE, INVALID_REQUEST,
+    INVALID_SHARE_SESSION_EPOCH, NOT_LEADER_OR_FOLLOWER, SHARE_SESSION_NOT_FOUND,
+    UNKNOWN_MEMBER_ID, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+};
+
+type Tp = (String, i32);
+
+/// The share-group settings (Kafka's group configs and their defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct ShareSettings {
+    /// `group.share.record.lock.duration.ms` (30 s).
+    pub lock_duration: Duration,
+    /// `group.share.delivery.count.limit` (5).
+    pub delivery_count_limit: i16,
+    /// `share.auto.offset.reset=earliest` (latest by default).
+    pub start_at_earliest: bool,
+    /// `group.share.session.timeout.ms` (45 s).
+    pub session_timeout: Duration,
+    /// `group.share.heartbeat.interval.ms` (5 s).
+    pub heartbeat_interval: Duration,
+    /// `group.share.partition.max.record.locks` (2,000): records in flight per partition.
+    pub max_record_locks: usize,
+}
+
+impl Default for ShareSettings {
+    fn default() -> Self {
+        ShareSettings {
+            lock_duration: Duration::from_secs(30),
+            delivery_count_limit: 5,
+            start_at_earliest: false,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(5),
+            max_record_locks: 2_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    topics: BTreeSet<String>,
+    epoch: i32,
+    previous_epoch: i32,
+    assigned: BTreeSet<Tp>,
+    last_seen: Instant,
+}
+
+/// One share group's membership.
+#[derive(Debug, Default)]
+pub(super) struct ShareGroup {
+    group_epoch: i32,
+    assignment_epoch: i32,
+    members: BTreeMap<String, Member>,
+    metadata: BTreeMap<String, i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Available { deliveries: i16 },
+    Acquired { deliveries: i16, deadline: Instant },
+    Acknowledged,
+    Archived,
+}
+
+/// Who holds an acquired record.
+type Holder = String;
+
+/// One partition's share state in one group.
+#[derive(Debug, Default)]
+pub(super) struct SharePartition {
+    /// The share-partition start offset; `None` until the first fetch sets it.
+    spso: Option<i64>,
+    /// Offsets at and above the SPSO that were handed out at least once.
+    records: BTreeMap<i64, (Record, Option<Holder>)>,
+}
+
+/// A read-only view of a share partition, for tests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SharePartitionInfo {
+    /// The share-partition start offset.
+    pub start_offset: i64,
+    /// Offsets archived (rejected, or at the delivery count limit).
+    pub archived: Vec<i64>,
+    /// Offsets acquired now, with their delivery counts.
+    pub acquired: Vec<(i64, i16)>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct ShareSession {
+    epoch: i32,
+    partitions: BTreeSet<Tp>,
+}
+
+/// Session key: broker, group, member.
+pub(super) type SessionKey = (i32, String, String);
+
+/// Every share group's state.
+#[derive(Debug, Default)]
+pub(super) struct Shares {
+    pub settings: ShareSettings,
+    groups: HashMap<String, ShareGroup>,
+    partitions: HashMap<(String, String, i32), SharePartition>,
+    sessions: HashMap<SessionKey, ShareSession>,
+}
+
+impl Shares {
+    pub(super) fn partition_info(
+        &self,
+        group: &str,
+        topic: &str,
+        p: i32,
+    ) -> Option<SharePartitionInfo> {
+        let sp = self
+            .partitions
+            .get(&(group.to_owned(), topic.to_owned(), p))?;
+        Some(SharePartitionInfo {
+            start_offset: sp.spso.unwrap_or(-1),
+            archived: sp
+                .records
+                .iter()
+                .filter(|(_, (r, _))| *r == Record::Archived)
+                .map(|(o, _)| *o)
+                .collect(),
+            acquired: sp
+                .records
+                .iter()
+                .filter_map(|(o, (r, _))| match r {
+                    Record::Acquired { deliveries, .. } => Some((*o, *deliveries)),
+                    _ => None,
+                })
+                .collect(),
+        })
+    }
+
+    /// The members of a share group and their partitions, for tests.
+    pub(super) fn members(&self, group: &str) -> Option<BTreeMap<String, Vec<Tp>>> {
+        let g = self.groups.get(group)?;
+        Some(
+            g.members
+                .iter()
+                .map(|(id, m)| (id.clone(), m.assigned.iter().cloned().collect()))
+                .collect(),
+        )
+    }
+
+    pub(super) fn has_group(&self, group: &str) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|g| !g.members.is_empty())
+    }
+}
+
+fn simple_assign(members: &[&String], partitions: &[Tp]) -> BTreeMap<String, BTreeSet<Tp>> {
+    let mut out: BTreeMap<String, BTreeSet<Tp>> = members
+        .iter()
+        .map(|m| ((*m).clone(), BTreeSet::new()))
+        .collect();
+    if members.is_empty() || partitions.is_empty() {
+        return out;
+    }
+    if members.len() <= partitions.len() {
+        for (i, tp) in partitions.iter().enumerate() {
+            out.get_mut(members[i % members.len()])
+                .expect("listed")
+                .insert(tp.clone());
+        }
+    } else {
+        for (j, m) in members.iter().enumerate() {
+            out.get_mut(*m)
+                .expect("listed")
+                .insert(partitions[j % partitions.len()].clone());
+        }
+    }
+    out
+}
+
+impl ShareGroup {
+    fn tick(&mut self, now: Instant, session: Duration) {
+        let before = self.members.len();
+        self.members
+            .retain(|_, m| now.duration_since(m.last_seen) <= session);
+        if self.members.len() != before {
+            self.group_epoch += 1;
+        }
+    }
+
+    /// Assigns every member, per subscription: each topic's partitions among its subscribers.
+    fn assign(&mut self, topics: &BTreeMap<String, i32>) {
+        let mut result: BTreeMap<String, BTreeSet<Tp>> = BTreeMap::new();
+        for (topic, &count) in topics {
+            let subscribers: Vec<&String> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.topics.contains(topic))
+                .map(|(id, _)| id)
+                .collect();
+            let partitions: Vec<Tp> = (0..count).map(|p| (topic.clone(), p)).collect();
+            for (id, tps) in simple_assign(&subscribers, &partitions) {
+                result.entry(id).or_default().extend(tps);
+            }
+        }
+        for (id, m) in self.members.iter_mut() {
+            m.assigned = result.remove(id).unwrap_or_default();
+            if m.epoch != self.group_epoch {
+                m.previous_epoch = m.epoch;
+                m.epoch = self.group_epoch;
+            }
+        }
+        self.assignment_epoch = self.group_epoch;
+    }
+}
+
+fn hb_error(code: i16, message: &str) -> ShareGroupHeartbeatResponse {
+    ShareGroupHeartbeatResponse::default()
+        .with_error_code(code)
+        .with_error_message(Some(StrBytes::from_string(message.to_owned())))
+}
+
+/// ShareGroupHeartbeat.
+pub(super) fn heartbeat(
+    state: &mut State,
+    request: &ShareGroupHeartbeatRequest,
+) -> ShareGroupHeartbeatResponse {
+    let now = Instant::now();
+    let group_id = request.group_id.0.to_string();
+    let epoch = request.member_epoch;
+    if group_id.is_empty() {
+        return hb_error(INVALID_REQUEST, "GroupId can't be empty.");
+    }
+    match epoch {
+        0 if request
+            .subscribed_topic_names
+            .as_ref()
+            .is_none_or(Vec::is_empty) =>
+        {
+            return hb_error(
+                INVALID_REQUEST,
+                "SubscribedTopicNames must be set in first request.",
+            )
+        }
+        0 => {}
+        e if (e > 0 || e == -1) && request.member_id.is_empty() => {
+            return hb_error(INVALID_REQUEST, "MemberId can't be empty.")
+        }
+        e if e > 0 || e == -1 => {}
+        _ => return hb_error(INVALID_REQUEST, "MemberEpoch is invalid."),
+    }
+    let other_kind = state
+        .groups
+        .get(&group_id)
+        .is_some_and(|g| !g.info().members.is_empty())
+        || state
+            .consumer_groups
+            .get(&group_id)
+            .is_some_and(|g| !g.is_empty());
+    if other_kind {
+        return hb_error(
+            GROUP_ID_NOT_FOUND,
+            &format!("Group {group_id} is not a share group."),
+        );
+    }
+    let topics: BTreeMap<String, i32> = state
+        .topics
+        .iter()
+        .map(|(n, logs)| (n.clone(), logs.len() as i32))
+        .collect();
+    let settings = state.shares.settings;
+    if epoch != 0 && !state.shares.groups.contains_key(&group_id) {
+        return hb_error(GROUP_ID_NOT_FOUND, &format!("Group {group_id} not found."));
+    }
+    let group = state.shares.groups.entry(group_id).or_default();
+    group.tick(now, settings.session_timeout);
+    let mut member_id = request.member_id.to_string();
+    if epoch == -1 {
+        if group.members.remove(&member_id).is_none() {
+            return hb_error(UNKNOWN_MEMBER_ID, "Unknown member.");
+        }
+        group.group_epoch += 1;
+        return ShareGroupHeartbeatResponse::default()
+            .with_member_id(Some(StrBytes::from_string(member_id)))
+            .with_member_epoch(-1);
+    }
+    if member_id.is_empty() {
+        member_id = uuid::Uuid::from_u128(fastrand::u128(..)).to_string();
+    }
+    let mut bump = false;
+    match group.members.get_mut(&member_id) {
+        None if epoch == 0 => {
+            group.members.insert(
+                member_id.clone(),
+                Member {
+                    topics: BTreeSet::new(),
+                    epoch: 0,
+                    previous_epoch: 0,
+                    assigned: BTreeSet::new(),
+                    last_seen: now,
+                },
+            );
+            bump = true;
+        }
+        None => return hb_error(UNKNOWN_MEMBER_ID, "Unknown member."),
+        Some(m) => {
+            if epoch > m.epoch || (epoch < m.epoch && epoch != m.previous_epoch && epoch != 0) {
+                return hb_error(FENCED_MEMBER_EPOCH, "The member epoch is fenced.");
+            }
+        }
+    }
+    let member = group.members.get_mut(&member_id).expect("present");
+    member.last_seen = now;
+    let before = member.assigned.clone();
+    if let Some(names) = &request.subscribed_topic_names {
+        let names: BTreeSet<String> = names.iter().map(|t| t.0.to_string()).collect();
+        if names != member.topics {
+            member.topics = names;
+            bump = true;
+        }
+    }
+    let subscribed: BTreeMap<String, i32> = topics
+        .into_iter()
+        .filter(|(t, _)| group.members.values().any(|m| m.topics.contains(t)))
+        .collect();
+    if subscribed != group.metadata {
+        group.metadata = subscribed;
+        bump = true;
+    }
+    if bump {
+        group.group_epoch += 1;
+    }
+    if group.group_epoch > group.assignment_epoch {
+        let metadata = group.metadata.clone();
+        group.assign(&metadata);
+    }
+    let member = &group.members[&member_id];
+    let mut response = ShareGroupHeartbeatResponse::default()
+        .with_member_id(Some(StrBytes::from_string(member_id.clone())))
+        .with_member_epoch(member.epoch)
+        .with_heartbeat_interval_ms(settings.heartbeat_interval.as_millis() as i32);
+    if epoch == 0 || member.assigned != before {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in &member.assigned {
+            by_topic.entry(t).or_default().push(*p);
+        }
+        let ids = &state.topic_ids;
+        response.assignment = Some(
+            Assignment::default().with_topic_partitions(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicPartitions::default()
+                            .with_topic_id(uuid::Uuid::from_u128(ids.get(t).copied().unwrap_or(0)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    response
+}
+
+/// Whether the stored batch holding `offset` is a control batch (attributes bit 5).
+fn control_offsets(batches: &[super::StoredBatch], from: i64, to: i64) -> BTreeSet<i64> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let next = b.next_offset();
+        if next <= from || b.base_offset >= to {
+            continue;
+        }
+        let attributes = i16::from_be_bytes([b.bytes[21], b.bytes[22]]);
+        if attributes & 0x20 != 0 {
+            out.extend(b.base_offset.max(from)..next.min(to));
+        }
+    }
+    out
+}
+
+impl SharePartition {
+    /// Expired locks release their records (or archive them at the delivery limit).
+    fn expire(&mut self, now: Instant, limit: i16) {
+        for (record, holder) in self.records.values_mut() {
+            if let Record::Acquired {
+                deliveries,
+                deadline,
+            } = *record
+            {
+                if now >= deadline {
+                    *record = release(deliveries, limit);
+                    *holder = None;
+                }
+            }
+        }
+    }
+
+    /// Moves the SPSO past records that are done with, and forgets them.
+    fn advance(&mut self) {
+        let Some(mut spso) = self.spso else { return };
+        while let Some((record, _)) = self.records.get(&spso) {
+            if !matches!(record, Record::Acknowledged | Record::Archived) {
+                break;
+            }
+            self.records.remove(&spso);
+            spso += 1;
+        }
+        self.spso = Some(spso);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.records
+            .values()
+            .filter(|(r, _)| matches!(r, Record::Acquired { .. }))
+            .count()
+    }
+}
+
+fn release(deliveries: i16, limit: i16) -> Record {
+    if deliveries >= limit {
+        Record::Archived
+    } else {
+        Record::Available { deliveries }
+    }
+}
+
+/// Applies one partition's acknowledgements from `member`; the partition's acknowledge
+/// error code.
+fn acknowledge(
+    sp: &mut SharePartition,
+    member: &str,
+    batches: &[(i64, i64, Vec<i8>)],
+    limit: i16,
+) -> i16 {
+    let mut code = 0;
+    for (first, last, types) in batches {
+        if first > last
+            || types.is_empty()
+            || (types.len() > 1 && types.len() as i64 != last - first + 1)
+        {
+            code = INVALID_REQUEST;
+            continue;
+        }
+        for (i, offset) in (*first..=*last).enumerate() {
+            let kind = if types.len() == 1 { types[0] } else { types[i] };
+            let Some((record, holder)) = sp.records.get_mut(&offset) else {
+                code = INVALID_RECORD_STATE;
+                continue;
+            };
+            let deliveries = match *record {
+                Record::Acquired { deliveries, .. } if holder.as_deref() == Some(member) => {
+                    deliveries
+                }
+                _ => {
+                    code = INVALID_RECORD_STATE;
+                    continue;
+                }
+            };
+            *record = match kind {
+                1 => Record::Acknowledged,
+                2 => release(deliveries, limit),
+                0 | 3 => Record::Archived,
+                _ => {
+                    code = INVALID_REQUEST;
+                    continue;
+                }
+            };
+            *holder = None;
+        }
+    }
+    sp.advance();
+    code
+}
+
+/// Acquires up to `max_records` for `member` from one partition; the batches that hold them
+/// and the acquired ranges.
+fn acquire(
+    sp: &mut SharePartition,
+    log: &super::PartitionLog,
+    member: &str,
+    max_records: &mut usize,
+    settings: &ShareSettings,
+    now: Instant,
+) -> (Bytes, Vec<AcquiredRecords>) {
+    let end = log.next_offset;
+    let spso = *sp.spso.get_or_insert(if settings.start_at_earliest {
+        log.batches.first().map_or(end, |b| b.base_offset)
+    } else {
+        end
+    });
+    sp.expire(now, settings.delivery_count_limit);
+    let controls = control_offsets(&log.batches, spso, end);
+    let mut acquired: Vec<(i64, i16)> = Vec::new();
+    let mut room = settings.max_record_locks.saturating_sub(sp.in_flight());
+    let mut offset = spso;
+    while offset < end && *max_records > 0 && room > 0 {
+        if controls.contains(&offset) {
+            sp.records.entry(offset).or_insert((Record::Archived, None));
+            offset += 1;
+            continue;
+        }
+        let entry = sp
+            .records
+            .entry(offset)
+            .or_insert((Record::Available { deliveries: 0 }, None));
+        if let Record::Available { deliveries } = entry.0 {
+            let deliveries = deliveries.saturating_add(1);
+            *entry = (
+                Record::Acquired {
+                    deliveries,
+                    deadline: now + settings.lock_duration,
+                },
+                Some(member.to_owned()),
+            );
+            acquired.push((offset, deliveries));
+            *max_records -= 1;
+            room -= 1;
+        }
+        offset += 1;
+    }
+    sp.advance();
+    let mut ranges: Vec<AcquiredRecords> = Vec::new();
+    for (o, d) in &acquired {
+        match ranges.last_mut() {
+            Some(r) if r.last_offset + 1 == *o && r.delivery_count == *d => r.last_offset = *o,
+            _ => ranges.push(
+                AcquiredRecords::default()
+                    .with_first_offset(*o)
+                    .with_last_offset(*o)
+                    .with_delivery_count(*d),
+            ),
+        }
+    }
+    let mut records = BytesMut::new();
+    for b in &log.batches {
+        let holds = ranges
+            .iter()
+            .any(|r| b.base_offset <= r.last_offset && b.next_offset() > r.first_offset);
+        if holds {
+            records.extend_from_slice(&b.bytes);
+        }
+    }
+    (records.freeze(), ranges)
+}
+
+/// What one ShareFetch or ShareAcknowledge request asks of one partition.
+pub(super) struct PartitionAsk {
+    pub topic_id: uuid::Uuid,
+    pub partition: i32,
+    pub acks: Vec<(i64, i64, Vec<i8>)>,
+}
+
+/// Opens, checks or closes the member's share session on this broker (`Err`: a top-level
+/// error code).
+pub(super) fn session(
+    state: &mut State,
+    broker: i32,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    opening_allowed: bool,
+) -> Result<(), i16> {
+    let key = (broker, group.to_owned(), member.to_owned());
+    match epoch {
+        0 if opening_allowed => {
+            // A new session replaces the member's old one, releasing what it held there.
+            if state.shares.sessions.contains_key(&key) {
+                close(state, &key);
+            }
+            state.shares.sessions.insert(key, ShareSession::default());
+            Ok(())
+        }
+        0 => Err(INVALID_SHARE_SESSION_EPOCH),
+        -1 => {
+            if state.shares.sessions.contains_key(&key) {
+                Ok(())
+            } else {
+                Err(SHARE_SESSION_NOT_FOUND)
+            }
+        }
+        e => match state.shares.sessions.get_mut(&key) {
+            None => Err(SHARE_SESSION_NOT_FOUND),
+            Some(s) if s.epoch + 1 != e => Err(INVALID_SHARE_SESSION_EPOCH),
+            Some(s) => {
+                s.epoch = e;
+                Ok(())
+            }
+        },
+    }
+}
+
+/// Closes a session: what its member acquired in its partitions is released.
+pub(super) fn close(state: &mut State, key: &SessionKey) {
+    let Some(session) = state.shares.sessions.remove(key) else {
+        return;
+    };
+    let limit = state.shares.settings.delivery_count_limit;
+    for (topic, p) in session.partitions {
+        if let Some(sp) = state.shares.partitions.get_mut(&(key.1.clone(), topic, p)) {
+            for (record, holder) in sp.records.values_mut() {
+                if let Record::Acquired { deliveries, .. } = *record {
+                    if holder.as_deref() == Some(key.2.as_str()) {
+                        *record = release(deliveries, limit);
+                        *holder = None;
+                    }
+                }
+            }
+            sp.advance();
+        }
+    }
+}
+
+/// The acknowledgements (and, for a fetch, the acquisitions) of one request on this broker.
+/// Returns the per-topic answers and whether any record was acquired.
+pub(super) fn serve(
+    state: &mut State,
+    broker: i32,
+    group: &str,
+    member: &str,
+    asks: &[PartitionAsk],
+    fetch: Option<usize>,
+) -> (Vec<ShareFetchableTopicResponse>, bool) {
+    let now = Instant::now();
+    let settings = state.shares.settings;
+    let mut budget = fetch.unwrap_or(0);
+    let key = (broker, group.to_owned(), member.to_owned());
+    let mut by_topic: BTreeMap<uuid::Uuid, Vec<PartitionData>> = BTreeMap::new();
+    let mut any = false;
+    for ask in asks {
+        let answer = PartitionData::default().with_partition_index(ask.partition);
+        let Some(topic) = state.topic_by_id(ask.topic_id.as_u128()).map(str::to_owned) else {
+            by_topic
+                .entry(ask.topic_id)
+                .or_default()
+                .push(answer.with_error_code(UNKNOWN_TOPIC_ID));
+            continue;
+        };
+        let Some(log) = state
+            .topics
+            .get(&topic)
+            .and_then(|l| l.get(ask.partition as usize))
+        else {
+            by_topic
+                .entry(ask.topic_id)
+                .or_default()
+                .push(answer.with_error_code(UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        if log.leader != broker {
+            let leader =
+                kafka_protocol::messages::share_fetch_response::LeaderIdAndEpoch::default()
+                    .with_leader_id(log.leader)
+                    .with_leader_epoch(log.leader_epoch);
+            by_topic.entry(ask.topic_id).or_default().push(
+                answer
+                    .with_error_code(NOT_LEADER_OR_FOLLOWER)
+                    .with_current_leader(leader),
+            );
+            continue;
+        }
+        if let Some(s) = state.shares.sessions.get_mut(&key) {
+            s.partitions.insert((topic.clone(), ask.partition));
+        }
+        let sp = state
+            .shares
+            .partitions
+            .entry((group.to_owned(), topic.clone(), ask.partition))
+            .or_default();
+        sp.expire(now, settings.delivery_count_limit);
+        let ack_code = acknowledge(sp, member, &ask.acks, settings.delivery_count_limit);
+        let mut answer = answer.with_acknowledge_error_code(ack_code);
+        if fetch.is_some() {
+            let (records, ranges) = acquire(sp, log, member, &mut budget, &settings, now);
+            any |= !ranges.is_empty();
+            answer.records = Some(records);
+            answer.acquired_records = ranges;
+        }
+        by_topic.entry(ask.topic_id).or_default().push(answer);
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(id, partitions)| {
+            ShareFetchableTopicResponse::default()
+                .with_topic_id(id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    (topics, any)
+}
+
+/// Whether a fetch would acquire anything now (for a long poll), without acquiring.
+pub(super) fn available(state: &State, group: &str, asks: &[PartitionAsk]) -> bool {
+    let now = Instant::now();
+    asks.iter().any(|ask| {
+        let Some(topic) = state.topic_by_id(ask.topic_id.as_u128()) else {
+            return false;
+        };
+        let Some(log) = state
+            .topics
+            .get(topic)
+            .and_then(|l| l.get(ask.partition as usize))
+        else {
+            return false;
+        };
+        let key = (group.to_owned(), topic.to_owned(), ask.partition);
+        match state.shares.partitions.get(&key) {
+            None => state.shares.settings.start_at_earliest && log.next_offset > 0,
+            Some(sp) => {
+                let tracked_end = sp
+                    .records
+                    .keys()
+                    .next_back()
+                    .map_or(sp.spso.unwrap_or(0), |o| o + 1);
+                log.next_offset > tracked_end
+                    || sp.records.values().any(|(r, _)| match r {
+                        Record::Available { .. } => true,
+                        Record::Acquired { deadline, .. } => now >= *deadline,
+                        _ => false,
+                    })
+            }
+        }
+    })
+}
+
+fn fetch_error(code: i16) -> ShareFetchResponse {
+    ShareFetchResponse::default().with_error_code(code)
+}
+
+/// The request's partitions (with their acknowledgements) joined to the session's: a share
+/// fetch reads every partition of its session, the ones it names being added to it and the
+/// forgotten ones removed.
+fn session_asks(
+    state: &mut State,
+    key: &SessionKey,
+    request: &ShareFetchRequest,
+) -> Vec<PartitionAsk> {
+    let mut asks: Vec<PartitionAsk> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| PartitionAsk {
+                topic_id: t.topic_id,
+                partition: p.partition_index,
+                acks: p
+                    .acknowledgement_batches
+                    .iter()
+                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                    .collect(),
+            })
+        })
+        .collect();
+    let forgotten: BTreeSet<Tp> = request
+        .forgotten_topics_data
+        .iter()
+        .filter_map(|t| {
+            Some((
+                state.topic_by_id(t.topic_id.as_u128())?.to_owned(),
+                &t.partitions,
+            ))
+        })
+        .flat_map(|(name, ps)| ps.iter().map(move |p| (name.clone(), *p)))
+        .collect();
+    let listed: BTreeSet<Tp> = asks
+        .iter()
+        .filter_map(|a| {
+            Some((
+                state.topic_by_id(a.topic_id.as_u128())?.to_owned(),
+                a.partition,
+            ))
+        })
+        .collect();
+    let ids = state.topic_ids.clone();
+    if let Some(session) = state.shares.sessions.get_mut(key) {
+        for tp in &forgotten {
+            session.partitions.remove(tp);
+        }
+        for (topic, p) in &session.partitions {
+            if listed.contains(&(topic.clone(), *p)) {
+                continue;
+            }
+            if let Some(id) = ids.get(topic) {
+                asks.push(PartitionAsk {
+                    topic_id: uuid::Uuid::from_u128(*id),
+                    partition: *p,
+                    acks: Vec::new(),
+                });
+            }
+        }
+    }
+    asks
+}
+
+/// ShareFetch: acknowledgements first, then records acquired for the member; a long poll
+/// ([`super::handlers::Poll`]) while none are available, up to `max_wait_ms`.
+pub(super) fn fetch(
+    state: &mut State,
+    broker: i32,
+    request: ShareFetchRequest,
+    error: Option<i16>,
+) -> Result<ShareFetchResponse, super::handlers::Poll> {
+    if let Some(code) = error {
+        return Ok(fetch_error(code));
+    }
+    let group = request
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
+    let member = request
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    if group.is_empty() || member.is_empty() {
+        return Ok(fetch_error(INVALID_REQUEST));
+    }
+    let epoch = request.share_session_epoch;
+    if let Err(code) = session(state, broker, &group, &member, epoch, true) {
+        return Ok(fetch_error(code));
+    }
+    let key: SessionKey = (broker, group.clone(), member.clone());
+    let asks = session_asks(state, &key, &request);
+    let lock_ms = state.shares.settings.lock_duration.as_millis() as i32;
+    let respond = move |topics| {
+        ShareFetchResponse::default()
+            .with_acquisition_lock_timeout_ms(lock_ms)
+            .with_responses(topics)
+    };
+    if epoch == -1 {
+        // The last acknowledgements, then the session closes: nothing is fetched.
+        let (topics, _) = serve(state, broker, &group, &member, &asks, None);
+        close(state, &key);
+        return Ok(respond(topics));
+    }
+    let max_records = request.max_records.max(1) as usize;
+    let (topics, any) = serve(state, broker, &group, &member, &asks, Some(max_records));
+    if any || request.max_wait_ms <= 0 {
+        return Ok(respond(topics));
+    }
+    // Long poll. The acknowledgements are done; their outcomes go in the final answer.
+    let acked: BTreeMap<(uuid::Uuid, i32), i16> = topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| ((t.topic_id, p.partition_index), p.acknowledge_error_code))
+        })
+        .collect();
+    let asks: Vec<PartitionAsk> = asks
+        .into_iter()
+        .map(|a| PartitionAsk {
+            acks: Vec::new(),
+            ..a
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms as u64);
+    Err(Box::new(move |state: &mut State| {
+        if !available(state, &group, &asks) && Instant::now() < deadline {
+            return None;
+        }
+        if !state.shares.sessions.contains_key(&key) {
+            return Some(super::handlers::Ready::ShareFetch(fetch_error(
+                SHARE_SESSION_NOT_FOUND,
+            )));
+        }
+        let (mut topics, _) = serve(state, broker, &group, &member, &asks, Some(max_records));
+        for t in &mut topics {
+            for p in &mut t.partitions {
+                if let Some(code) = acked.get(&(t.topic_id, p.partition_index)) {
+                    p.acknowledge_error_code = *code;
+                }
+            }
+        }
+        Some(super::handlers::Ready::ShareFetch(respond(topics)))
+    }))
+}
+
+/// ShareAcknowledge: acknowledgements in an open session (-1 closes it after them).
+pub(super) fn acknowledge_request(
+    state: &mut State,
+    broker: i32,
+    request: &ShareAcknowledgeRequest,
+    error: Option<i16>,
+) -> ShareAcknowledgeResponse {
+    use kafka_protocol::messages::share_acknowledge_response::{
+        PartitionData as AckData, ShareAcknowledgeTopicResponse,
+    };
+    let top = |code| ShareAcknowledgeResponse::default().with_error_code(code);
+    if let Some(code) = error {
+        return top(code);
+    }
+    let group = request
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
+    let member = request
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let epoch = request.share_session_epoch;
+    if let Err(code) = session(state, broker, &group, &member, epoch, false) {
+        return top(code);
+    }
+    let asks: Vec<PartitionAsk> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| PartitionAsk {
+                topic_id: t.topic_id,
+                partition: p.partition_index,
+                acks: p
+                    .acknowledgement_batches
+                    .iter()
+                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                    .collect(),
+            })
+        })
+        .collect();
+    let (topics, _) = serve(state, broker, &group, &member, &asks, None);
+    if epoch == -1 {
+        close(state, &(broker, group, member));
+    }
+    top(0).with_responses(
+        topics
+            .into_iter()
+            .map(|t| {
+                ShareAcknowledgeTopicResponse::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                let code = if p.error_code != 0 {
+                                    p.error_code
+                                } else {
+                                    p.acknowledge_error_code
+                                };
+                                AckData::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
