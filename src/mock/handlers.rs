@@ -18,7 +18,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{consumer_group, fetch, group, lock, share, txn, State};
+use super::{consumer_group, fetch, group, lock, share, share_fetch, txn, State};
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
     NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
@@ -295,14 +295,14 @@ pub(super) fn handle(
         }
         ApiKey::ShareFetch => {
             let request = decode!(ShareFetchRequest);
-            match share::fetch(&mut lock(state), broker, request, error) {
+            match share_fetch::fetch(&mut lock(state), broker, request, error) {
                 Ok(response) => response.encode(out, version),
                 Err(poll) => return Ok(Reply::Wait { poll, version }),
             }
         }
         ApiKey::ShareAcknowledge => {
             let request = decode!(ShareAcknowledgeRequest);
-            share::acknowledge_request(&mut lock(state), broker, &request, error)
+            share_fetch::acknowledge_request(&mut lock(state), broker, &request, error)
                 .encode(out, version)
         }
         ApiKey::ConsumerGroupHeartbeat => {

@@ -42,6 +42,7 @@ mod handlers;
 mod log;
 mod server_assignor;
 mod share;
+mod share_fetch;
 mod txn;
 
 pub use consumer_group::{ConsumerGroupInfo, ConsumerMemberInfo};
