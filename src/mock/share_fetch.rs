@@ -91,18 +91,23 @@ fn acknowledge(
 ) -> i16 {
     let mut code = 0;
     for (first, last, types) in batches {
-        if first > last
-            || types.is_empty()
-            || (types.len() > 1 && types.len() as i64 != last - first + 1)
-        {
+        // i128: a hostile range (i64::MIN..=i64::MAX) must not overflow.
+        let span = i128::from(*last) - i128::from(*first) + 1;
+        if span <= 0 || types.is_empty() || (types.len() > 1 && types.len() as i128 != span) {
             code = INVALID_REQUEST;
             continue;
         }
-        for (i, offset) in (*first..=*last).enumerate() {
-            let kind = if types.len() == 1 { types[0] } else { types[i] };
-            let Some((record, holder)) = sp.records.get_mut(&offset) else {
-                code = INVALID_RECORD_STATE;
-                continue;
+        // Only tracked offsets can be held: walking the tracked ones bounds the work by what
+        // the partition holds, whatever range is claimed.
+        let tracked = sp.records.range((*first)..=(*last)).count() as i128;
+        if tracked != span {
+            code = INVALID_RECORD_STATE;
+        }
+        for (offset, (record, holder)) in sp.records.range_mut((*first)..=(*last)) {
+            let kind = if types.len() == 1 {
+                types[0]
+            } else {
+                types[(offset - first) as usize]
             };
             let deliveries = match *record {
                 Record::Acquired { deliveries, .. } if holder.as_deref() == Some(member) => {
@@ -237,7 +242,7 @@ pub(super) fn session(
         }
         e => match state.shares.sessions.get_mut(&key) {
             None => Err(SHARE_SESSION_NOT_FOUND),
-            Some(s) if s.epoch + 1 != e => Err(INVALID_SHARE_SESSION_EPOCH),
+            Some(s) if s.epoch.wrapping_add(1) != e => Err(INVALID_SHARE_SESSION_EPOCH),
             Some(s) => {
                 s.epoch = e;
                 Ok(())

@@ -151,3 +151,13 @@ fn share_sessions_check_epochs_and_closing_releases() {
         "released when a's session closed"
     );
 }
+
+#[test]
+fn a_lying_acknowledgement_range_costs_what_the_partition_holds() {
+    let mut state = state(2, settings());
+    fetch_as(&mut state, "a", 2, vec![]);
+    let (_, code) = fetch_as(&mut state, "a", 0, vec![(i64::MIN, i64::MAX, vec![1])]);
+    assert_eq!(code, INVALID_RECORD_STATE, "most of the range is not held");
+    let (_, code) = fetch_as(&mut state, "a", 0, vec![(5, 1, vec![1])]);
+    assert_eq!(code, INVALID_REQUEST);
+}

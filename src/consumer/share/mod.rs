@@ -428,12 +428,14 @@ impl ShareConsumer {
                     }
                     continue;
                 }
-                let acquired: Vec<(i64, i64, i16)> = p
+                let mut acquired: Vec<(i64, i64, i16)> = p
                     .acquired_records
                     .iter()
                     .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
                     .filter(|(f, l, _)| f <= l)
                     .collect();
+                // Looked up by binary search: in order, whatever order the broker sent.
+                acquired.sort_unstable();
                 if acquired.is_empty() {
                     continue;
                 }
