@@ -357,6 +357,11 @@ async fn records_of_a_crashed_consumer_are_redelivered_after_the_lock() {
     for k in &wanted {
         assert_eq!(seen[k], vec![2], "{k:?}: the second delivery");
     }
+    assert_eq!(
+        consumer.acquisition_lock_timeout(),
+        Some(Duration::from_secs(2)),
+        "the group's lock duration, as the broker reports it"
+    );
     assert!(
         killed_at.elapsed() >= Duration::from_millis(1500),
         "not before the lock expired"

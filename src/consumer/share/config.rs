@@ -10,7 +10,7 @@ pub enum AcknowledgementMode {
     /// Every record handed out is accepted at the next `next`, `commit` or `close`.
     #[default]
     Implicit,
-    /// The application acknowledges each record with [`ShareConsumer::acknowledge`].
+    /// The application acknowledges each record with [`ShareConsumer::acknowledge`](super::ShareConsumer::acknowledge).
     Explicit,
 }
 

@@ -87,6 +87,8 @@ pub struct ShareConsumer {
     ready: VecDeque<ShareBatch>,
     /// Acknowledgements the brokers refused (for example a lock that had expired).
     refused: Vec<(Tp, KafkaCode)>,
+    /// The acquisition lock duration the brokers last reported.
+    lock_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ShareConsumer {
@@ -120,6 +122,7 @@ impl ShareConsumer {
             delivered: BTreeMap::new(),
             ready: VecDeque::new(),
             refused: Vec::new(),
+            lock_timeout: None,
         })
     }
 
@@ -148,6 +151,13 @@ impl ShareConsumer {
             Some(Membership::Assigned(tps)) => tps.into_iter().collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// How long records stay acquired for this consumer (the group's
+    /// `group.share.record.lock.duration.ms`), as the brokers last reported it: acknowledge
+    /// within it, or the records go to another member.
+    pub fn acquisition_lock_timeout(&self) -> Option<Duration> {
+        self.lock_timeout
     }
 
     /// Acknowledgements the brokers refused since the last call (a record whose lock had
@@ -389,7 +399,13 @@ impl ShareConsumer {
         acks: &BTreeMap<Tp, BTreeMap<i64, AcknowledgeType>>,
     ) -> Result<(), Error> {
         match response.error_code {
-            0 => {}
+            0 => {
+                if response.acquisition_lock_timeout_ms > 0 {
+                    self.lock_timeout = Some(Duration::from_millis(
+                        response.acquisition_lock_timeout_ms as u64,
+                    ));
+                }
+            }
             SHARE_SESSION_NOT_FOUND | INVALID_SHARE_SESSION_EPOCH => {
                 // Acknowledgements sent in a refused session are lost with it: the records
                 // come back after their locks (at-least-once).
