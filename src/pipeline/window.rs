@@ -1,0 +1,434 @@
+//! Event-time windows over batches, without I/O: tumbling, hopping and session windows per
+//! key, with count, sum, min and max, emitted once the watermark closes them (or at the end of
+//! bounded input, as Flink does).
+//!
+//! The rules, decided per record in input order so the results do not depend on how records
+//! are split into batches:
+//! - The **watermark** of a partition is the largest event time it has seen minus the allowed
+//!   lateness (Kafka Streams' stream time less the grace period). Each input partition keeps its
+//!   own: records of one key always come from one partition, so its windows depend on nothing
+//!   else (an idle partition holds nobody back).
+//! - A record goes to every window that contains its event time (`[start, end)`; one for
+//!   tumbling, `size / advance` for hopping) whose end is still above the watermark as it was
+//!   before the record. A record none of whose windows is open is **late**: counted and
+//!   dropped.
+//! - **Sessions**: a record joins (and merges) the key's open sessions it is within `gap` of
+//!   (`start - gap < t < last + gap`); a session covers `[start, last + gap)`. A record whose
+//!   merged session would end at or below the watermark is late.
+//! - After each batch every window or session whose end is at or below the watermark is
+//!   emitted, final, and forgotten. [`WindowedAggregator::finish`] emits what is still open.
+//!
+//! Tumbling and hopping windows aggregate a batch first (grouped by key and window, in a small
+//! map), then merge the partial results into the state: one state update per key and window
+//! per batch, not per record.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// The kind of window, sizes in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSpec {
+    /// Fixed windows of `size`, back to back: `[k·size, (k+1)·size)`.
+    Tumbling {
+        /// Window length.
+        size: i64,
+    },
+    /// Windows of `size` starting every `advance` (overlapping when `advance < size`).
+    Hopping {
+        /// Window length.
+        size: i64,
+        /// Distance between window starts.
+        advance: i64,
+    },
+    /// Per key, records closer than `gap` to each other.
+    Session {
+        /// The inactivity gap that ends a session.
+        gap: i64,
+    },
+}
+
+impl WindowSpec {
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            WindowSpec::Tumbling { size } if size > 0 => Ok(()),
+            WindowSpec::Hopping { size, advance } if size > 0 && advance > 0 && advance <= size => {
+                Ok(())
+            }
+            WindowSpec::Session { gap } if gap > 0 => Ok(()),
+            _ => Err(format!(
+                "{self:?}: sizes must be positive, and advance at most size"
+            )),
+        }
+    }
+}
+
+/// What a window computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// Records in the window.
+    Count,
+    /// Sum of the values.
+    Sum,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+}
+
+impl Aggregate {
+    fn init(self, v: f64) -> f64 {
+        match self {
+            Aggregate::Count => 1.0,
+            _ => v,
+        }
+    }
+
+    fn merge(self, a: f64, b: f64) -> f64 {
+        match self {
+            Aggregate::Count | Aggregate::Sum => a + b,
+            Aggregate::Min => a.min(b),
+            Aggregate::Max => a.max(b),
+        }
+    }
+}
+
+/// A window's final result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult {
+    /// The grouping key.
+    pub key: Vec<u8>,
+    /// Window start (epoch milliseconds, inclusive).
+    pub start: i64,
+    /// Window end (epoch milliseconds, exclusive).
+    pub end: i64,
+    /// The aggregate.
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    start: i64,
+    last: i64,
+    value: f64,
+}
+
+/// One input partition's windows.
+#[derive(Debug)]
+pub struct WindowedAggregator {
+    spec: WindowSpec,
+    aggregate: Aggregate,
+    lateness: i64,
+    max_time: Option<i64>,
+    /// Tumbling and hopping: (end, key, start) → value; ordered by end for closing.
+    windows: BTreeMap<(i64, Vec<u8>, i64), f64>,
+    /// Sessions: per key, open sessions ordered by start.
+    sessions: HashMap<Vec<u8>, Vec<Session>>,
+    late: u64,
+}
+
+impl WindowedAggregator {
+    /// Windows of `spec` computing `aggregate`, with `lateness` (ms) of allowed disorder.
+    pub fn new(spec: WindowSpec, aggregate: Aggregate, lateness: i64) -> Self {
+        WindowedAggregator {
+            spec,
+            aggregate,
+            lateness: lateness.max(0),
+            max_time: None,
+            windows: BTreeMap::new(),
+            sessions: HashMap::new(),
+            late: 0,
+        }
+    }
+
+    /// The watermark: windows ending at or below it are closed (`i64::MIN` before any record).
+    pub fn watermark(&self) -> i64 {
+        self.max_time
+            .map_or(i64::MIN, |t| t.saturating_sub(self.lateness))
+    }
+
+    /// Records dropped as late so far.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Windows (or sessions) open now.
+    pub fn open(&self) -> usize {
+        self.windows.len() + self.sessions.values().map(Vec::len).sum::<usize>()
+    }
+
+    fn observe(&mut self, time: i64) {
+        self.max_time = Some(self.max_time.map_or(time, |m| m.max(time)));
+    }
+
+    /// Takes one batch of `(key, event time, value)` (the value is ignored by count) and
+    /// returns the windows it closed.
+    pub fn push<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a [u8], i64, f64)>,
+    ) -> Vec<WindowResult> {
+        match self.spec {
+            WindowSpec::Session { gap } => {
+                for (key, time, value) in records {
+                    self.session_record(key, time, value, gap);
+                }
+            }
+            WindowSpec::Tumbling { size } => self.fixed(records, size, size),
+            WindowSpec::Hopping { size, advance } => self.fixed(records, size, advance),
+        }
+        self.close(false)
+    }
+
+    /// Every window still open, as at the end of bounded input.
+    pub fn finish(&mut self) -> Vec<WindowResult> {
+        self.close(true)
+    }
+
+    fn fixed<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a [u8], i64, f64)>,
+        size: i64,
+        advance: i64,
+    ) {
+        // The batch's partial aggregates first, by (key, start).
+        let mut partial: HashMap<(&'a [u8], i64), f64> = HashMap::new();
+        let agg = self.aggregate;
+        for (key, time, value) in records {
+            let watermark = self.watermark();
+            let mut any = false;
+            // The starts k·advance with start <= time < start + size.
+            let last_start = time.div_euclid(advance) * advance;
+            let mut start = last_start;
+            while start > time.saturating_sub(size) {
+                let end = start.saturating_add(size);
+                if end > watermark {
+                    any = true;
+                    let v = agg.init(value);
+                    partial
+                        .entry((key, start))
+                        .and_modify(|a| *a = agg.merge(*a, v))
+                        .or_insert(v);
+                }
+                match start.checked_sub(advance) {
+                    Some(s) => start = s,
+                    None => break,
+                }
+            }
+            if !any {
+                self.late += 1;
+            }
+            self.observe(time);
+        }
+        for ((key, start), v) in partial {
+            let end = start.saturating_add(size);
+            self.windows
+                .entry((end, key.to_vec(), start))
+                .and_modify(|a| *a = agg.merge(*a, v))
+                .or_insert(v);
+        }
+    }
+
+    fn session_record(&mut self, key: &[u8], time: i64, value: f64, gap: i64) {
+        let watermark = self.watermark();
+        let agg = self.aggregate;
+        let open = self.sessions.entry(key.to_vec()).or_default();
+        // Sessions the watermark already closed (emitted at the end of this batch) take
+        // nothing more.
+        let joins = |s: &Session| {
+            let end = s.last.saturating_add(gap);
+            end > watermark && time > s.start.saturating_sub(gap) && time < end
+        };
+        let mut merged = Session {
+            start: time,
+            last: time,
+            value: agg.init(value),
+        };
+        for s in open.iter().filter(|s| joins(s)) {
+            merged.start = merged.start.min(s.start);
+            merged.last = merged.last.max(s.last);
+            merged.value = agg.merge(s.value, merged.value);
+        }
+        if merged.last.saturating_add(gap) <= watermark {
+            self.late += 1;
+        } else {
+            open.retain(|s| !joins(s));
+            let at = open.partition_point(|s| s.start < merged.start);
+            open.insert(at, merged);
+        }
+        self.observe(time);
+    }
+
+    fn close(&mut self, all: bool) -> Vec<WindowResult> {
+        let watermark = if all { i64::MAX } else { self.watermark() };
+        let mut out = Vec::new();
+        while let Some(entry) = self.windows.first_entry() {
+            let (end, _, _) = *entry.key();
+            if end > watermark && !all {
+                break;
+            }
+            let ((end, key, start), value) = entry.remove_entry();
+            out.push(WindowResult {
+                key,
+                start,
+                end,
+                value,
+            });
+        }
+        if let WindowSpec::Session { gap } = self.spec {
+            self.sessions.retain(|key, open| {
+                open.retain(|s| {
+                    let end = s.last.saturating_add(gap);
+                    if all || end <= watermark {
+                        out.push(WindowResult {
+                            key: key.clone(),
+                            start: s.start,
+                            end,
+                            value: s.value,
+                        });
+                        false
+                    } else {
+                        true
+                    }
+                });
+                !open.is_empty()
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        spec: WindowSpec,
+        agg: Aggregate,
+        lateness: i64,
+        batches: &[&[(&str, i64, f64)]],
+    ) -> (Vec<(String, i64, i64, f64)>, u64) {
+        let mut w = WindowedAggregator::new(spec, agg, lateness);
+        let mut out = Vec::new();
+        for batch in batches {
+            out.extend(w.push(batch.iter().map(|(k, t, v)| (k.as_bytes(), *t, *v))));
+        }
+        out.extend(w.finish());
+        let mut out: Vec<_> = out
+            .into_iter()
+            .map(|r| (String::from_utf8(r.key).unwrap(), r.start, r.end, r.value))
+            .collect();
+        out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (out, w.late())
+    }
+
+    #[test]
+    fn tumbling_counts_with_disorder_and_a_late_record() {
+        let input: &[(&str, i64, f64)] = &[
+            ("a", 1_000, 1.0),
+            ("a", 12_000, 1.0),
+            ("a", 9_000, 1.0), // out of order, within the lateness
+            ("b", 25_000, 1.0),
+            ("a", 2_000, 1.0), // late: [0, 10 s) closed once the watermark reached 15 s
+        ];
+        let (out, late) = run(
+            WindowSpec::Tumbling { size: 10_000 },
+            Aggregate::Count,
+            10_000,
+            &[input],
+        );
+        assert_eq!(
+            out,
+            vec![
+                ("a".into(), 0, 10_000, 2.0),
+                ("a".into(), 10_000, 20_000, 1.0),
+                ("b".into(), 20_000, 30_000, 1.0),
+            ]
+        );
+        assert_eq!(late, 1);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_batch_boundaries() {
+        let input: Vec<(&str, i64, f64)> = (0..200)
+            .map(|i| {
+                (
+                    ["x", "y", "z"][i % 3],
+                    ((i * 7919) % 1000) as i64 * 10 + i as i64 * 5,
+                    (i % 5) as f64,
+                )
+            })
+            .collect();
+        for spec in [
+            WindowSpec::Tumbling { size: 300 },
+            WindowSpec::Hopping {
+                size: 300,
+                advance: 100,
+            },
+            WindowSpec::Session { gap: 40 },
+        ] {
+            for agg in [
+                Aggregate::Count,
+                Aggregate::Sum,
+                Aggregate::Min,
+                Aggregate::Max,
+            ] {
+                let whole = run(spec, agg, 500, &[&input]);
+                let pieces: Vec<&[(&str, i64, f64)]> = input.chunks(7).collect();
+                assert_eq!(run(spec, agg, 500, &pieces), whole, "{spec:?} {agg:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hopping_windows_hold_a_record_in_each_window_that_covers_it() {
+        let (out, _) = run(
+            WindowSpec::Hopping {
+                size: 30,
+                advance: 10,
+            },
+            Aggregate::Sum,
+            0,
+            &[&[("k", 25, 2.0)]],
+        );
+        assert_eq!(
+            out,
+            vec![
+                ("k".into(), 0, 30, 2.0),
+                ("k".into(), 10, 40, 2.0),
+                ("k".into(), 20, 50, 2.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_merge_when_a_record_bridges_them() {
+        let input: &[(&str, i64, f64)] = &[("k", 0, 1.0), ("k", 100, 2.0), ("k", 50, 3.0)];
+        let (out, late) = run(
+            WindowSpec::Session { gap: 60 },
+            Aggregate::Sum,
+            1_000,
+            &[input],
+        );
+        assert_eq!(out, vec![("k".into(), 0, 160, 6.0)]);
+        assert_eq!(late, 0);
+        // Without the bridge they stay apart.
+        let (out, _) = run(
+            WindowSpec::Session { gap: 60 },
+            Aggregate::Max,
+            1_000,
+            &[&input[..2]],
+        );
+        assert_eq!(
+            out,
+            vec![("k".into(), 0, 60, 1.0), ("k".into(), 100, 160, 2.0)]
+        );
+    }
+
+    #[test]
+    fn closed_windows_are_emitted_as_the_watermark_passes() {
+        let mut w = WindowedAggregator::new(WindowSpec::Tumbling { size: 10 }, Aggregate::Count, 0);
+        assert!(w.push([(&b"k"[..], 5, 0.0)]).is_empty());
+        let closed = w.push([(&b"k"[..], 10, 0.0)]);
+        assert_eq!(closed.len(), 1, "[0, 10) closed at watermark 10");
+        assert_eq!(w.open(), 1);
+    }
+}
