@@ -72,6 +72,7 @@ mod driver;
 pub mod kernels;
 pub mod ops;
 mod run;
+pub mod state;
 pub mod window;
 
 pub use batch::{Batch, Column, ColumnBuilder, Selected};
