@@ -69,6 +69,7 @@
 
 mod batch;
 mod driver;
+pub mod event_time;
 pub mod kernels;
 pub mod ops;
 mod run;
