@@ -22,7 +22,7 @@
 //! map), then merge the partial results into the state: one state update per key and window
 //! per batch, not per record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The kind of window, sizes in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +119,11 @@ pub struct WindowedAggregator {
     aggregate: Aggregate,
     lateness: i64,
     max_time: Option<i64>,
-    /// Tumbling and hopping: (end, key, start) → value; ordered by end for closing.
-    windows: BTreeMap<(i64, Vec<u8>, i64), f64>,
+    /// Tumbling and hopping: per key, window start → value (found by `&[u8]`, so merging into
+    /// an existing window allocates nothing).
+    windows: HashMap<Vec<u8>, BTreeMap<i64, f64>>,
+    /// The open windows by end, for closing: (end, key, start), one entry per window.
+    ends: BTreeSet<(i64, Vec<u8>, i64)>,
     /// Sessions: per key, open sessions ordered by start.
     sessions: HashMap<Vec<u8>, Vec<Session>>,
     late: u64,
@@ -134,7 +137,8 @@ impl WindowedAggregator {
             aggregate,
             lateness: lateness.max(0),
             max_time: None,
-            windows: BTreeMap::new(),
+            windows: HashMap::new(),
+            ends: BTreeSet::new(),
             sessions: HashMap::new(),
             late: 0,
         }
@@ -153,7 +157,7 @@ impl WindowedAggregator {
 
     /// Windows (or sessions) open now.
     pub fn open(&self) -> usize {
-        self.windows.len() + self.sessions.values().map(Vec::len).sum::<usize>()
+        self.ends.len() + self.sessions.values().map(Vec::len).sum::<usize>()
     }
 
     fn observe(&mut self, time: i64) {
@@ -219,11 +223,16 @@ impl WindowedAggregator {
             self.observe(time);
         }
         for ((key, start), v) in partial {
+            if let Some(value) = self.windows.get_mut(key).and_then(|w| w.get_mut(&start)) {
+                *value = agg.merge(*value, v);
+                continue;
+            }
             let end = start.saturating_add(size);
             self.windows
-                .entry((end, key.to_vec(), start))
-                .and_modify(|a| *a = agg.merge(*a, v))
-                .or_insert(v);
+                .entry(key.to_vec())
+                .or_default()
+                .insert(start, v);
+            self.ends.insert((end, key.to_vec(), start));
         }
     }
 
@@ -260,12 +269,20 @@ impl WindowedAggregator {
     fn close(&mut self, all: bool) -> Vec<WindowResult> {
         let watermark = if all { i64::MAX } else { self.watermark() };
         let mut out = Vec::new();
-        while let Some(entry) = self.windows.first_entry() {
-            let (end, _, _) = *entry.key();
-            if end > watermark && !all {
+        while let Some((end, _, _)) = self.ends.first() {
+            if *end > watermark && !all {
                 break;
             }
-            let ((end, key, start), value) = entry.remove_entry();
+            let Some((end, key, start)) = self.ends.pop_first() else {
+                break;
+            };
+            let Some(per_key) = self.windows.get_mut(&key) else {
+                continue;
+            };
+            let value = per_key.remove(&start).unwrap_or_default();
+            if per_key.is_empty() {
+                self.windows.remove(&key);
+            }
             out.push(WindowResult {
                 key,
                 start,
