@@ -31,7 +31,9 @@
 //!   committed offsets).
 //! - [`pipeline`]: source → batch operators → fused sink: [`pipeline::Batch`] (consumed
 //!   columns, a selection vector, replaced columns), [`pipeline::ops`] and the kernels, lanes per
-//!   partition, at-least-once and exactly-once commits.
+//!   partition, at-least-once and exactly-once commits; the stateful building blocks
+//!   ([`pipeline::window`]: event-time windows; [`pipeline::state`]: keyed stores with
+//!   changelogs).
 //! - `mock` (feature `mock`): an embedded cluster on loopback ports (the classic and KIP-848
 //!   group protocols, transactions, long-poll fetch), with fault injection and brokers that
 //!   stop and start, for hermetic tests and `spate bench`.
