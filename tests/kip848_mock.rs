@@ -22,7 +22,7 @@ use spate::consumer::{Consumer, ConsumerConfig, Event, GroupProtocol, OffsetRese
 use spate::mock::MockCluster;
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::ClientConfig;
-use support::{start_script, ScriptLines};
+use support::start_script;
 
 type Tp = (String, i32);
 
@@ -49,8 +49,7 @@ impl RdMember {
         let mut args = vec![bootstrap.as_str(), topic, group];
         args.extend_from_slice(extra);
         let (child, lines) = start_script("kip848_member.py", &args);
-        let (tx, events) = std::sync::mpsc::channel();
-        std::thread::spawn(move || forward(lines, tx));
+        let events = support::line_channel(lines);
         RdMember {
             child,
             events,
@@ -109,14 +108,6 @@ impl Drop for RdMember {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn forward(mut lines: ScriptLines, tx: std::sync::mpsc::Sender<String>) {
-    while let Some(Ok(line)) = lines.next() {
-        if tx.send(line).is_err() {
-            return;
-        }
     }
 }
 

@@ -20,7 +20,7 @@ use spate::consumer::share::{AcknowledgeType, AcknowledgementMode, ShareConfig, 
 use spate::mock::{MockCluster, ShareSettings};
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::ClientConfig;
-use support::{start_script, ScriptLines};
+use support::start_script;
 
 /// (partition, offset) → delivery counts seen.
 type Seen = BTreeMap<(i32, i64), Vec<i16>>;
@@ -36,8 +36,7 @@ impl RdShare {
         let mut args = vec![bootstrap.as_str(), topic, group];
         args.extend_from_slice(extra);
         let (child, lines) = start_script("share_member.py", &args);
-        let (tx, events) = std::sync::mpsc::channel();
-        std::thread::spawn(move || forward(lines, tx));
+        let events = support::line_channel(lines);
         RdShare { child, events }
     }
 
@@ -84,14 +83,6 @@ impl Drop for RdShare {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn forward(mut lines: ScriptLines, tx: std::sync::mpsc::Sender<String>) {
-    while let Some(Ok(line)) = lines.next() {
-        if tx.send(line).is_err() {
-            return;
-        }
     }
 }
 

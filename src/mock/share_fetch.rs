@@ -205,6 +205,27 @@ fn acquire(
     (records.freeze(), ranges)
 }
 
+/// The partitions a ShareFetch or ShareAcknowledge names, with their acknowledgements (the two
+/// requests' topic types differ but have the same fields).
+macro_rules! asks {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| PartitionAsk {
+                    topic_id: t.topic_id,
+                    partition: p.partition_index,
+                    acks: p
+                        .acknowledgement_batches
+                        .iter()
+                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                        .collect(),
+                })
+            })
+            .collect()
+    };
+}
+
 /// What one ShareFetch or ShareAcknowledge request asks of one partition.
 pub(super) struct PartitionAsk {
     pub topic_id: uuid::Uuid,
@@ -396,21 +417,7 @@ fn session_asks(
     key: &SessionKey,
     request: &ShareFetchRequest,
 ) -> Vec<PartitionAsk> {
-    let mut asks: Vec<PartitionAsk> = request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| PartitionAsk {
-                topic_id: t.topic_id,
-                partition: p.partition_index,
-                acks: p
-                    .acknowledgement_batches
-                    .iter()
-                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
-                    .collect(),
-            })
-        })
-        .collect();
+    let mut asks: Vec<PartitionAsk> = asks!(request.topics);
     let forgotten: BTreeSet<Tp> = request
         .forgotten_topics_data
         .iter()
@@ -565,21 +572,7 @@ pub(super) fn acknowledge_request(
     if let Err(code) = session(state, broker, &group, &member, epoch, false) {
         return top(code);
     }
-    let asks: Vec<PartitionAsk> = request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| PartitionAsk {
-                topic_id: t.topic_id,
-                partition: p.partition_index,
-                acks: p
-                    .acknowledgement_batches
-                    .iter()
-                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
-                    .collect(),
-            })
-        })
-        .collect();
+    let asks: Vec<PartitionAsk> = asks!(request.topics);
     let (topics, _) = serve(state, broker, &group, &member, &asks, None);
     if epoch == -1 {
         close(state, &(broker, group, member));

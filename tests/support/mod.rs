@@ -492,6 +492,20 @@ pub fn start_script(script: &str, args: &[&str]) -> (Child, ScriptLines) {
     (child, lines)
 }
 
+/// A script's lines as they come, read on a thread of their own (so a test can wait for a
+/// line with a timeout, and the script never blocks on a full pipe).
+pub fn line_channel(mut lines: ScriptLines) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Some(Ok(line)) = lines.next() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// The next line a script printed; it must print one.
 pub fn next_line(lines: &mut ScriptLines) -> String {
     lines

@@ -296,19 +296,9 @@ pub(crate) async fn run(
             return;
         }
         if let State::Failed(code) = member.state() {
-            let error = if code.0 == FENCED_INSTANCE_ID {
-                Error::FencedInstanceId {
-                    group_id: settings.group_id.clone(),
-                    group_instance_id: settings.group_instance_id.clone().unwrap_or_default(),
-                }
-            } else {
-                Error::kafka(
-                    *code,
-                    format!("member of group {}", settings.group_id),
-                    None,
-                )
-            };
-            let _ = events.send(GroupEvent::Failed(error)).await;
+            let _ = events
+                .send(GroupEvent::Failed(failure(&settings, *code)))
+                .await;
             return;
         }
         let Some(request) = member.poll(now) else {
@@ -489,6 +479,18 @@ pub(crate) async fn run(
             }
             Request::Leave { .. } => {}
         }
+    }
+}
+
+/// The error a member that cannot go on (`code`) reports to the consumer.
+pub(super) fn failure(settings: &GroupSettings, code: KafkaCode) -> Error {
+    if code.0 == FENCED_INSTANCE_ID {
+        Error::FencedInstanceId {
+            group_id: settings.group_id.clone(),
+            group_instance_id: settings.group_instance_id.clone().unwrap_or_default(),
+        }
+    } else {
+        Error::kafka(code, format!("member of group {}", settings.group_id), None)
     }
 }
 

@@ -14,10 +14,11 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::assignor::TopicPartition;
-use super::driver::{resolve, stop_on, GroupEvent, GroupSettings, Identity, Outbox, Subscribed};
+use super::driver::{
+    failure, resolve, stop_on, GroupEvent, GroupSettings, Identity, Outbox, Subscribed,
+};
 use super::modern::{HeartbeatAnswer, ModernMember, ModernRequest, ModernState};
 use crate::cluster::{millis_i32, Client, CoordinatorType, Topics};
-use crate::error::codes::FENCED_INSTANCE_ID;
 use crate::error::{Error, KafkaCode};
 use crate::net::Connection;
 use crate::wire::ApiKey;
@@ -176,19 +177,9 @@ pub(crate) async fn run(
             return;
         }
         if let ModernState::Failed(code) = member.state() {
-            let error = if code.0 == FENCED_INSTANCE_ID {
-                Error::FencedInstanceId {
-                    group_id: settings.group_id.clone(),
-                    group_instance_id: settings.group_instance_id.clone().unwrap_or_default(),
-                }
-            } else {
-                Error::kafka(
-                    *code,
-                    format!("member of group {}", settings.group_id),
-                    None,
-                )
-            };
-            let _ = events.send(GroupEvent::Failed(error)).await;
+            let _ = events
+                .send(GroupEvent::Failed(failure(&settings, *code)))
+                .await;
             return;
         }
         let Some(request) = member.poll(now) else {
