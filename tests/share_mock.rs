@@ -276,9 +276,16 @@ async fn three_consumers_on_two_partitions_process_every_record() {
         }
         assert!(
             Instant::now() < deadline,
-            "spate: {} of {}",
+            "spate: {} of {}; members {:?}; partitions {:?}; per consumer {:?}",
             union.len(),
-            expected.len()
+            expected.len(),
+            cluster.share_group_members("spate-workers"),
+            (0..2)
+                .map(|p| cluster.share_partition("spate-workers", "jobs-2", p))
+                .collect::<Vec<_>>(),
+            seen.iter()
+                .map(|s| s.lock().unwrap().len())
+                .collect::<Vec<_>>(),
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -307,6 +314,49 @@ async fn three_consumers_on_two_partitions_process_every_record() {
             "partition {p}: all acknowledged"
         );
     }
+}
+
+/// A member that loses a partition (a second member joined) still acknowledges the records
+/// it took from it, on its next `next()`, in the share session that acquired them: with a 30 s
+/// lock, only that acknowledgement moves the partition's start offset within the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_a_partition_taken_away_are_still_acknowledged() {
+    let cluster = cluster(ShareSettings {
+        lock_duration: Duration::from_secs(30),
+        ..settings()
+    })
+    .await;
+    cluster.create_topic("moves", 2);
+    produce(&cluster, "moves", 2, 20).await;
+    let mut a = ShareConsumer::new(share_config(&cluster, "g", AcknowledgementMode::Implicit))
+        .await
+        .expect("consumer");
+    a.subscribe(&["moves"]).expect("subscribe");
+    let mut seen = Seen::new();
+    spate_reads(&mut a, &mut seen, 20, |_, _| None, |s| s.len() == 40).await;
+    let mut b = ShareConsumer::new(share_config(&cluster, "g", AcknowledgementMode::Implicit))
+        .await
+        .expect("consumer");
+    b.subscribe(&["moves"]).expect("subscribe");
+    // a hears on its own heartbeat that it keeps one partition.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.assignment().len() != 1 {
+        assert!(Instant::now() < deadline, "a kept {:?}", a.assignment());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lost = 1 - a.assignment()[0].1;
+    loop {
+        // Nothing more to read: `next` waits; the acknowledgements go out before that.
+        let _ = tokio::time::timeout(Duration::from_millis(200), a.next()).await;
+        let info = cluster.share_partition("g", "moves", lost).expect("state");
+        if info.start_offset == 20 {
+            assert!(info.acquired.is_empty(), "{info:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "partition {lost}: {info:?}");
+    }
+    b.close().await.expect("close");
+    a.close().await.expect("close");
 }
 
 /// A consumer that crashes with records acquired: they come back after the lock, counted as a

@@ -128,6 +128,9 @@ struct State {
     transaction_version: i16,
     /// The epoch of the finalized features, bumped when a level changes.
     features_epoch: i64,
+    /// Woken after every request that may have changed the state, so waiting requests (long
+    /// polls) look again at once, as Kafka completes delayed fetches when a partition changes.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl State {
@@ -154,6 +157,7 @@ impl State {
             last_request_version: HashMap::new(),
             transaction_version: 2,
             features_epoch: 1,
+            changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -694,6 +698,7 @@ async fn read_body(stream: &mut TcpStream, size: usize) -> Option<Bytes> {
 
 async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
     let mut out = BytesMut::new();
+    let changed = lock(&state).changed.clone();
     loop {
         let mut size = [0u8; 4];
         if stream.read_exact(&mut size).await.is_err() {
@@ -734,6 +739,8 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
                 return;
             }
         };
+        // Records appended, acknowledged or released, members joined: waiting requests look.
+        changed.notify_waiters();
         if fault == Some(Fault::DropResponse) {
             return;
         }
@@ -741,10 +748,15 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
             handlers::Reply::Nothing => continue,
             handlers::Reply::Wait { mut poll, version } => {
                 let ready = loop {
+                    // Created before looking, so a change in between is not missed.
+                    let notified = changed.notified();
                     if let Some(ready) = poll(&mut lock(&state)) {
                         break ready;
                     }
-                    tokio::time::sleep(POLL_INTERVAL).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL_INTERVAL) => {}
+                        () = notified => {}
+                    }
                 };
                 if let Err(e) = handlers::finish(ready, version, &mut out) {
                     tracing::debug!(broker, ?api, error = %e, "mock: cannot answer; closing");

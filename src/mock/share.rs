@@ -5,8 +5,9 @@
 //! - Membership: a group epoch bumped when members join, leave, expire or change their
 //!   subscription, or the subscribed topics change; the `simple` assignor gives every partition
 //!   to at least one member and every member at least one partition, so more members than
-//!   partitions share partitions. A member takes its assignment at once (no revocation: records,
-//!   not partitions, are what members own).
+//!   partitions share partitions. The assignor computes a target assignment for every member;
+//!   each member takes its target at once (no revocation: records, not partitions, are what
+//!   members own), on its own next heartbeat, which carries it (Kafka's `maybeReconcile`).
 //! - Records: from the share-partition start offset (SPSO; `share.auto.offset.reset`, latest by
 //!   default) a fetch acquires available records for the member for the acquisition lock
 //!   duration (`group.share.record.lock.duration.ms`, 30 s), counting deliveries. Accept
@@ -78,6 +79,8 @@ pub(super) struct ShareGroup {
     group_epoch: i32,
     assignment_epoch: i32,
     members: BTreeMap<String, Member>,
+    /// The target assignment of `assignment_epoch`, by member.
+    target: BTreeMap<String, BTreeSet<Tp>>,
     metadata: BTreeMap<String, i32>,
 }
 
@@ -211,7 +214,8 @@ impl ShareGroup {
         }
     }
 
-    /// Assigns every member, per subscription: each topic's partitions among its subscribers.
+    /// The target assignment of every member, per subscription: each topic's partitions among
+    /// its subscribers. Members take it on their own heartbeats ([`Self::reconcile`]).
     fn assign(&mut self, topics: &BTreeMap<String, i32>) {
         let mut result: BTreeMap<String, BTreeSet<Tp>> = BTreeMap::new();
         for (topic, &count) in topics {
@@ -226,14 +230,22 @@ impl ShareGroup {
                 result.entry(id).or_default().extend(tps);
             }
         }
-        for (id, m) in self.members.iter_mut() {
-            m.assigned = result.remove(id).unwrap_or_default();
-            if m.epoch != self.group_epoch {
-                m.previous_epoch = m.epoch;
-                m.epoch = self.group_epoch;
-            }
-        }
+        self.target = result;
         self.assignment_epoch = self.group_epoch;
+    }
+
+    /// Moves a member to the target assignment's epoch and partitions.
+    fn reconcile(&mut self, id: &str) {
+        let target = self.target.get(id).cloned().unwrap_or_default();
+        let epoch = self.assignment_epoch;
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        if m.epoch != epoch {
+            m.previous_epoch = m.epoch;
+            m.epoch = epoch;
+        }
+        m.assigned = target;
     }
 }
 
@@ -357,6 +369,7 @@ pub(super) fn heartbeat(
         let metadata = group.metadata.clone();
         group.assign(&metadata);
     }
+    group.reconcile(&member_id);
     let member = &group.members[&member_id];
     let mut response = ShareGroupHeartbeatResponse::default()
         .with_member_id(Some(StrBytes::from_string(member_id.clone())))

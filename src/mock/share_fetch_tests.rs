@@ -161,3 +161,46 @@ fn a_lying_acknowledgement_range_costs_what_the_partition_holds() {
     let (_, code) = fetch_as(&mut state, "a", 0, vec![(5, 1, vec![1])]);
     assert_eq!(code, INVALID_REQUEST);
 }
+
+/// One heartbeat of `member` at `epoch`: (epoch, assignment carried, if any).
+fn heartbeat_as(state: &mut State, member: &str, epoch: i32) -> (i32, Option<Vec<i32>>) {
+    let request = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(
+            kafka_protocol::protocol::StrBytes::from_static_str(GROUP),
+        ))
+        .with_member_id(kafka_protocol::protocol::StrBytes::from_string(
+            member.to_owned(),
+        ))
+        .with_member_epoch(epoch)
+        .with_subscribed_topic_names(Some(vec![TopicName(
+            kafka_protocol::protocol::StrBytes::from_static_str("u"),
+        )]));
+    let response = super::super::share::heartbeat(state, &request);
+    assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+    let assigned = response.assignment.map(|a| {
+        a.topic_partitions
+            .iter()
+            .flat_map(|t| t.partitions.clone())
+            .collect()
+    });
+    (response.member_epoch, assigned)
+}
+
+#[test]
+fn a_member_whose_target_changed_gets_it_on_its_own_next_heartbeat() {
+    let mut state = state(0, settings());
+    state.create_topic("u", 2);
+    let (e1, a) = heartbeat_as(&mut state, "a", 0);
+    assert_eq!(a, Some(vec![0, 1]), "alone, a gets both partitions");
+    let (_, b) = heartbeat_as(&mut state, "b", 0);
+    assert_eq!(b.as_ref().map(Vec::len), Some(1), "b gets one");
+    // a learns about its smaller share on its own heartbeat, with a new epoch, even though the
+    // target changed on b's.
+    let (e2, a) = heartbeat_as(&mut state, "a", e1);
+    assert!(e2 > e1, "a moved to the new epoch");
+    let a = a.expect("a's heartbeat carries the changed assignment");
+    assert_eq!(a.len(), 1);
+    assert_ne!(Some(a), b, "a and b got different partitions");
+    // Nothing changed since: no assignment in the next heartbeat.
+    assert_eq!(heartbeat_as(&mut state, "a", e2), (e2, None));
+}

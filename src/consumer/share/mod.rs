@@ -238,7 +238,8 @@ impl ShareConsumer {
     /// Errors the brokers report per partition are returned.
     pub async fn commit(&mut self) -> Result<(), Error> {
         self.accept_delivered();
-        self.send_acknowledgements(false).await?;
+        let all: BTreeSet<Tp> = self.pending.keys().cloned().collect();
+        self.send_acknowledgements(&all, false).await?;
         match self.refused.first() {
             Some((tp, code)) => Err(Error::kafka(
                 *code,
@@ -253,7 +254,8 @@ impl ShareConsumer {
     /// the share sessions (records still held go back to the group) and leaves the group.
     pub async fn close(mut self) -> Result<(), Error> {
         self.accept_delivered();
-        let result = self.send_acknowledgements(true).await;
+        let all: BTreeSet<Tp> = self.pending.keys().cloned().collect();
+        let result = self.send_acknowledgements(&all, true).await;
         if let Some(leave) = self.leave.take() {
             let (tx, rx) = oneshot::channel();
             if leave.send(tx).is_ok() {
@@ -312,6 +314,24 @@ impl ShareConsumer {
     /// One ShareFetch to each leader of the assigned partitions, carrying the pending
     /// acknowledgements of its partitions; what they acquire goes to `ready`.
     async fn fetch_round(&mut self, assigned: &BTreeSet<Tp>) -> Result<(), Error> {
+        // Records of partitions no longer assigned are still this member's to acknowledge:
+        // that goes first, by ShareAcknowledge in the session that acquired them (dropped
+        // below when that broker leads none of the new partitions).
+        let unassigned: BTreeSet<Tp> = self
+            .pending
+            .keys()
+            .filter(|tp| !assigned.contains(*tp))
+            .cloned()
+            .collect();
+        if !unassigned.is_empty() {
+            if let Err(e) = self.send_acknowledgements(&unassigned, false).await {
+                if e.action() == Action::Fatal && !matches!(e, Error::Timeout { .. }) {
+                    return Err(e);
+                }
+                // Not acknowledged: the records come back to the group after their locks.
+                tracing::debug!(error = %e, "acknowledging records of unassigned partitions failed");
+            }
+        }
         let by_leader = self.leaders(assigned).await?;
         // Sessions with brokers that lead none of our partitions any more are dropped.
         self.sessions.retain(|b, _| by_leader.contains_key(b));
@@ -480,14 +500,17 @@ impl ShareConsumer {
         Ok(())
     }
 
-    /// Sends every pending acknowledgement with ShareAcknowledge (closing the sessions when
-    /// `close`).
-    async fn send_acknowledgements(&mut self, close: bool) -> Result<(), Error> {
-        if self.pending.is_empty() && !close {
+    /// Sends the pending acknowledgements of `tps` with ShareAcknowledge (closing every
+    /// session when `close`).
+    async fn send_acknowledgements(
+        &mut self,
+        tps: &BTreeSet<Tp>,
+        close: bool,
+    ) -> Result<(), Error> {
+        if tps.is_empty() && !close {
             return Ok(());
         }
-        let tps: BTreeSet<Tp> = self.pending.keys().cloned().collect();
-        let mut by_leader = self.leaders(&tps).await?;
+        let mut by_leader = self.leaders(tps).await?;
         if close {
             for broker in self.sessions.keys() {
                 by_leader.entry(*broker).or_default();
