@@ -116,6 +116,14 @@ pub mod codes {
     pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
     /// INVALID_REGULAR_EXPRESSION (KIP-848): the subscription's pattern does not compile.
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+    /// The topic name is not a legal one.
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    /// The topic exists already.
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    /// The number of partitions is not a legal one.
+    pub const INVALID_PARTITIONS: i16 = 37;
+    /// The replication factor is larger than the brokers, or not a legal one.
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
 }
 
 /// What a caller should do after an error.

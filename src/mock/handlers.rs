@@ -18,7 +18,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{consumer_group, fetch, group, lock, share, share_fetch, txn, State};
+use super::{admin, consumer_group, fetch, group, lock, share, share_fetch, txn, State};
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
     NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
@@ -52,6 +52,7 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ShareGroupHeartbeat, 1),
     (ApiKey::ShareFetch, 1),
     (ApiKey::ShareAcknowledge, 1),
+    (ApiKey::CreateTopics, 7),
 ];
 
 /// How to answer.
@@ -395,6 +396,10 @@ pub(super) fn handle(
                 response.producer_epoch = epoch;
             }
             response.encode(out, version)
+        }
+        ApiKey::CreateTopics => {
+            let request = decode!(CreateTopicsRequest);
+            admin::create_topics(&mut lock(state), &request, error).encode(out, version)
         }
         _ => return Err(format!("{api:?} is not served by the mock")),
     };

@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod consumer_group;
 mod fetch;
 mod group;

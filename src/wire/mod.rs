@@ -257,7 +257,11 @@ fn decode_kind<K, E: std::fmt::Display>(
             direction,
             source,
         })?;
-    if used != body.len() {
+    // Apache Kafka reads a request's fields and ignores what follows them (RequestContext
+    // parses without checking for a remainder; librdkafka's AdminClient sends a Metadata v13
+    // request with three such bytes). Responses must end where their layout does.
+    let lenient = direction == Direction::Request;
+    if used != body.len() && !lenient {
         return Err(ProtocolError::TrailingBytes {
             api,
             version,
@@ -269,7 +273,7 @@ fn decode_kind<K, E: std::fmt::Display>(
         version,
         reason: format!("{e:#}"),
     })?;
-    if !body.is_empty() {
+    if !body.is_empty() && !lenient {
         return Err(ProtocolError::TrailingBytes {
             api,
             version,

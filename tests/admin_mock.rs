@@ -1,0 +1,118 @@
+//! Administration on the embedded cluster (`--features mock`), each behaviour checked first
+//! with librdkafka's AdminClient (confluent-kafka) as the independent client, then with spate:
+//! CreateTopics creates what it may and refuses, per topic, what Apache Kafka refuses.
+
+mod support;
+
+use spate::cluster::{Client, NewTopic, Topics};
+use spate::error::codes::{
+    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION, TOPIC_ALREADY_EXISTS,
+};
+use spate::mock::MockCluster;
+use spate::ClientConfig;
+
+fn librdkafka_creates(bootstrap: &str, args: &[&str]) -> Vec<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/create_topics.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(bootstrap)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "create_topics.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topics_creates_and_refuses_as_kafka_does() {
+    let cluster = MockCluster::start(2).await.expect("cluster");
+    cluster.create_topic("exists", 1);
+    let bootstrap = cluster.bootstrap();
+    // librdkafka first: the judge of what the cluster answers.
+    let got = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || {
+            librdkafka_creates(
+                &bootstrap,
+                &[
+                    "fresh:3:1",
+                    "defaults:-1:-1",
+                    "exists:1:1",
+                    "bad/name:1:1",
+                    "zero:0:1",
+                    "wide:1:3",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        got,
+        [
+            // librdkafka's name for INVALID_TOPIC_EXCEPTION (17).
+            "bad/name TOPIC_EXCEPTION",
+            "defaults ok",
+            "defaults partitions 1",
+            "exists TOPIC_ALREADY_EXISTS",
+            "exists partitions 1",
+            "fresh ok",
+            "fresh partitions 3",
+            "wide INVALID_REPLICATION_FACTOR",
+            "zero INVALID_PARTITIONS",
+        ]
+    );
+    // validate_only creates nothing.
+    let got = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || librdkafka_creates(&bootstrap, &["dry:2:1", "--validate-only"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, ["dry ok"]);
+
+    // Then spate.
+    let client = Client::connect(ClientConfig::new(&bootstrap))
+        .await
+        .expect("client");
+    client
+        .create_topics(&[NewTopic::new("spate-made", 4, -1)])
+        .await
+        .expect("created");
+    let metadata = client
+        .refresh_metadata(Topics::Only(&["spate-made", "dry"]))
+        .await
+        .expect("metadata");
+    assert_eq!(metadata.topics["spate-made"].partitions.len(), 4);
+    assert!(
+        metadata
+            .topics
+            .get("dry")
+            .is_none_or(|t| t.partitions.is_empty()),
+        "validate_only created nothing"
+    );
+    for (topic, partitions, replication, code) in [
+        ("spate-made", 1, 1, TOPIC_ALREADY_EXISTS),
+        ("no good", 1, 1, INVALID_TOPIC_EXCEPTION),
+        ("none", -5, 1, INVALID_PARTITIONS),
+        ("many", 1, 5, INVALID_REPLICATION_FACTOR),
+    ] {
+        let e = client
+            .create_topics(&[NewTopic::new(topic, partitions, replication)])
+            .await
+            .expect_err(topic);
+        assert_eq!(e.code().map(|c| c.0), Some(code), "{topic}: {e}");
+    }
+}
