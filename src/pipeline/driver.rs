@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::run::{lane_of, ProducerSlot, Progress, Shared, Tp};
+use super::run::{lane_of, LaneInput, ProducerSlot, Progress, Shared, Tp};
 use super::Stats;
-use crate::consumer::{Consumer, Event, Offset, PartitionBatch};
+use crate::consumer::{Consumer, Event, Offset};
 use crate::error::{Action, Error};
 use crate::producer::{OffsetToCommit, Producer, ProducerConfig};
 
@@ -47,6 +47,8 @@ pub(super) enum Stop {
 }
 
 pub(super) struct Driver {
+    /// Where batches go, a partition always to the same lane.
+    pub(super) lanes: Vec<mpsc::Sender<LaneInput>>,
     pub(super) source: Consumer,
     pub(super) producer: Option<Producer>,
     /// Where the lanes take the producer from (the same one).
@@ -75,7 +77,6 @@ pub(super) struct Driver {
 impl Driver {
     pub(super) async fn drive(
         &mut self,
-        lanes: &[mpsc::Sender<PartitionBatch>],
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
         commit_interval: Duration,
         stop_at_end: bool,
@@ -107,13 +108,8 @@ impl Driver {
                         self.stats.records_in += batch.batch().len() as u64;
                         self.dispatched += 1;
                         self.in_transaction = true;
-                        let lane = lane_of(&tp, lanes.len());
-                        if lanes[lane].send(batch).await.is_err() {
-                            return Err(Error::TaskFailed {
-                                task: "pipeline lane",
-                                reason: "it stopped".into(),
-                            });
-                        }
+                        let lane = lane_of(&tp, self.lanes.len());
+                        self.to_lane(lane, LaneInput::Batch(batch)).await?;
                     }
                     Event::EndOfPartition { topic, partition, .. } => {
                         self.ended.insert((Arc::from(topic.as_str()), partition));
@@ -132,7 +128,7 @@ impl Driver {
                         // the revocation when it is asked for the next event).
                         self.settle_or_fail().await;
                         self.commit().await?;
-                        self.forget(&revoked);
+                        self.forget(&revoked).await?;
                     }
                     Event::Lost(lost) => {
                         // Fenced: a commit would be refused. Wait for what is in flight, and
@@ -142,7 +138,7 @@ impl Driver {
                             self.abort_and_rewind().await?;
                             self.stats.aborts += 1;
                         }
-                        self.forget(&lost);
+                        self.forget(&lost).await?;
                     }
                     _ => {}
                 },
@@ -150,19 +146,55 @@ impl Driver {
         }
     }
 
+    async fn to_lane(&self, lane: usize, input: LaneInput) -> Result<(), Error> {
+        if self.lanes[lane].send(input).await.is_err() {
+            return Err(Error::TaskFailed {
+                task: "pipeline lane",
+                reason: "it stopped".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells every lane to drop the windowed state of `tps` (all for `None`).
+    async fn forget_state(&self, tps: Option<Vec<Tp>>) -> Result<(), Error> {
+        for lane in 0..self.lanes.len() {
+            self.to_lane(lane, LaneInput::Forget(tps.clone())).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of bounded input: every lane emits its open windows; waits for them.
+    pub(super) async fn finish_lanes(&mut self) -> Result<(), Error> {
+        let mut shares: Vec<Vec<Tp>> = vec![Vec::new(); self.lanes.len()];
+        for (topic, partition) in self.source.assignment() {
+            let tp: Tp = (Arc::from(topic.as_str()), partition);
+            shares[lane_of(&tp, self.lanes.len())].push(tp);
+        }
+        for (lane, tps) in shares.into_iter().enumerate() {
+            self.to_lane(lane, LaneInput::Finish(tps)).await?;
+            self.dispatched += 1;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
     /// Partitions that left this member: their progress must not be committed again (it
-    /// would overwrite what their new owner commits).
-    fn forget(&mut self, partitions: &[(String, i32)]) {
+    /// would overwrite what their new owner commits), and their state is the new owner's.
+    async fn forget(&mut self, partitions: &[(String, i32)]) -> Result<(), Error> {
         let gone: HashSet<Tp> = partitions
             .iter()
             .map(|(t, p)| (Arc::from(t.as_str()), *p))
             .collect();
+        self.forget_state(Some(gone.iter().cloned().collect()))
+            .await?;
         self.shared
             .progress()
             .acked
             .retain(|tp, _| !gone.contains(tp));
         self.committed.retain(|tp, _| !gone.contains(tp));
         self.ended.retain(|tp| !gone.contains(tp));
+        Ok(())
     }
 
     /// Waits until every dispatched input is finished, acknowledged or failed.
@@ -349,8 +381,10 @@ impl Driver {
             p.acked.clear();
             p.failed = None;
         }
-        // Rewound partitions are read again before the pipeline may stop at their end.
+        // Rewound partitions are read again before the pipeline may stop at their end, from
+        // the state their changelog had at the last commit.
         self.ended.clear();
+        self.forget_state(None).await?;
         self.in_transaction = false;
         self.producer
             .as_ref()

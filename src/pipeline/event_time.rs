@@ -45,16 +45,28 @@ pub fn extract(
     what: &AggregateSpec,
     out: &mut Vec<(Vec<u8>, i64, f64)>,
 ) -> usize {
+    let rows = batch.records().map(|r| (r.key(), r.value(), r.timestamp()));
+    extract_rows(rows, key, time, what, out)
+}
+
+/// [`extract`] over rows given as `(key, value, timestamp)`.
+pub fn extract_rows<'a>(
+    rows: impl Iterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>, i64)>,
+    key: &KeySource,
+    time: &EventTime,
+    what: &AggregateSpec,
+    out: &mut Vec<(Vec<u8>, i64, f64)>,
+) -> usize {
     let mut skipped = 0;
     let mut scratch = Vec::new();
-    for record in batch.records() {
-        let value = record.value().unwrap_or_default();
+    for (record_key, value, timestamp) in rows {
+        let value = value.unwrap_or_default();
         let k = match key {
-            KeySource::RecordKey => Some(record.key().unwrap_or_default().to_vec()),
+            KeySource::RecordKey => Some(record_key.unwrap_or_default().to_vec()),
             KeySource::JsonField(f) => json_field(value, f, &mut scratch).map(<[u8]>::to_vec),
         };
         let t = match time {
-            EventTime::Timestamp => Some(record.timestamp()),
+            EventTime::Timestamp => Some(timestamp),
             EventTime::JsonField(f) => json_field(value, f, &mut scratch).and_then(integer),
         };
         let v = match &what.field {

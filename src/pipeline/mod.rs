@@ -74,10 +74,12 @@ pub mod kernels;
 pub mod ops;
 mod run;
 pub mod state;
+mod stateful;
 pub mod window;
 
 pub use batch::{Batch, Column, ColumnBuilder, Selected};
 pub use ops::{BoxOperator, Chain, Operator};
+pub use stateful::Windowed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -130,6 +132,8 @@ pub struct Stats {
     pub commits: u64,
     /// Transactions aborted after an error the pipeline recovered from (exactly-once).
     pub aborts: u64,
+    /// Changelog records read back to restore windowed state.
+    pub restored: u64,
 }
 
 /// A source → operators → sink job. Built with the methods below, started with
@@ -146,6 +150,7 @@ pub struct Pipeline {
     partitioning: Partitioning,
     commit_interval: Duration,
     stop_at_end: bool,
+    windowed: Option<Arc<Windowed>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -175,6 +180,7 @@ impl Pipeline {
             partitioning: Partitioning::SameAsInput,
             commit_interval: Duration::from_secs(1),
             stop_at_end: false,
+            windowed: None,
         }
     }
 
@@ -203,6 +209,18 @@ impl Pipeline {
     /// The operators: `make` builds one chain per lane.
     pub fn operators(mut self, make: impl Fn() -> Chain + Send + Sync + 'static) -> Self {
         self.chain = Arc::new(make);
+        self
+    }
+
+    /// Aggregates the operators' output in event-time windows (see [`Windowed`]): the output
+    /// is one record per closed window, keyed by the grouping key, with the JSON value
+    /// `{"key": K, "start": MS, "end": MS, "value": N}`. The state is kept per input partition,
+    /// logged to the compacted changelog topic `<application>-<store>-changelog` (created if
+    /// missing) and restored from it when a partition is (re)assigned; under exactly-once the
+    /// changelog records go in the transaction with the output and the offsets. Needs a
+    /// `group.id` (the default application id) and an output topic.
+    pub fn windowed(mut self, windowed: Windowed) -> Self {
+        self.windowed = Some(Arc::new(windowed));
         self
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 
 use super::driver::{Driver, Stop};
+use super::stateful::{ensure_changelog, output_record, LaneState, Step};
 use super::{Batch, Chain, Guarantee, Partitioning, Pipeline, Sink, Stats};
 use crate::config::ConfigError;
 use crate::consumer::{Consumer, IsolationLevel, Offset, PartitionBatch};
@@ -24,6 +25,8 @@ pub(super) struct Progress {
     /// Inputs finished (acknowledged or failed).
     pub(super) done: u64,
     pub(super) records_out: u64,
+    /// Changelog records read back by windowed lanes.
+    pub(super) restored: u64,
     /// The first failure since the driver last cleared it. Lanes go on after a failure (the
     /// driver decides whether the pipeline can), but nothing acknowledged after it counts.
     pub(super) failed: Option<Error>,
@@ -52,14 +55,31 @@ impl Shared {
     }
 }
 
+/// What the source loop hands a lane.
+// Batches are the traffic and the other variants rare: boxing batches would cost an
+// allocation each to save a few hundred bytes in a two-slot channel.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum LaneInput {
+    /// A batch of one of the lane's partitions.
+    Batch(PartitionBatch),
+    /// Drop the windowed state of these partitions (all for `None`): they left this member,
+    /// or were rewound to their last commit. Their state is restored when they come back.
+    Forget(Option<Vec<Tp>>),
+    /// The end of bounded input: emit the windows still open of these partitions (the
+    /// lane's share of the assignment; the state of one it has not read since it was
+    /// assigned is restored first). Answered with one acknowledgement (that moves no offset).
+    Finish(Vec<Tp>),
+}
+
 /// One input's way to the acknowledger: its output's deliveries, in order.
 struct Ack {
-    tp: Tp,
-    next_offset: i64,
+    /// The input's partition and the offset after it (`None`: output of no input, the
+    /// windows emitted at the end).
+    progress: Option<(Tp, i64)>,
     records: u64,
     deliveries: Vec<BatchDelivery>,
     /// The consumed batch: holds its share of the consumer's buffer until written.
-    _input: PartitionBatch,
+    _input: Option<PartitionBatch>,
 }
 
 /// The producer lanes write with: replaced when a fenced one is recreated.
@@ -89,10 +109,25 @@ pub(super) async fn run(
         partitioning,
         commit_interval,
         stop_at_end,
+        windowed,
     } = pipeline;
     let sink = sink.ok_or_else(|| missing("an output (to_topic or to_fn)"))?;
     if inputs.is_empty() {
         return Err(missing("input topics (from_topics)"));
+    }
+    if windowed.is_some() && !matches!(sink, Sink::Topic(_)) {
+        return Err(missing(
+            "an output topic (to_topic) for a windowed pipeline",
+        ));
+    }
+    if let Some(w) = &windowed {
+        w.window.validate().map_err(|e| {
+            Error::Config(ConfigError::InvalidValue {
+                key: "window".into(),
+                value: format!("{:?}", w.window),
+                reason: e,
+            })
+        })?;
     }
     let exactly_once = guarantee == Guarantee::ExactlyOnce;
     // The pipeline commits what the sink acknowledged, never the consumer's positions.
@@ -112,6 +147,10 @@ pub(super) async fn run(
         producer.transactional_id = None;
     }
     let grouped = consumer.group_id.is_some();
+    let consumer_group = consumer.group_id.clone();
+    // A windowed lane reads its changelog back with the same connection settings (and, under
+    // exactly-once, read_committed).
+    let restore_config = consumer.clone();
     let consumer_is_static = consumer.group_instance_id.is_some();
     let mut source = Consumer::new(consumer).await?;
     let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -136,6 +175,27 @@ pub(super) async fn run(
         p.init_transactions().await?;
         p.begin_transaction()?;
     }
+    // Windowed: the changelog, with a partition per input partition.
+    let changelog: Option<Arc<str>> = match (&windowed, &producer) {
+        (Some(w), Some(p)) => {
+            let application =
+                match (&w.application, &consumer_group) {
+                    (Some(a), _) => a.clone(),
+                    (None, Some(g)) => g.clone(),
+                    (None, None) => return Err(missing(
+                        "group.id or an application id (it names a windowed pipeline's changelog)",
+                    )),
+                };
+            let topic = super::state::changelog_topic(&application, &w.store);
+            let mut partitions = 1;
+            for input in &inputs {
+                partitions = partitions.max(p.partition_count(input).await?);
+            }
+            ensure_changelog(p.client(), &topic, partitions).await?;
+            Some(Arc::from(topic.as_str()))
+        }
+        _ => None,
+    };
     let output = Output {
         sink,
         producer: Arc::new(Mutex::new(producer.clone())),
@@ -154,17 +214,28 @@ pub(super) async fn run(
     for _ in 0..lanes {
         let (tx, rx) = mpsc::channel(2);
         lane_txs.push(tx);
+        let state = match (&windowed, &changelog) {
+            (Some(w), Some(topic)) => Some(LaneState::new(
+                w.clone(),
+                topic.clone(),
+                source.client().clone(),
+                restore_config.clone(),
+            )),
+            _ => None,
+        };
         lane_tasks.push(tokio::spawn(lane(
             rx,
             chain(),
             output.clone(),
             ack_tx.clone(),
             shared.clone(),
+            state,
         )));
     }
     drop(ack_tx);
 
     let mut driver = Driver {
+        lanes: lane_txs,
         source,
         producer,
         slot: output.producer.clone(),
@@ -183,12 +254,18 @@ pub(super) async fn run(
     tokio::pin!(shutdown);
     let result = loop {
         let stop = match driver
-            .drive(&lane_txs, shutdown.as_mut(), commit_interval, stop_at_end)
+            .drive(shutdown.as_mut(), commit_interval, stop_at_end)
             .await
         {
             Ok(stop) => stop,
             Err(e) => break Err(e),
         };
+        if stop == Stop::End && changelog.is_some() {
+            // Bounded input: the windows still open are emitted, and committed with the rest.
+            if let Err(e) = driver.finish_lanes().await {
+                break Err(e);
+            }
+        }
         // The last commit: everything handed to the sink or, after a failure the pipeline
         // recovers from, nothing since the last commit, which is then read again.
         driver.settle_or_fail().await;
@@ -198,7 +275,7 @@ pub(super) async fn run(
             result => break result,
         }
     };
-    drop(lane_txs);
+    drop(std::mem::take(&mut driver.lanes));
     for task in lane_tasks {
         let _ = task.await;
     }
@@ -217,7 +294,9 @@ pub(super) async fn run(
     closed?;
     left?;
     let mut stats = driver.stats;
-    stats.records_out = driver.shared.progress().records_out;
+    let progress = driver.shared.progress();
+    stats.records_out = progress.records_out;
+    stats.restored = progress.restored;
     Ok(stats)
 }
 
@@ -263,32 +342,80 @@ pub(super) fn lane_of(tp: &Tp, lanes: usize) -> usize {
     (h.finish() % lanes as u64) as usize
 }
 
-/// A lane: runs the chain over its partitions' batches and hands the output to the sink.
+/// A lane: runs the chain over its partitions' batches and hands the output to the sink
+/// (through the windows, for a windowed pipeline).
 async fn lane(
-    mut rx: mpsc::Receiver<PartitionBatch>,
+    mut rx: mpsc::Receiver<LaneInput>,
     mut chain: Chain,
     output: Output,
     acks: mpsc::Sender<Ack>,
     shared: Arc<Shared>,
+    mut state: Option<LaneState>,
 ) {
     let mut out = Vec::new();
-    while let Some(mut input) = rx.recv().await {
+    while let Some(input) = rx.recv().await {
+        let mut input = match input {
+            LaneInput::Batch(batch) => batch,
+            LaneInput::Forget(tps) => {
+                if let Some(state) = &mut state {
+                    state.forget(tps.as_deref());
+                }
+                continue;
+            }
+            LaneInput::Finish(tps) => {
+                let written = match &mut state {
+                    Some(state) => match state.finish(&tps).await {
+                        Ok((steps, restored)) => {
+                            shared.progress().restored += restored;
+                            write_steps(&output, state.changelog(), &steps).await
+                        }
+                        Err(e) => Err(e),
+                    },
+                    None => Ok((Vec::new(), 0)),
+                };
+                let ack = written.map(|(deliveries, records)| Ack {
+                    progress: None,
+                    records,
+                    deliveries,
+                    _input: None,
+                });
+                match ack {
+                    Ok(ack) => {
+                        if acks.send(ack).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => shared.fail(e),
+                }
+                continue;
+            }
+        };
         let tp: Tp = (input.topic_arc(), input.partition());
         let next_offset = input.next_offset();
         let batch = Batch::new(tp.0.clone(), tp.1, input.take_batch());
         out.clear();
-        let written = match chain.run(batch, &mut out) {
-            Ok(()) => write(&output, &out).await,
-            Err(e) => Err(e),
+        let written = match (chain.run(batch, &mut out), &mut state) {
+            (Ok(()), None) => write(&output, &out).await,
+            (Ok(()), Some(state)) => match state.push(&tp, &out).await {
+                Ok(step) => {
+                    shared.progress().restored += step.restored;
+                    if step.skipped > 0 {
+                        tracing::debug!(topic = %tp.0, partition = tp.1, skipped = step.skipped, "records without the key, time or value field");
+                    }
+                    let steps = [(tp.clone(), step)];
+                    write_steps(&output, state.changelog(), &steps).await
+                }
+                Err(e) => Err(e),
+            },
+            (Err(e), _) => Err(e),
         };
         match written {
             Ok((deliveries, records)) => {
                 let ack = Ack {
-                    tp,
-                    next_offset,
+                    progress: Some((tp, next_offset)),
                     records,
                     deliveries,
-                    _input: input,
+                    _input: Some(input),
                 };
                 if acks.send(ack).await.is_err() {
                     return;
@@ -338,6 +465,69 @@ async fn write(output: &Output, batches: &[Batch]) -> Result<(Vec<BatchDelivery>
     Ok((deliveries, records))
 }
 
+/// Writes windowed steps: each partition's closed windows to the output, its state changes to
+/// its changelog partition. Returns the deliveries and the output record count.
+async fn write_steps(
+    output: &Output,
+    changelog: &str,
+    steps: &[(Tp, Step)],
+) -> Result<(Vec<BatchDelivery>, u64), Error> {
+    let Sink::Topic(topic) = &output.sink else {
+        return Err(missing(
+            "an output topic (to_topic) for a windowed pipeline",
+        ));
+    };
+    let producer = output
+        .producer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .expect("a topic sink has a producer");
+    let mut deliveries = Vec::new();
+    let mut records = 0u64;
+    for (tp, step) in steps {
+        if !step.results.is_empty() {
+            let partition = match output.partitioning {
+                Partitioning::SameAsInput => Some(tp.1 % output.partitions),
+                Partitioning::ByKey => None,
+            };
+            let rows: Vec<(Vec<u8>, Vec<u8>, i64)> =
+                step.results.iter().map(output_record).collect();
+            records += rows.len() as u64;
+            // Collected first: an iterator with a closure held across the await would not be
+            // `Send` for every lifetime.
+            let batch: Vec<Record<'_>> = rows
+                .iter()
+                .map(|(key, value, timestamp)| Record {
+                    topic,
+                    partition,
+                    key: Some(key),
+                    value: Some(value),
+                    headers: Vec::new(),
+                    timestamp: Some(*timestamp),
+                })
+                .collect();
+            deliveries.push(producer.send_batch(topic, batch).await?);
+        }
+        if !step.changes.is_empty() {
+            let batch: Vec<Record<'_>> = step
+                .changes
+                .iter()
+                .map(|(key, value)| Record {
+                    topic: changelog,
+                    partition: Some(tp.1),
+                    key: Some(key),
+                    value: value.as_deref(),
+                    headers: Vec::new(),
+                    timestamp: None,
+                })
+                .collect();
+            deliveries.push(producer.send_batch(changelog, batch).await?);
+        }
+    }
+    Ok((deliveries, records))
+}
+
 /// Awaits each input's deliveries in order and records the progress.
 async fn acknowledge(mut rx: mpsc::Receiver<Ack>, shared: Arc<Shared>) {
     while let Some(ack) = rx.recv().await {
@@ -353,8 +543,8 @@ async fn acknowledge(mut rx: mpsc::Receiver<Ack>, shared: Arc<Shared>) {
                 let mut p = shared.progress();
                 // After a failure nothing counts as acknowledged until the driver has dealt
                 // with it: a later input of the failed one's partition must not move past it.
-                if p.failed.is_none() {
-                    p.acked.insert(ack.tp, ack.next_offset);
+                if let (None, Some((tp, next_offset))) = (&p.failed, ack.progress) {
+                    p.acked.insert(tp, next_offset);
                 }
                 p.done += 1;
                 p.records_out += ack.records;

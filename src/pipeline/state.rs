@@ -30,6 +30,12 @@ pub enum StoreError {
         /// What the write would add.
         wanted: usize,
     },
+    /// A changelog record that is not one this store wrote.
+    #[error("a corrupt changelog record: {what}")]
+    Corrupt {
+        /// What was wrong.
+        what: String,
+    },
 }
 
 /// One change for the changelog: a key's new value, or `None` for a deletion (tombstone).

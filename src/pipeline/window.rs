@@ -127,6 +127,8 @@ pub struct WindowedAggregator {
     /// Sessions: per key, open sessions ordered by start.
     sessions: HashMap<Vec<u8>, Vec<Session>>,
     late: u64,
+    /// Keys changed since the changes were last taken ([`Self::logged`] turns it on).
+    dirty: Option<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl WindowedAggregator {
@@ -141,6 +143,7 @@ impl WindowedAggregator {
             ends: BTreeSet::new(),
             sessions: HashMap::new(),
             late: 0,
+            dirty: None,
         }
     }
 
@@ -223,6 +226,7 @@ impl WindowedAggregator {
             self.observe(time);
         }
         for ((key, start), v) in partial {
+            self.touch(key);
             if let Some(value) = self.windows.get_mut(key).and_then(|w| w.get_mut(&start)) {
                 *value = agg.merge(*value, v);
                 continue;
@@ -262,6 +266,7 @@ impl WindowedAggregator {
             open.retain(|s| !joins(s));
             let at = open.partition_point(|s| s.start < merged.start);
             open.insert(at, merged);
+            self.touch(key);
         }
         self.observe(time);
     }
@@ -283,6 +288,7 @@ impl WindowedAggregator {
             if per_key.is_empty() {
                 self.windows.remove(&key);
             }
+            self.touch(&key);
             out.push(WindowResult {
                 key,
                 start,
@@ -291,7 +297,9 @@ impl WindowedAggregator {
             });
         }
         if let WindowSpec::Session { gap } = self.spec {
+            let dirty = &mut self.dirty;
             self.sessions.retain(|key, open| {
+                let before = open.len();
                 open.retain(|s| {
                     let end = s.last.saturating_add(gap);
                     if all || end <= watermark {
@@ -306,12 +314,20 @@ impl WindowedAggregator {
                         true
                     }
                 });
+                if open.len() != before {
+                    if let Some(dirty) = dirty.as_mut() {
+                        dirty.insert(key.clone());
+                    }
+                }
                 !open.is_empty()
             });
         }
         out
     }
 }
+
+#[path = "window_log.rs"]
+mod log;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,10 @@
 Kafka client, and prints one JSON object: per partition, the record count, the first and last
 offset, and a SHA-256 over every record's key, value and headers in offset order.
 
-    python3 read_topic.py BOOTSTRAP TOPIC PARTITIONS [isolation.level]
+    python3 read_topic.py BOOTSTRAP TOPIC PARTITIONS [isolation.level [values]]
+
+With `values`, it prints instead every record's value (UTF-8), one per line, partition by
+partition in offset order.
 
 The digest's layout (spate's tests compute the same over what they sent): per record,
 u32-be length (0xffffffff for null) then bytes, for the key and the value; then u32-be header
@@ -27,6 +30,8 @@ def put(h, b):
 def main():
     bootstrap, topic, partitions = sys.argv[1], sys.argv[2], int(sys.argv[3])
     isolation = sys.argv[4] if len(sys.argv) > 4 else "read_uncommitted"
+    values = len(sys.argv) > 5 and sys.argv[5] == "values"
+    kept = {p: [] for p in range(partitions)}
     c = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": "spate-interop-reader",
@@ -62,6 +67,8 @@ def main():
             if p["first"] is None:
                 p["first"] = m.offset()
             p["last"] = m.offset()
+            if values:
+                kept[m.partition()].append(m.value().decode())
             h = p["hash"]
             put(h, m.key())
             put(h, m.value())
@@ -71,6 +78,11 @@ def main():
                 put(h, k.encode())
                 put(h, v)
     c.close()
+    if values:
+        for p in range(partitions):
+            for v in kept[p]:
+                print(v)
+        return
     print(json.dumps({str(p): {"count": v["count"], "first": v["first"], "last": v["last"],
                                "sha256": v["hash"].hexdigest()} for p, v in out.items()}))
 

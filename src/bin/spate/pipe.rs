@@ -4,7 +4,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use spate::consumer::ConsumerConfig;
-use spate::pipeline::{ops, Chain, Guarantee, Partitioning, Pipeline};
+use spate::pipeline::event_time::{
+    parse_aggregate, parse_duration, parse_event_time, parse_window, KeySource,
+};
+use spate::pipeline::{ops, Chain, Guarantee, Partitioning, Pipeline, Windowed};
 use spate::producer::ProducerConfig;
 
 use crate::common::{self, ConnArgs};
@@ -29,9 +32,32 @@ pub struct Args {
     /// Keep only records whose value contains these bytes.
     #[arg(long = "filter-contains")]
     pub filter_contains: Option<String>,
-    /// Key records by this JSON field of their value, and partition by key.
+    /// Key records by this JSON field of their value, and partition by key (with --window:
+    /// group by it).
     #[arg(long = "key-by-json")]
     pub key_by_json: Option<String>,
+    /// Aggregate in event-time windows: `tumbling:SIZE`, `hopping:SIZE:ADVANCE` or
+    /// `session:GAP` (durations like 250ms, 60s, 5m). Output: one record per closed window,
+    /// keyed by the grouping key (--key-by-json, else the record key), with the JSON value
+    /// {"key": K, "start": MS, "end": MS, "value": N}. The state lives in the compacted topic
+    /// `<group>-windows-changelog` (needs -G).
+    #[arg(long = "window")]
+    pub window: Option<String>,
+    /// With --window: `count` (default), `sum:FIELD`, `min:FIELD` or `max:FIELD` (numeric JSON
+    /// fields of the value).
+    #[arg(long = "aggregate")]
+    pub aggregate: Option<String>,
+    /// With --window: the event time, `timestamp` (the record's, default) or `json:FIELD`
+    /// (epoch milliseconds).
+    #[arg(long = "event-time")]
+    pub event_time: Option<String>,
+    /// With --window: how far behind the largest event time seen a record may be and still
+    /// count (default 0).
+    #[arg(long = "allowed-lateness")]
+    pub allowed_lateness: Option<String>,
+    /// With --window: `final` (default: each window once, when the watermark closes it).
+    #[arg(long = "emit")]
+    pub emit: Option<String>,
     /// Transactions: the output and the committed offsets go together (needs -G). Each member
     /// gets its own transactional.id, `<prefix>-<group.instance.id>` for a static member (a
     /// restart fences its predecessor) or `<prefix>-<random>`; the prefix is
@@ -66,7 +92,8 @@ fn chain_of(args: &Args) -> Result<Vec<Step>, String> {
             },
         }
     }
-    if let Some(field) = &args.key_by_json {
+    // With windows, the grouping key is read by the window stage itself.
+    if let (Some(field), None) = (&args.key_by_json, &args.window) {
         steps.push(Step::KeyByJson(field.clone()));
     }
     Ok(steps)
@@ -94,6 +121,46 @@ fn configs(args: &Args) -> Result<(ConsumerConfig, ProducerConfig), String> {
     common::consumer_and_producer(pairs)
 }
 
+/// The window flags, if `--window` is given (the others need it).
+fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
+    let Some(window) = &args.window else {
+        let stray = [
+            ("--aggregate", args.aggregate.is_some()),
+            ("--event-time", args.event_time.is_some()),
+            ("--allowed-lateness", args.allowed_lateness.is_some()),
+            ("--emit", args.emit.is_some()),
+        ];
+        return match stray.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(format!("{flag} needs --window")),
+            None => Ok(None),
+        };
+    };
+    let window = parse_window(window).map_err(|e| format!("--window: {e}"))?;
+    let aggregate = parse_aggregate(args.aggregate.as_deref().unwrap_or("count"))
+        .map_err(|e| format!("--aggregate: {e}"))?;
+    let time = parse_event_time(args.event_time.as_deref().unwrap_or("timestamp"))
+        .map_err(|e| format!("--event-time: {e}"))?;
+    let lateness = match &args.allowed_lateness {
+        Some(d) => parse_duration(d).map_err(|e| format!("--allowed-lateness: {e}"))?,
+        None => 0,
+    };
+    match args.emit.as_deref() {
+        None | Some("final") => {}
+        Some(other) => {
+            return Err(format!(
+                "--emit {other}: only `final` is supported (each window once, when closed)"
+            ))
+        }
+    }
+    let key = match &args.key_by_json {
+        Some(field) => KeySource::JsonField(field.clone()),
+        None => KeySource::RecordKey,
+    };
+    Ok(Some(
+        Windowed::new(key, time, window, aggregate).lateness(lateness),
+    ))
+}
+
 pub fn run(args: &Args) -> Result<ExitCode, String> {
     if args.exactly_once && args.group.is_none() {
         return Err(
@@ -101,6 +168,10 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         );
     }
     let steps = chain_of(args)?;
+    let windowed = windowed(args)?;
+    if windowed.is_some() && args.group.is_none() {
+        return Err("--window needs -G GROUP: it names the state's changelog topic".into());
+    }
     let (consumer, producer) = configs(args)?;
     let inputs: Vec<&str> = args.from.iter().map(String::as_str).collect();
     let mut pipeline = Pipeline::new(consumer, producer)
@@ -126,6 +197,12 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     if args.key_by_json.is_some() {
         pipeline = pipeline.partitioning(Partitioning::ByKey);
     }
+    if let Some(windowed) = windowed {
+        // Results go where their key hashes, as a keyed aggregation's do.
+        pipeline = pipeline
+            .windowed(windowed)
+            .partitioning(Partitioning::ByKey);
+    }
     if let Some(lanes) = args.lanes {
         pipeline = pipeline.lanes(lanes);
     }
@@ -139,11 +216,12 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     })?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "% {} records in, {} out, {} commits, {} aborted in {:.2} s ({:.0} records/s)",
+        "% {} records in, {} out, {} commits, {} aborted, {} state records restored in {:.2} s ({:.0} records/s)",
         stats.records_in,
         stats.records_out,
         stats.commits,
         stats.aborts,
+        stats.restored,
         secs,
         stats.records_in as f64 / secs.max(1e-9)
     );

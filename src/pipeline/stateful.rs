@@ -1,0 +1,280 @@
+//! Windowed aggregation inside a pipeline ([`Pipeline::windowed`](super::Pipeline::windowed)):
+//! each lane keeps one [`WindowedAggregator`] per input partition it reads, logs every change
+//! to the partition's changelog, and writes the windows the watermark closes to the output.
+//!
+//! - **Changelog**: the compacted topic `<application>-<store>-changelog`, created if missing
+//!   with as many partitions as the input, partition `p` holding input partition `p`'s state
+//!   ([`super::window_log`] describes the records). A batch's output, its changelog records
+//!   and (through the acknowledgements) its offsets go together: under exactly-once in one
+//!   transaction, so state, output and input position always agree; under at-least-once the
+//!   offsets are committed after both are acknowledged (after a crash, state may be ahead of
+//!   the offsets, and replayed input counted twice, as in Kafka Streams).
+//! - **Restore**: a lane meets a partition it holds no state for (first assignment, a
+//!   partition back after a rebalance, or every partition after an aborted transaction) and
+//!   rebuilds its state from the changelog, read to its end (read_committed under
+//!   exactly-once), before it processes the partition's input. Restores are logged with the
+//!   records read, and counted in [`Stats::restored`](super::Stats::restored).
+//! - **End of input** (`stop_at_end`): windows still open are emitted, as Flink does at the
+//!   end of bounded input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::event_time::{extract_rows, result_json, AggregateSpec, EventTime, KeySource};
+use super::run::Tp;
+use super::state::{changelog_topic, Change, StoreError};
+use super::window::{WindowResult, WindowSpec, WindowedAggregator};
+use super::Batch;
+use crate::cluster::{Client, NewTopic};
+use crate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+use crate::error::Error;
+
+/// A windowed aggregation: what to group by, which time, which windows, what to compute.
+#[derive(Debug, Clone)]
+pub struct Windowed {
+    /// The application id: names the changelog (default: the group id).
+    pub application: Option<String>,
+    /// The store's name in the changelog topic's (default `windows`).
+    pub store: String,
+    /// The grouping key.
+    pub key: KeySource,
+    /// The event time.
+    pub time: EventTime,
+    /// The windows.
+    pub window: WindowSpec,
+    /// The aggregate and the field it reads.
+    pub aggregate: AggregateSpec,
+    /// Allowed lateness in milliseconds: the watermark is the largest event time seen minus
+    /// this.
+    pub lateness: i64,
+}
+
+impl Windowed {
+    /// Windows of `window` over `key`, at `time`, computing `aggregate`, no lateness.
+    pub fn new(
+        key: KeySource,
+        time: EventTime,
+        window: WindowSpec,
+        aggregate: AggregateSpec,
+    ) -> Self {
+        Windowed {
+            application: None,
+            store: "windows".into(),
+            key,
+            time,
+            window,
+            aggregate,
+            lateness: 0,
+        }
+    }
+
+    /// The allowed lateness (ms).
+    pub fn lateness(mut self, ms: i64) -> Self {
+        self.lateness = ms.max(0);
+        self
+    }
+
+    /// The changelog topic, for the application id or else `group`.
+    pub fn changelog(&self, group: &str) -> String {
+        changelog_topic(self.application.as_deref().unwrap_or(group), &self.store)
+    }
+}
+
+/// Creates the changelog (compacted, one partition per input partition) unless it exists.
+pub(super) async fn ensure_changelog(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), Error> {
+    let mut new = NewTopic::new(topic, partitions, -1);
+    new.configs
+        .push(("cleanup.policy".into(), "compact".into()));
+    match client.create_topics(&[new]).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(crate::error::KafkaCode(36)) => Ok(()), // TOPIC_ALREADY_EXISTS
+        Err(e) => Err(e),
+    }
+}
+
+/// What one lane holds: its partitions' aggregators.
+pub(super) struct LaneState {
+    spec: Arc<Windowed>,
+    changelog: Arc<str>,
+    client: Client,
+    /// How the changelog is read back (no group; read_committed under exactly-once).
+    restore_config: ConsumerConfig,
+    partitions: HashMap<Tp, WindowedAggregator>,
+    scratch: Vec<(Vec<u8>, i64, f64)>,
+}
+
+/// One partition's output and changelog records for one step.
+pub(super) struct Step {
+    pub results: Vec<WindowResult>,
+    pub changes: Vec<Change>,
+    /// Changelog records read back before this step (0 if the state was held).
+    pub restored: u64,
+    /// Records skipped because a field was missing or not a number.
+    pub skipped: usize,
+}
+
+impl LaneState {
+    pub(super) fn new(
+        spec: Arc<Windowed>,
+        changelog: Arc<str>,
+        client: Client,
+        restore_config: ConsumerConfig,
+    ) -> Self {
+        LaneState {
+            spec,
+            changelog,
+            client,
+            restore_config,
+            partitions: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(super) fn changelog(&self) -> &Arc<str> {
+        &self.changelog
+    }
+
+    fn fresh(&self) -> WindowedAggregator {
+        let agg = self.spec.aggregate.aggregate;
+        WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged()
+    }
+
+    /// Drops the state of `tps` (all of it for `None`): it is rebuilt from the changelog when
+    /// their input comes again.
+    pub(super) fn forget(&mut self, tps: Option<&[Tp]>) {
+        match tps {
+            None => self.partitions.clear(),
+            Some(tps) => {
+                for tp in tps {
+                    self.partitions.remove(tp);
+                }
+            }
+        }
+    }
+
+    /// The aggregator of `tp`, restored from the changelog if this lane holds none.
+    async fn aggregator(&mut self, tp: &Tp) -> Result<(&mut WindowedAggregator, u64), Error> {
+        let mut restored = 0;
+        if !self.partitions.contains_key(tp) {
+            let mut agg = self.fresh();
+            restored = self.restore(tp.1, &mut agg).await?;
+            // What restoring applied is the changelog already.
+            agg.take_changes();
+            self.partitions.insert(tp.clone(), agg);
+        }
+        Ok((self.partitions.get_mut(tp).expect("inserted"), restored))
+    }
+
+    async fn restore(&self, partition: i32, agg: &mut WindowedAggregator) -> Result<u64, Error> {
+        let started = Instant::now();
+        let mut config = self.restore_config.clone();
+        config.group_id = None;
+        config.group_instance_id = None;
+        config.enable_auto_commit = false;
+        let mut consumer = Consumer::with_client(self.client.clone(), config);
+        consumer.assign(&[(&*self.changelog, partition, Offset::Beginning)])?;
+        let mut records = 0u64;
+        let result = loop {
+            match consumer.next().await {
+                Ok(Event::Batch(batch)) => {
+                    let applied = batch.records().try_for_each(|r| {
+                        // Every record of ours has a key; one without is not ours.
+                        let key = r.key().ok_or_else(|| StoreError::Corrupt {
+                            what: "a changelog record without a key".into(),
+                        })?;
+                        agg.restore(key, r.value())
+                    });
+                    if let Err(e) = applied {
+                        break Err(Error::InvalidState(format!(
+                            "restoring {}-{partition}: {e}",
+                            self.changelog
+                        )));
+                    }
+                    records += batch.batch().len() as u64;
+                }
+                Ok(Event::EndOfPartition { .. }) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = consumer.close().await;
+        result?;
+        tracing::info!(
+            changelog = %self.changelog,
+            partition,
+            records,
+            open_windows = agg.open(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state restored"
+        );
+        Ok(records)
+    }
+
+    /// Aggregates one batch of `tp`'s input (the chain's output for it).
+    pub(super) async fn push(&mut self, tp: &Tp, batches: &[Batch]) -> Result<Step, Error> {
+        let spec = self.spec.clone();
+        let mut rows = std::mem::take(&mut self.scratch);
+        rows.clear();
+        let mut skipped = 0;
+        for batch in batches {
+            let selected = batch
+                .selected()
+                .map(|row| (batch.key(row), batch.value(row), batch.timestamp(row)));
+            skipped += extract_rows(selected, &spec.key, &spec.time, &spec.aggregate, &mut rows);
+        }
+        let (agg, restored) = self.aggregator(tp).await?;
+        let results = agg.push(rows.iter().map(|(k, t, v)| (k.as_slice(), *t, *v)));
+        let changes = agg.take_changes();
+        self.scratch = rows;
+        Ok(Step {
+            results,
+            changes,
+            restored,
+            skipped,
+        })
+    }
+
+    /// Every window still open of `tps` (the end of bounded input), restoring first the
+    /// state of any this lane has not read since it was assigned; and the changelog records
+    /// read back.
+    pub(super) async fn finish(&mut self, tps: &[Tp]) -> Result<(Vec<(Tp, Step)>, u64), Error> {
+        let mut restored = 0;
+        for tp in tps {
+            restored += self.aggregator(tp).await?.1;
+        }
+        let mut out: Vec<(Tp, Step)> = self
+            .partitions
+            .iter_mut()
+            .map(|(tp, agg)| {
+                let results = agg.finish();
+                let changes = agg.take_changes();
+                (
+                    tp.clone(),
+                    Step {
+                        results,
+                        changes,
+                        restored: 0,
+                        skipped: 0,
+                    },
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((out, restored))
+    }
+}
+
+/// A result as an output record: keyed by the grouping key, the JSON value, stamped with the
+/// window's last millisecond.
+pub(super) fn output_record(result: &WindowResult) -> (Vec<u8>, Vec<u8>, i64) {
+    (
+        result.key.clone(),
+        result_json(result),
+        result.end.saturating_sub(1),
+    )
+}

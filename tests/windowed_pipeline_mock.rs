@@ -1,0 +1,443 @@
+//! Windowed pipelines (`spate pipe --window`) on the embedded cluster (`--features mock`),
+//! exactly-once, against the independent reference (`tests/support/windows_reference.py`, run
+//! per input partition: each partition has its own watermark). The output is read back by
+//! librdkafka with read_committed and must equal the reference window for window: nothing
+//! missing, nothing twice.
+//! - A pipeline killed (SIGKILL) mid-run and started again restores its state from the
+//!   changelog and goes on as if nothing happened.
+//! - Two members, the second joining while the first works (a rebalance moves partitions and
+//!   their state), while the input arrives.
+//! - Transactions that abort midway roll the state back to what the changelog committed.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spate::consumer::{ConsumerConfig, OffsetReset};
+use spate::mock::{Fault, MockCluster};
+use spate::pipeline::event_time::{AggregateSpec, EventTime, KeySource};
+use spate::pipeline::window::{Aggregate, WindowSpec};
+use spate::pipeline::{Guarantee, Partitioning, Pipeline, Windowed};
+use spate::producer::{Producer, ProducerConfig, Record};
+use spate::wire::ApiKey;
+use spate::ClientConfig;
+
+const PARTITIONS: i32 = 4;
+const USERS: usize = 40;
+const LATENESS_MS: i64 = 2_000;
+const CHANGELOG: &str = "win-windows-changelog";
+
+/// Per input partition, in order: (user, event time, n). A user's records all go to one
+/// partition; event times are out of order by up to ±1.5 s, 1 % are 30 s behind (late) and
+/// 1 % 1.5–3 s behind (late for some windows).
+fn input(records: usize) -> Vec<Vec<(String, i64, i64)>> {
+    let mut rng = fastrand::Rng::with_seed(1632);
+    let mut out = vec![Vec::new(); PARTITIONS as usize];
+    for i in 0..records {
+        let user = rng.usize(0..USERS);
+        let base = 1_700_000_000_000 + i as i64 * 5;
+        let time = match rng.u32(0..100) {
+            0 => base - 30_000,
+            1 => base - rng.i64(1_500..=3_000),
+            _ => base + rng.i64(-1_500..=1_500),
+        };
+        out[user % PARTITIONS as usize].push((format!("u{user}"), time, rng.i64(0..50)));
+    }
+    out
+}
+
+async fn fill(cluster: &MockCluster, input: &[Vec<(String, i64, i64)>]) {
+    let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap()))
+        .await
+        .expect("producer");
+    for (p, records) in input.iter().enumerate() {
+        let values: Vec<(String, String)> = records
+            .iter()
+            .map(|(user, ts, n)| {
+                (
+                    user.clone(),
+                    format!(r#"{{"user":"{user}","ts":{ts},"n":{n}}}"#),
+                )
+            })
+            .collect();
+        // Batches of 200, so the pipeline has many steps to be killed between.
+        for chunk in values.chunks(200) {
+            let rows = chunk.iter().map(|(k, v)| {
+                Record::new("clicks")
+                    .key(k.as_bytes())
+                    .value(v.as_bytes())
+                    .partition(p as i32)
+            });
+            producer
+                .send_batch("clicks", rows)
+                .await
+                .expect("send")
+                .wait()
+                .await
+                .expect("written");
+        }
+    }
+    producer.close().await.expect("close");
+}
+
+/// The reference's results, `key,start,end,value` sorted, over every partition. `window` is
+/// in the reference's spelling (sizes in milliseconds).
+fn reference(input: &[Vec<(String, i64, i64)>], window: &str) -> Vec<String> {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("spate-windowed-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/windows_reference.py");
+    let mut lines = Vec::new();
+    for (p, records) in input.iter().enumerate() {
+        let path = dir.join(format!("p{p}.csv"));
+        let csv: String = records
+            .iter()
+            .map(|(k, t, v)| format!("{k},{t},{v}\n"))
+            .collect();
+        std::fs::write(&path, csv).expect("write csv");
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(&path)
+            .args([window, "sum", &LATENESS_MS.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        assert!(
+            out.status.success(),
+            "the reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.starts_with("late,"))
+                .map(str::to_owned),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    lines.sort();
+    lines
+}
+
+/// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
+fn committed_output(bootstrap: &str) -> Vec<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_topic.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([
+            bootstrap,
+            "counts",
+            &PARTITIONS.to_string(),
+            "read_committed",
+            "values",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "the librdkafka reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
+            let value = v["value"].as_f64().expect("value");
+            assert_eq!(value.fract(), 0.0, "integer sums: {l}");
+            format!(
+                "{},{},{},{}",
+                v["key"].as_str().expect("key"),
+                v["start"].as_i64().expect("start"),
+                v["end"].as_i64().expect("end"),
+                value as i64
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn spawn_pipe(bootstrap: &str, window: &str, extra: &[&str], exit_at_end: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spate"));
+    cmd.args([
+        "pipe", "-b", bootstrap, "--from", "clicks", "--to", "counts", "-G", "win",
+    ])
+    .args(["--key-by-json", "user", "--event-time", "json:ts"])
+    .args(["--window", window, "--aggregate", "sum:n"])
+    .args(["--allowed-lateness", &format!("{LATENESS_MS}ms")])
+    .args([
+        "--exactly-once",
+        "--commit-interval-ms",
+        "100",
+        "--lanes",
+        "2",
+    ])
+    .args([
+        "-X",
+        "session.timeout.ms=3000",
+        "-X",
+        "heartbeat.interval.ms=300",
+    ])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if exit_at_end {
+        cmd.arg("-e");
+    }
+    cmd.spawn().expect("spawn spate pipe")
+}
+
+/// Some input committed on every partition, and some not yet on one: the run is midway.
+fn midway(cluster: &MockCluster) -> bool {
+    let committed: Vec<i64> = (0..PARTITIONS)
+        .map(|p| cluster.committed("win", "clicks", p).unwrap_or(0))
+        .collect();
+    let changelog: i64 = (0..PARTITIONS).map(|p| cluster.log_end(CHANGELOG, p)).sum();
+    changelog > 0
+        && committed.iter().all(|c| *c > 0)
+        && (0..PARTITIONS).any(|p| committed[p as usize] < cluster.log_end("clicks", p))
+}
+
+/// The `N state records restored` of a finished `spate pipe`'s summary.
+fn restored(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" state records restored")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
+}
+
+async fn finish(child: Child) -> std::process::Output {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "spate pipe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Panics with its output if the process has exited.
+fn exited_early(child: &mut Child) {
+    if let Ok(Some(status)) = child.try_wait() {
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        panic!("spate pipe exited early ({status}): {stderr}");
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Killed mid-run with a transaction open (SIGKILL to the spate process itself), then started
+/// again: the second run restores the state the first committed and the results equal the
+/// reference exactly, for tumbling, hopping and session windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_windowed_pipeline_restarts_from_its_changelog_exactly_once() {
+    for (window, in_ms) in [
+        ("tumbling:10s", "tumbling:10000"),
+        ("hopping:10s:5s", "hopping:10000:5000"),
+        ("session:400ms", "session:400"),
+    ] {
+        let cluster = MockCluster::start(3).await.expect("cluster");
+        cluster.create_topic("clicks", PARTITIONS);
+        cluster.create_topic("counts", PARTITIONS);
+        let input = input(40_000);
+        fill(&cluster, &input).await;
+        let expected = reference(&input, in_ms);
+        let bootstrap = cluster.bootstrap();
+        // Slow the writes so that the kill lands mid-run.
+        cluster.inject(
+            ApiKey::Produce,
+            Fault::Delay(Duration::from_millis(20)),
+            400,
+        );
+        let static_member = ["-X", "group.instance.id=one"];
+        let mut first = spawn_pipe(&bootstrap, window, &static_member, false);
+        wait_for("the first run to commit part of its input", || {
+            exited_early(&mut first);
+            midway(&cluster)
+        })
+        .await;
+        first.kill().expect("kill");
+        first.wait().expect("wait");
+        let second = spawn_pipe(&bootstrap, window, &static_member, true);
+        let out = finish(second).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            restored(&stderr) > 0,
+            "{window}: state was restored: {stderr}"
+        );
+        let got = committed_output(&bootstrap);
+        assert_eq!(got.len(), expected.len(), "{window}: as many windows");
+        assert!(got == expected, "{window}: the results equal the reference");
+    }
+}
+
+/// Two members while the input arrives: the second joins while the first works (a rebalance
+/// moves half the partitions, whose state the newcomer restores from the changelog), the
+/// second half of the input comes, both are stopped (SIGTERM: they commit and leave), and a
+/// last run with `-e` emits the windows still open. The results equal the reference exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_windowed_members_and_a_rebalance_give_the_reference_results() {
+    let cluster = MockCluster::start(3).await.expect("cluster");
+    cluster.create_topic("clicks", PARTITIONS);
+    cluster.create_topic("counts", PARTITIONS);
+    let input = input(40_000);
+    let (early, late): (Vec<_>, Vec<_>) = input
+        .iter()
+        .map(|records| {
+            let (a, b) = records.split_at(records.len() / 2);
+            (a.to_vec(), b.to_vec())
+        })
+        .unzip();
+    fill(&cluster, &early).await;
+    let expected = reference(&input, "tumbling:10000");
+    let bootstrap = cluster.bootstrap();
+    let window = "tumbling:10s";
+    let mut first = spawn_pipe(&bootstrap, window, &[], false);
+    wait_for("the first member to commit", || {
+        exited_early(&mut first);
+        (0..PARTITIONS).all(|p| cluster.committed("win", "clicks", p).is_some_and(|o| o > 0))
+    })
+    .await;
+    let generation = cluster.group("win").map_or(0, |g| g.generation);
+    let mut second = spawn_pipe(&bootstrap, window, &[], false);
+    wait_for("a rebalance with both members", || {
+        exited_early(&mut first);
+        exited_early(&mut second);
+        cluster
+            .group("win")
+            .is_some_and(|g| g.stable && g.members.len() == 2 && g.generation > generation)
+    })
+    .await;
+    fill(&cluster, &late).await;
+    wait_for("both members to commit the whole input", || {
+        exited_early(&mut first);
+        exited_early(&mut second);
+        (0..PARTITIONS)
+            .all(|p| cluster.committed("win", "clicks", p) == Some(cluster.log_end("clicks", p)))
+    })
+    .await;
+    support::sigterm(&first);
+    support::sigterm(&second);
+    let (_, b) = tokio::join!(finish(first), finish(second));
+    let restored_by_second = restored(&String::from_utf8_lossy(&b.stderr));
+    assert!(
+        restored_by_second > 0,
+        "the newcomer restored the state of the partitions it took over: {}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    // The end of the input: a last run emits the windows still open.
+    let last = finish(spawn_pipe(&bootstrap, window, &[], true)).await;
+    assert!(restored(&String::from_utf8_lossy(&last.stderr)) > 0);
+    let got = committed_output(&bootstrap);
+    assert_eq!(got.len(), expected.len(), "as many windows");
+    assert!(got == expected, "the results equal the reference");
+}
+
+/// The library API, exactly-once, with transactions that fail midway (a write refused, then
+/// offsets refused because "the group moved on"): each abort throws the lanes' state away and
+/// restores it from what the changelog committed, so the input read again is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transactions_roll_the_window_state_back() {
+    const ILLEGAL_GENERATION: i16 = 22;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    let cluster = MockCluster::start(3).await.expect("cluster");
+    cluster.create_topic("clicks", PARTITIONS);
+    cluster.create_topic("counts", PARTITIONS);
+    let input = input(20_000);
+    let (early, late): (Vec<_>, Vec<_>) = input
+        .iter()
+        .map(|records| {
+            let (a, b) = records.split_at(records.len() / 2);
+            (a.to_vec(), b.to_vec())
+        })
+        .unzip();
+    fill(&cluster, &early).await;
+    let expected = reference(&input, "hopping:10000:5000");
+    let pipeline = |stop_at_end: bool| {
+        let mut client = ClientConfig::new(&cluster.bootstrap());
+        client.retry_backoff = Duration::from_millis(10);
+        let consumer = ConsumerConfig {
+            client: client.clone(),
+            ..ConsumerConfig::default()
+        }
+        .group_id("win")
+        .auto_offset_reset(OffsetReset::Earliest);
+        let producer = ProducerConfig {
+            client,
+            ..ProducerConfig::default()
+        };
+        let windowed = Windowed::new(
+            KeySource::JsonField("user".into()),
+            EventTime::JsonField("ts".into()),
+            WindowSpec::Hopping {
+                size: 10_000,
+                advance: 5_000,
+            },
+            AggregateSpec {
+                aggregate: Aggregate::Sum,
+                field: Some("n".into()),
+            },
+        )
+        .lateness(LATENESS_MS);
+        Pipeline::new(consumer, producer)
+            .from_topics(&["clicks"])
+            .to_topic("counts")
+            .windowed(windowed)
+            .partitioning(Partitioning::ByKey)
+            .guarantee(Guarantee::ExactlyOnce)
+            .commit_interval(Duration::from_millis(20))
+            .lanes(2)
+            .stop_at_end(stop_at_end)
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(pipeline(false).run_until(async {
+        let _ = stopped.await;
+    }));
+    wait_for("a first commit", || {
+        (0..PARTITIONS).all(|p| cluster.committed("win", "clicks", p).is_some_and(|o| o > 0))
+    })
+    .await;
+    cluster.inject(ApiKey::Produce, Fault::Error(INVALID_PRODUCER_EPOCH), 1);
+    cluster.inject(ApiKey::TxnOffsetCommit, Fault::Error(ILLEGAL_GENERATION), 1);
+    fill(&cluster, &late).await;
+    wait_for("the whole input committed", || {
+        cluster.pending_faults() == 0
+            && (0..PARTITIONS).all(|p| {
+                cluster.committed("win", "clicks", p) == Some(cluster.log_end("clicks", p))
+            })
+    })
+    .await;
+    let _ = stop.send(());
+    let stats = running.await.expect("join").expect("pipeline");
+    assert_eq!(stats.aborts, 2, "{stats:?}");
+    assert!(stats.restored > 0, "aborts restored the state: {stats:?}");
+    // The end of the input.
+    let last = pipeline(true).run().await.expect("last run");
+    assert!(last.restored > 0, "{last:?}");
+    let bootstrap = cluster.bootstrap();
+    let got = tokio::task::spawn_blocking(move || committed_output(&bootstrap))
+        .await
+        .expect("join");
+    assert_eq!(got.len(), expected.len(), "as many windows");
+    assert!(got == expected, "the results equal the reference");
+}
