@@ -420,13 +420,29 @@ async fn aborted_transactions_roll_the_window_state_back() {
     cluster.inject(ApiKey::Produce, Fault::Error(INVALID_PRODUCER_EPOCH), 1);
     cluster.inject(ApiKey::TxnOffsetCommit, Fault::Error(ILLEGAL_GENERATION), 1);
     fill(&cluster, &late).await;
-    wait_for("the whole input committed", || {
-        cluster.pending_faults() == 0
-            && (0..PARTITIONS).all(|p| {
-                cluster.committed("win", "clicks", p) == Some(cluster.log_end("clicks", p))
+    let progress = |cluster: &MockCluster| {
+        (0..PARTITIONS)
+            .map(|p| {
+                (
+                    cluster.committed("win", "clicks", p),
+                    cluster.log_end("clicks", p),
+                )
             })
-    })
-    .await;
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cluster.pending_faults() > 0
+        || (0..PARTITIONS)
+            .any(|p| cluster.committed("win", "clicks", p) != Some(cluster.log_end("clicks", p)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the whole input committed: {:?}, faults left {}",
+            progress(&cluster),
+            cluster.pending_faults()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let _ = stop.send(());
     let stats = running.await.expect("join").expect("pipeline");
     assert_eq!(stats.aborts, 2, "{stats:?}");

@@ -153,6 +153,15 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("`{s}`: must be positive and fit in milliseconds"))
 }
 
+/// An allowed lateness: a duration as [`parse_duration`] reads it, or zero (`0`, `0s`).
+pub fn parse_lateness(s: &str) -> Result<i64, String> {
+    let digits = s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
+        return Ok(0);
+    }
+    parse_duration(s)
+}
+
 /// `tumbling:SIZE`, `hopping:SIZE:ADVANCE` or `session:GAP`.
 pub fn parse_window(s: &str) -> Result<WindowSpec, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -219,6 +228,10 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(300_000));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_lateness("0s"), Ok(0));
+        assert_eq!(parse_lateness("0"), Ok(0));
+        assert_eq!(parse_lateness("2s"), Ok(2_000));
+        assert!(parse_lateness("-1s").is_err());
         assert!(parse_duration("99999999999999999h").is_err());
         assert_eq!(
             parse_window("tumbling:1m"),

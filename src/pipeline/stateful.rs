@@ -26,8 +26,8 @@ use super::run::Tp;
 use super::state::{changelog_topic, Change, StoreError};
 use super::window::{WindowResult, WindowSpec, WindowedAggregator};
 use super::Batch;
-use crate::cluster::{Client, NewTopic};
-use crate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+use crate::cluster::{Client, NewTopic, OffsetSpec};
+use crate::consumer::{Consumer, ConsumerConfig, Event, IsolationLevel, Offset};
 use crate::error::Error;
 
 /// A windowed aggregation: what to group by, which time, which windows, what to compute.
@@ -172,10 +172,29 @@ impl LaneState {
 
     async fn restore(&self, partition: i32, agg: &mut WindowedAggregator) -> Result<u64, Error> {
         let started = Instant::now();
+        // The changelog's extent first: an empty one (a new application, a partition never
+        // written) is restored without reading.
+        let committed = self.restore_config.isolation_level == IsolationLevel::ReadCommitted;
+        let bound = |spec| async move {
+            let listed = self
+                .client
+                .list_offsets_isolated(&self.changelog, &[partition], spec, committed)
+                .await?;
+            Ok::<i64, Error>(listed.first().map_or(0, |l| l.offset))
+        };
+        let (first, end) = (
+            bound(OffsetSpec::Earliest).await?,
+            bound(OffsetSpec::Latest).await?,
+        );
+        if end <= first {
+            return Ok(0);
+        }
         let mut config = self.restore_config.clone();
         config.group_id = None;
         config.group_instance_id = None;
         config.enable_auto_commit = false;
+        // What is there is read; a long poll would only hold the close back.
+        config.fetch_max_wait = std::time::Duration::from_millis(10);
         let mut consumer = Consumer::with_client(self.client.clone(), config);
         consumer.assign(&[(&*self.changelog, partition, Offset::Beginning)])?;
         let mut records = 0u64;
@@ -196,6 +215,9 @@ impl LaneState {
                         )));
                     }
                     records += batch.batch().len() as u64;
+                    if batch.next_offset() >= end {
+                        break Ok(());
+                    }
                 }
                 Ok(Event::EndOfPartition { .. }) => break Ok(()),
                 Ok(_) => {}

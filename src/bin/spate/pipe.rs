@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use spate::consumer::ConsumerConfig;
 use spate::pipeline::event_time::{
-    parse_aggregate, parse_duration, parse_event_time, parse_window, KeySource,
+    parse_aggregate, parse_event_time, parse_lateness, parse_window, KeySource,
 };
 use spate::pipeline::{ops, Chain, Guarantee, Partitioning, Pipeline, Windowed};
 use spate::producer::ProducerConfig;
@@ -141,7 +141,7 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
     let time = parse_event_time(args.event_time.as_deref().unwrap_or("timestamp"))
         .map_err(|e| format!("--event-time: {e}"))?;
     let lateness = match &args.allowed_lateness {
-        Some(d) => parse_duration(d).map_err(|e| format!("--allowed-lateness: {e}"))?,
+        Some(d) => parse_lateness(d).map_err(|e| format!("--allowed-lateness: {e}"))?,
         None => 0,
     };
     match args.emit.as_deref() {
