@@ -79,7 +79,7 @@ pub mod window;
 
 pub use batch::{Batch, Column, ColumnBuilder, Selected};
 pub use ops::{BoxOperator, Chain, Operator};
-pub use stateful::Windowed;
+pub use stateful::{Emit, Windowed};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -121,7 +121,7 @@ pub(super) async fn run(
         ));
     }
     if let Some(w) = &windowed {
-        w.window.validate().map_err(|e| {
+        w.validate().map_err(|e| {
             Error::Config(ConfigError::InvalidValue {
                 key: "window".into(),
                 value: format!("{:?}", w.window),

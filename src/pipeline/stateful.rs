@@ -30,6 +30,17 @@ use crate::cluster::{Client, NewTopic, OffsetSpec};
 use crate::consumer::{Consumer, ConsumerConfig, Event, IsolationLevel, Offset};
 use crate::error::Error;
 
+/// When windows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emit {
+    /// Once, when the watermark closes the window (or at the end of bounded input).
+    #[default]
+    Final,
+    /// On every change: after each batch, the new value of each window it changed (the last
+    /// one a window gets is its final value). Tumbling and hopping windows only.
+    Updates,
+}
+
 /// A windowed aggregation: what to group by, which time, which windows, what to compute.
 #[derive(Debug, Clone)]
 pub struct Windowed {
@@ -48,6 +59,8 @@ pub struct Windowed {
     /// Allowed lateness in milliseconds: the watermark is the largest event time seen minus
     /// this.
     pub lateness: i64,
+    /// When windows are written.
+    pub emit: Emit,
 }
 
 impl Windowed {
@@ -66,7 +79,23 @@ impl Windowed {
             window,
             aggregate,
             lateness: 0,
+            emit: Emit::Final,
         }
+    }
+
+    /// When windows are written.
+    pub fn emit(mut self, emit: Emit) -> Self {
+        self.emit = emit;
+        self
+    }
+
+    /// Checks the windows, and that they can emit as asked.
+    pub fn validate(&self) -> Result<(), String> {
+        self.window.validate()?;
+        if self.emit == Emit::Updates {
+            WindowedAggregator::new(self.window, self.aggregate.aggregate, 0).updates()?;
+        }
+        Ok(())
     }
 
     /// The allowed lateness (ms).
@@ -141,7 +170,14 @@ impl LaneState {
 
     fn fresh(&self) -> WindowedAggregator {
         let agg = self.spec.aggregate.aggregate;
-        WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged()
+        let w = WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged();
+        match self.spec.emit {
+            // Checked when the pipeline starts (Windowed::validate).
+            Emit::Updates => w.updates().unwrap_or_else(|_| {
+                WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged()
+            }),
+            Emit::Final => w,
+        }
     }
 
     /// Drops the state of `tps` (all of it for `None`): it is rebuilt from the changelog when

@@ -129,6 +129,8 @@ pub struct WindowedAggregator {
     late: u64,
     /// Keys changed since the changes were last taken ([`Self::logged`] turns it on).
     dirty: Option<std::collections::HashSet<Vec<u8>>>,
+    /// Emit every change ([`Self::updates`]): the windows a batch touched.
+    updates: Option<Vec<(Vec<u8>, i64)>>,
 }
 
 impl WindowedAggregator {
@@ -144,6 +146,7 @@ impl WindowedAggregator {
             sessions: HashMap::new(),
             late: 0,
             dirty: None,
+            updates: None,
         }
     }
 
@@ -167,8 +170,22 @@ impl WindowedAggregator {
         self.max_time = Some(self.max_time.map_or(time, |m| m.max(time)));
     }
 
+    /// Emits every change instead of final results: [`push`](Self::push) returns the new
+    /// value of each window the batch changed (the last one a window gets is its final
+    /// value), and closed windows are only forgotten. Tumbling and hopping windows only: a
+    /// session that merges would need its earlier updates retracted.
+    pub fn updates(mut self) -> Result<Self, String> {
+        if matches!(self.spec, WindowSpec::Session { .. }) {
+            return Err(
+                "sessions emit final results only (a merge would retract earlier updates)".into(),
+            );
+        }
+        self.updates = Some(Vec::new());
+        Ok(self)
+    }
+
     /// Takes one batch of `(key, event time, value)` (the value is ignored by count) and
-    /// returns the windows it closed.
+    /// returns the windows it closed (with [`updates`](Self::updates): the windows it changed).
     pub fn push<'a>(
         &mut self,
         records: impl IntoIterator<Item = (&'a [u8], i64, f64)>,
@@ -182,12 +199,38 @@ impl WindowedAggregator {
             WindowSpec::Tumbling { size } => self.fixed(records, size, size),
             WindowSpec::Hopping { size, advance } => self.fixed(records, size, advance),
         }
-        self.close(false)
+        let Some(touched) = self.updates.take() else {
+            return self.close(false);
+        };
+        let size = match self.spec {
+            WindowSpec::Tumbling { size } | WindowSpec::Hopping { size, .. } => size,
+            WindowSpec::Session { .. } => 0,
+        };
+        let out = touched
+            .iter()
+            .filter_map(|(key, start)| {
+                let value = *self.windows.get(key)?.get(start)?;
+                Some(WindowResult {
+                    key: key.clone(),
+                    start: *start,
+                    end: start.saturating_add(size),
+                    value,
+                })
+            })
+            .collect();
+        self.updates = Some(Vec::new());
+        self.close(false);
+        out
     }
 
-    /// Every window still open, as at the end of bounded input.
+    /// Every window still open, as at the end of bounded input (with
+    /// [`updates`](Self::updates): nothing, every value was emitted when it changed).
     pub fn finish(&mut self) -> Vec<WindowResult> {
-        self.close(true)
+        let closed = self.close(true);
+        if self.updates.is_some() {
+            return Vec::new();
+        }
+        closed
     }
 
     fn fixed<'a>(
@@ -227,6 +270,9 @@ impl WindowedAggregator {
         }
         for ((key, start), v) in partial {
             self.touch(key);
+            if let Some(updates) = &mut self.updates {
+                updates.push((key.to_vec(), start));
+            }
             if let Some(value) = self.windows.get_mut(key).and_then(|w| w.get_mut(&start)) {
                 *value = agg.merge(*value, v);
                 continue;
@@ -377,6 +423,53 @@ mod tests {
             ]
         );
         assert_eq!(late, 1);
+    }
+
+    /// In updates mode each window's last update is its final result, and every final
+    /// window was updated.
+    #[test]
+    fn the_last_update_of_each_window_is_its_final_value() {
+        let input: Vec<(&str, i64, f64)> = (0..300)
+            .map(|i| {
+                (
+                    ["x", "y", "z"][i % 3],
+                    ((i * 7919) % 1000) as i64 * 10 + i as i64 * 5,
+                    (i % 5) as f64,
+                )
+            })
+            .collect();
+        for spec in [
+            WindowSpec::Tumbling { size: 300 },
+            WindowSpec::Hopping {
+                size: 300,
+                advance: 100,
+            },
+        ] {
+            let finals = run(spec, Aggregate::Sum, 500, &[&input]).0;
+            let mut w = WindowedAggregator::new(spec, Aggregate::Sum, 500)
+                .updates()
+                .expect("fixed windows");
+            let mut last: BTreeMap<(String, i64, i64), f64> = BTreeMap::new();
+            let mut emitted = 0;
+            for chunk in input.chunks(11) {
+                for r in w.push(chunk.iter().map(|(k, t, v)| (k.as_bytes(), *t, *v))) {
+                    emitted += 1;
+                    last.insert((String::from_utf8(r.key).unwrap(), r.start, r.end), r.value);
+                }
+            }
+            assert!(w.finish().is_empty(), "nothing left to emit");
+            let last: Vec<(String, i64, i64, f64)> = last
+                .into_iter()
+                .map(|((k, s, e), v)| (k, s, e, v))
+                .collect();
+            assert_eq!(last, finals, "{spec:?}");
+            assert!(emitted > finals.len(), "updates, not only finals");
+        }
+        assert!(
+            WindowedAggregator::new(WindowSpec::Session { gap: 5 }, Aggregate::Count, 0)
+                .updates()
+                .is_err()
+        );
     }
 
     #[test]

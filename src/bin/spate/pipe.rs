@@ -7,7 +7,7 @@ use spate::consumer::ConsumerConfig;
 use spate::pipeline::event_time::{
     parse_aggregate, parse_event_time, parse_lateness, parse_window, KeySource,
 };
-use spate::pipeline::{ops, Chain, Guarantee, Partitioning, Pipeline, Windowed};
+use spate::pipeline::{ops, Chain, Emit, Guarantee, Partitioning, Pipeline, Windowed};
 use spate::producer::ProducerConfig;
 
 use crate::common::{self, ConnArgs};
@@ -55,7 +55,9 @@ pub struct Args {
     /// count (default 0).
     #[arg(long = "allowed-lateness")]
     pub allowed_lateness: Option<String>,
-    /// With --window: `final` (default: each window once, when the watermark closes it).
+    /// With --window: `final` (default: each window once, when the watermark closes it) or
+    /// `updates` (after each batch, the new value of each window it changed; tumbling and
+    /// hopping windows).
     #[arg(long = "emit")]
     pub emit: Option<String>,
     /// Transactions: the output and the committed offsets go together (needs -G). Each member
@@ -144,21 +146,20 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
         Some(d) => parse_lateness(d).map_err(|e| format!("--allowed-lateness: {e}"))?,
         None => 0,
     };
-    match args.emit.as_deref() {
-        None | Some("final") => {}
-        Some(other) => {
-            return Err(format!(
-                "--emit {other}: only `final` is supported (each window once, when closed)"
-            ))
-        }
-    }
+    let emit = match args.emit.as_deref() {
+        None | Some("final") => Emit::Final,
+        Some("updates") => Emit::Updates,
+        Some(other) => return Err(format!("--emit {other}: expected final or updates")),
+    };
     let key = match &args.key_by_json {
         Some(field) => KeySource::JsonField(field.clone()),
         None => KeySource::RecordKey,
     };
-    Ok(Some(
-        Windowed::new(key, time, window, aggregate).lateness(lateness),
-    ))
+    let windowed = Windowed::new(key, time, window, aggregate)
+        .lateness(lateness)
+        .emit(emit);
+    windowed.validate().map_err(|e| format!("--window: {e}"))?;
+    Ok(Some(windowed))
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, String> {
