@@ -124,6 +124,8 @@ pub mod codes {
     pub const INVALID_PARTITIONS: i16 = 37;
     /// The replication factor is larger than the brokers, or not a legal one.
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    /// The request breaks a broker policy (for example, a batch too large for the controller).
+    pub const POLICY_VIOLATION: i16 = 44;
 }
 
 /// What a caller should do after an error.

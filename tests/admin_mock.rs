@@ -6,7 +6,8 @@ mod support;
 
 use spate::cluster::{Client, NewTopic, Topics};
 use spate::error::codes::{
-    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION, TOPIC_ALREADY_EXISTS,
+    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION, POLICY_VIOLATION,
+    TOPIC_ALREADY_EXISTS,
 };
 use spate::mock::MockCluster;
 use spate::ClientConfig;
@@ -82,6 +83,14 @@ async fn create_topics_creates_and_refuses_as_kafka_does() {
     .await
     .unwrap();
     assert_eq!(got, ["dry ok"]);
+    // More metadata records than the controller writes for one request: all refused, whole.
+    let got = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || librdkafka_creates(&bootstrap, &["huge:20000:1", "small:1:1"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, ["huge POLICY_VIOLATION", "small POLICY_VIOLATION"]);
 
     // Then spate.
     let client = Client::connect(ClientConfig::new(&bootstrap))
@@ -108,6 +117,7 @@ async fn create_topics_creates_and_refuses_as_kafka_does() {
         ("no good", 1, 1, INVALID_TOPIC_EXCEPTION),
         ("none", -5, 1, INVALID_PARTITIONS),
         ("many", 1, 5, INVALID_REPLICATION_FACTOR),
+        ("lying", i32::MAX, 1, POLICY_VIOLATION),
     ] {
         let e = client
             .create_topics(&[NewTopic::new(topic, partitions, replication)])

@@ -4,8 +4,11 @@
 //! TOPIC_ALREADY_EXISTS, a partition count of 0 or below -1 INVALID_PARTITIONS, a replication
 //! factor of 0, below -1 or above the broker count INVALID_REPLICATION_FACTOR; -1 takes the
 //! default (`num.partitions=1`, `default.replication.factor=1`); `validate_only` creates
-//! nothing. Any broker answers (KRaft brokers forward to the controller). Topic configs are
-//! accepted and not kept: the mock has no compaction or retention.
+//! nothing. A request that would write more than 10,000 metadata records (a topic record, one
+//! per partition and one per config, for the topics it creates) fails whole with
+//! POLICY_VIOLATION, as the controller's bounded record batch does: so a lying partition
+//! count costs nothing. Any broker answers (KRaft brokers forward to the controller). Topic
+//! configs are accepted and not kept: the mock has no compaction or retention.
 
 use std::collections::HashSet;
 
@@ -16,8 +19,11 @@ use kafka_protocol::protocol::StrBytes;
 use super::State;
 use crate::error::codes::{
     INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REQUEST, INVALID_TOPIC_EXCEPTION,
-    TOPIC_ALREADY_EXISTS,
+    POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
 };
+
+/// Kafka's `QuorumController.MAX_RECORDS_PER_USER_OP`.
+const MAX_RECORDS_PER_REQUEST: i64 = 10_000;
 
 /// Kafka's `Topic.validate`: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 fn name_error(name: &str) -> Option<String> {
@@ -57,6 +63,8 @@ pub(super) fn create_topics(
         .map(|t| t.name.0.as_str())
         .collect();
     let mut results = Vec::with_capacity(request.topics.len());
+    let mut records: i64 = 0;
+    let mut checked = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let name = topic.name.0.as_str();
         let partitions = if topic.assignments.is_empty() {
@@ -95,6 +103,26 @@ pub(super) fn create_topics(
             ))
         } else {
             None
+        };
+        if refused.is_none() {
+            let partitions = if partitions == -1 {
+                1
+            } else {
+                i64::from(partitions)
+            };
+            records += 1 + partitions + topic.configs.len() as i64;
+        }
+        checked.push((topic, partitions, replication, refused));
+    }
+    let too_large = records > MAX_RECORDS_PER_REQUEST;
+    for (topic, partitions, replication, refused) in checked {
+        let name = topic.name.0.as_str();
+        let refused = match refused {
+            None if too_large => Some((
+                POLICY_VIOLATION,
+                "Unable to perform excessively large batch operation.".to_owned(),
+            )),
+            other => other,
         };
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
         match refused {
