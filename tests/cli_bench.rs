@@ -85,12 +85,22 @@ fn bench_runs_an_exactly_once_pipeline_with_three_members() {
     assert_eq!(results[1]["messages"].as_u64(), Some(30_000));
 }
 
+/// The windowed pipeline scenario reads every message (and writes one per window).
+#[test]
+fn bench_runs_a_windowed_pipeline() {
+    let json = bench(&["-n", "30000", "--scenario", "pipe-window"]);
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{json}");
+    assert_eq!(results[1]["scenario"].as_str(), Some("pipe-window"));
+    assert_eq!(results[1]["messages"].as_u64(), Some(30_000));
+}
+
 #[test]
 fn bad_bench_arguments_are_clear_errors() {
     for (args, needle) in [
         (
             &["--scenario", "nope"][..],
-            "expected produce, consume, pipe or pipe-eos",
+            "expected produce, consume, pipe, pipe-eos or pipe-window",
         ),
         (&["-X", "no.such.key=1"][..], "unknown key no.such.key"),
         (&["-n", "0"][..], "must be positive"),

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use spate::cluster::{Client, NewTopic};
 use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 use spate::mock::MockCluster;
-use spate::pipeline::{ops, Chain, Guarantee, Pipeline};
+use spate::pipeline::event_time::{AggregateSpec, EventTime, KeySource};
+use spate::pipeline::window::{Aggregate, WindowSpec};
+use spate::pipeline::{ops, Chain, Guarantee, Pipeline, Windowed};
 use spate::producer::{Producer, ProducerConfig, Record};
 
 use crate::{common, cpu};
@@ -50,8 +52,10 @@ pub struct Args {
     #[arg(long = "embedded-transaction-version", default_value_t = 2)]
     pub embedded_transaction_version: i16,
     /// Scenarios to run (repeatable): produce, consume, pipe, pipe-eos (an exactly-once
-    /// pipeline run by `--members` members of one group). The others read what produce
-    /// wrote, so it always runs. Without `--scenario`: produce, consume and pipe.
+    /// pipeline run by `--members` members of one group), pipe-window (the pipe scenario's
+    /// pipeline counting records per key in 100 ms tumbling windows of their timestamps, its
+    /// state logged to a changelog). The others read what produce wrote, so it always runs.
+    /// Without `--scenario`: produce, consume and pipe.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
     /// Members of the pipe-eos scenario's group (in this process, each with its own consumer,
@@ -86,12 +90,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         return Err("--count, --size and --partitions must be positive".into());
     }
     let wanted = |s: &str| {
-        (args.scenarios.is_empty() && s != "pipe-eos") || args.scenarios.iter().any(|w| w == s)
+        (args.scenarios.is_empty() && !["pipe-eos", "pipe-window"].contains(&s))
+            || args.scenarios.iter().any(|w| w == s)
     };
     for s in &args.scenarios {
-        if !["produce", "consume", "pipe", "pipe-eos"].contains(&s.as_str()) {
+        if !["produce", "consume", "pipe", "pipe-eos", "pipe-window"].contains(&s.as_str()) {
             return Err(format!(
-                "--scenario {s}: expected produce, consume, pipe or pipe-eos"
+                "--scenario {s}: expected produce, consume, pipe, pipe-eos or pipe-window"
             ));
         }
     }
@@ -186,6 +191,31 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                 .commit_interval(commit_interval)
                 .stop_at_end(true);
             results.push(pipe(args, pipeline).await?);
+        }
+        if wanted("pipe-window") {
+            let windowed = Windowed::new(
+                KeySource::RecordKey,
+                EventTime::Timestamp,
+                WindowSpec::Tumbling { size: 100 },
+                AggregateSpec {
+                    aggregate: Aggregate::Count,
+                    field: None,
+                },
+            );
+            let pipeline = Pipeline::new(
+                consumer_config.clone().group_id(&format!("{topic}-window")),
+                producer_config.clone(),
+            )
+            .from_topics(&[&topic])
+            .to_topic(&out_topic)
+            .windowed(windowed)
+            .commit_interval(commit_interval)
+            .stop_at_end(true);
+            results.push(pipe_window(args, pipeline).await?);
+            if cluster.is_none() {
+                let changelog = format!("{topic}-window-windows-changelog");
+                let _ = client.delete_topics(&[&changelog]).await;
+            }
         }
         if wanted("pipe-eos") {
             let eos_topic = format!("{topic}-eos");
@@ -400,6 +430,26 @@ async fn pipe(args: &Args, pipeline: Pipeline) -> Result<Outcome, String> {
     if outcome.messages != args.count as u64 {
         return Err(format!(
             "pipe read {} of {} messages",
+            outcome.messages, args.count
+        ));
+    }
+    Ok(Outcome {
+        bytes: (args.count * args.size) as u64,
+        ..outcome
+    })
+}
+
+/// The windowed pipeline: every record read once (the output is one record per window).
+async fn pipe_window(args: &Args, pipeline: Pipeline) -> Result<Outcome, String> {
+    let progress = Arc::new(Progress::default());
+    let outcome = measured("pipe-window", args.count as u64, progress, async move {
+        let stats = pipeline.run().await.map_err(|e| e.to_string())?;
+        Ok(stats.records_in)
+    })
+    .await?;
+    if outcome.messages != args.count as u64 {
+        return Err(format!(
+            "pipe-window read {} of {} messages",
             outcome.messages, args.count
         ));
     }
