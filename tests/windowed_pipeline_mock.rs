@@ -447,6 +447,7 @@ async fn aborted_transactions_roll_the_window_state_back() {
     let stats = running.await.expect("join").expect("pipeline");
     assert_eq!(stats.aborts, 2, "{stats:?}");
     assert!(stats.restored > 0, "aborts restored the state: {stats:?}");
+    assert!(stats.late > 0, "1 % of the input is 30 s behind: {stats:?}");
     // The end of the input.
     let last = pipeline(true).run().await.expect("last run");
     assert!(last.restored > 0, "{last:?}");

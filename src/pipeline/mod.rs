@@ -134,6 +134,9 @@ pub struct Stats {
     pub aborts: u64,
     /// Changelog records read back to restore windowed state.
     pub restored: u64,
+    /// Records a windowed pipeline dropped as late (every window of theirs had closed). Input
+    /// read again after an abort counts again.
+    pub late: u64,
 }
 
 /// A source → operators → sink job. Built with the methods below, started with

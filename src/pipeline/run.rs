@@ -27,6 +27,8 @@ pub(super) struct Progress {
     pub(super) records_out: u64,
     /// Changelog records read back by windowed lanes.
     pub(super) restored: u64,
+    /// Records windowed lanes dropped as late.
+    pub(super) late: u64,
     /// The first failure since the driver last cleared it. Lanes go on after a failure (the
     /// driver decides whether the pipeline can), but nothing acknowledged after it counts.
     pub(super) failed: Option<Error>,
@@ -297,6 +299,7 @@ pub(super) async fn run(
     let progress = driver.shared.progress();
     stats.records_out = progress.records_out;
     stats.restored = progress.restored;
+    stats.late = progress.late;
     Ok(stats)
 }
 
@@ -398,7 +401,11 @@ async fn lane(
             (Ok(()), None) => write(&output, &out).await,
             (Ok(()), Some(state)) => match state.push(&tp, &out).await {
                 Ok(step) => {
-                    shared.progress().restored += step.restored;
+                    {
+                        let mut p = shared.progress();
+                        p.restored += step.restored;
+                        p.late += step.late;
+                    }
                     if step.skipped > 0 {
                         tracing::debug!(topic = %tp.0, partition = tp.1, skipped = step.skipped, "records without the key, time or value field");
                     }

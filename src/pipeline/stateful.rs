@@ -145,6 +145,8 @@ pub(super) struct Step {
     pub restored: u64,
     /// Records skipped because a field was missing or not a number.
     pub skipped: usize,
+    /// Records dropped as late (no window of theirs was still open).
+    pub late: u64,
 }
 
 impl LaneState {
@@ -286,7 +288,9 @@ impl LaneState {
             skipped += extract_rows(selected, &spec.key, &spec.time, &spec.aggregate, &mut rows);
         }
         let (agg, restored) = self.aggregator(tp).await?;
+        let late_before = agg.late();
         let results = agg.push(rows.iter().map(|(k, t, v)| (k.as_slice(), *t, *v)));
+        let late = agg.late() - late_before;
         let changes = agg.take_changes();
         self.scratch = rows;
         Ok(Step {
@@ -294,6 +298,7 @@ impl LaneState {
             changes,
             restored,
             skipped,
+            late,
         })
     }
 
@@ -318,6 +323,7 @@ impl LaneState {
                         changes,
                         restored: 0,
                         skipped: 0,
+                        late: 0,
                     },
                 )
             })

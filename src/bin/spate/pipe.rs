@@ -217,12 +217,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     })?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "% {} records in, {} out, {} commits, {} aborted, {} state records restored in {:.2} s ({:.0} records/s)",
+        "% {} records in, {} out, {} commits, {} aborted, {} state records restored, {} late in {:.2} s ({:.0} records/s)",
         stats.records_in,
         stats.records_out,
         stats.commits,
         stats.aborts,
         stats.restored,
+        stats.late,
         secs,
         stats.records_in as f64 / secs.max(1e-9)
     );
