@@ -262,6 +262,9 @@ async fn a_static_member_restarts_without_a_rebalance() {
     })
     .await;
     let before = cluster.group("s").unwrap();
+    // (A may have been assigned twice already: alone, then with B, if their joins landed in
+    // two rebalances.)
+    let a_assignments = assigned[0].lock().unwrap().len();
     let b_had = assigned[1].lock().unwrap().last().cloned().unwrap();
     // B dies (no LeaveGroup) and comes back with the same instance id.
     b.abort();
@@ -294,8 +297,8 @@ async fn a_static_member_restarts_without_a_rebalance() {
     assert_eq!(after.members.len(), 2);
     assert_eq!(
         assigned[0].lock().unwrap().len(),
-        1,
-        "A was assigned once and never again"
+        a_assignments,
+        "B's restart assigned A nothing"
     );
     stop_b2.send(true).unwrap();
     stop_a.send(true).unwrap();
