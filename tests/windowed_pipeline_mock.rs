@@ -47,6 +47,20 @@ fn input(records: usize) -> Vec<Vec<(String, i64, i64)>> {
     out
 }
 
+/// Per input partition, in order: (user, event time, n).
+type Input = Vec<Vec<(String, i64, i64)>>;
+
+/// Each partition's first and second half.
+fn halves(input: &Input) -> (Input, Input) {
+    input
+        .iter()
+        .map(|records| {
+            let (a, b) = records.split_at(records.len() / 2);
+            (a.to_vec(), b.to_vec())
+        })
+        .unzip()
+}
+
 async fn fill(cluster: &MockCluster, input: &[Vec<(String, i64, i64)>]) {
     let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap()))
         .await
@@ -88,9 +102,6 @@ fn reference(input: &[Vec<(String, i64, i64)>], window: &str) -> Vec<String> {
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("spate-windowed-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/windows_reference.py");
     let mut lines = Vec::new();
     for (p, records) in input.iter().enumerate() {
         let path = dir.join(format!("p{p}.csv"));
@@ -99,23 +110,7 @@ fn reference(input: &[Vec<(String, i64, i64)>], window: &str) -> Vec<String> {
             .map(|(k, t, v)| format!("{k},{t},{v}\n"))
             .collect();
         std::fs::write(&path, csv).expect("write csv");
-        let out = Command::new(&python)
-            .arg(&script)
-            .arg(&path)
-            .args([window, "sum", &LATENESS_MS.to_string()])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-        assert!(
-            out.status.success(),
-            "the reference failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).expect("utf-8");
-        lines.extend(
-            text.lines()
-                .filter(|l| !l.starts_with("late,"))
-                .map(str::to_owned),
-        );
+        lines.extend(support::windows_reference(&path, window, "sum", LATENESS_MS).0);
     }
     let _ = std::fs::remove_dir_all(&dir);
     lines.sort();
@@ -301,13 +296,7 @@ async fn two_windowed_members_and_a_rebalance_give_the_reference_results() {
     cluster.create_topic("clicks", PARTITIONS);
     cluster.create_topic("counts", PARTITIONS);
     let input = input(40_000);
-    let (early, late): (Vec<_>, Vec<_>) = input
-        .iter()
-        .map(|records| {
-            let (a, b) = records.split_at(records.len() / 2);
-            (a.to_vec(), b.to_vec())
-        })
-        .unzip();
+    let (early, late) = halves(&input);
     fill(&cluster, &early).await;
     let expected = reference(&input, "tumbling:10000");
     let bootstrap = cluster.bootstrap();
@@ -364,13 +353,7 @@ async fn aborted_transactions_roll_the_window_state_back() {
     cluster.create_topic("clicks", PARTITIONS);
     cluster.create_topic("counts", PARTITIONS);
     let input = input(20_000);
-    let (early, late): (Vec<_>, Vec<_>) = input
-        .iter()
-        .map(|records| {
-            let (a, b) = records.split_at(records.len() / 2);
-            (a.to_vec(), b.to_vec())
-        })
-        .unzip();
+    let (early, late) = halves(&input);
     fill(&cluster, &early).await;
     let expected = reference(&input, "hopping:10000:5000");
     let pipeline = |stop_at_end: bool| {

@@ -9,7 +9,6 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 
 use spate::pipeline::window::{Aggregate, WindowSpec, WindowedAggregator};
 
@@ -71,30 +70,6 @@ fn spate_results(
     (lines, w.late())
 }
 
-fn reference_results(path: &std::path::Path, spec: &str, agg: &str) -> (Vec<String>, u64) {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/windows_reference.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(path)
-        .args([spec, agg, &LATENESS.to_string()])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "the reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let late = lines
-        .pop()
-        .and_then(|l| l.strip_prefix("late,").map(|n| n.parse().expect("count")))
-        .expect("a late count last");
-    (lines, late)
-}
-
 #[test]
 fn windows_equal_the_reference_for_a_million_out_of_order_records() {
     let input = input();
@@ -121,7 +96,8 @@ fn windows_equal_the_reference_for_a_million_out_of_order_records() {
     for (spec, spec_arg) in cases {
         for (agg, agg_arg) in [(Aggregate::Count, "count"), (Aggregate::Sum, "sum")] {
             let (ours, our_late) = spate_results(&input, spec, agg);
-            let (theirs, their_late) = reference_results(&path, spec_arg, agg_arg);
+            let (theirs, their_late) =
+                support::windows_reference(&path, spec_arg, agg_arg, LATENESS);
             assert!(our_late > 0, "{spec_arg}: the late tail is dropped");
             assert_eq!(our_late, their_late, "{spec_arg} {agg_arg}: late records");
             assert_eq!(ours.len(), theirs.len(), "{spec_arg} {agg_arg}: windows");

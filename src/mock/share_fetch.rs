@@ -405,6 +405,17 @@ pub(super) fn available(state: &State, group: &str, asks: &[PartitionAsk]) -> bo
     })
 }
 
+/// The group and member a share request names (empty when missing).
+fn who(
+    group: Option<&GroupId>,
+    member: Option<&kafka_protocol::protocol::StrBytes>,
+) -> (String, String) {
+    (
+        group.map(|g| g.0.to_string()).unwrap_or_default(),
+        member.map(|m| m.to_string()).unwrap_or_default(),
+    )
+}
+
 fn fetch_error(code: i16) -> ShareFetchResponse {
     ShareFetchResponse::default().with_error_code(code)
 }
@@ -470,16 +481,7 @@ pub(super) fn fetch(
     if let Some(code) = error {
         return Ok(fetch_error(code));
     }
-    let group = request
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = request
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let (group, member) = who(request.group_id.as_ref(), request.member_id.as_ref());
     if group.is_empty() || member.is_empty() {
         return Ok(fetch_error(INVALID_REQUEST));
     }
@@ -558,16 +560,7 @@ pub(super) fn acknowledge_request(
     if let Some(code) = error {
         return top(code);
     }
-    let group = request
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = request
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let (group, member) = who(request.group_id.as_ref(), request.member_id.as_ref());
     let epoch = request.share_session_epoch;
     if let Err(code) = session(state, broker, &group, &member, epoch, false) {
         return top(code);

@@ -96,6 +96,25 @@ struct Output {
     partitions: i32,
 }
 
+impl Output {
+    /// The producer of a topic sink (the current one: a fenced one is replaced).
+    fn producer(&self) -> Producer {
+        self.producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .expect("a topic sink has a producer")
+    }
+
+    /// Where output of `input_partition` goes (`None`: the producer's partitioner).
+    fn partition_for(&self, input_partition: i32) -> Option<i32> {
+        match self.partitioning {
+            Partitioning::SameAsInput => Some(input_partition % self.partitions),
+            Partitioning::ByKey => None,
+        }
+    }
+}
+
 pub(super) async fn run(
     pipeline: Pipeline,
     shutdown: impl Future<Output = ()>,
@@ -443,16 +462,8 @@ async fn write(output: &Output, batches: &[Batch]) -> Result<(Vec<BatchDelivery>
         match &output.sink {
             Sink::Fn(f) => f(batch)?,
             Sink::Topic(topic) => {
-                let producer = output
-                    .producer
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                    .expect("a topic sink has a producer");
-                let partition = match output.partitioning {
-                    Partitioning::SameAsInput => Some(batch.partition() % output.partitions),
-                    Partitioning::ByKey => None,
-                };
+                let producer = output.producer();
+                let partition = output.partition_for(batch.partition());
                 let rows = batch.selected().map(|row| Record {
                     topic,
                     partition,
@@ -484,20 +495,12 @@ async fn write_steps(
             "an output topic (to_topic) for a windowed pipeline",
         ));
     };
-    let producer = output
-        .producer
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .expect("a topic sink has a producer");
+    let producer = output.producer();
     let mut deliveries = Vec::new();
     let mut records = 0u64;
     for (tp, step) in steps {
         if !step.results.is_empty() {
-            let partition = match output.partitioning {
-                Partitioning::SameAsInput => Some(tp.1 % output.partitions),
-                Partitioning::ByKey => None,
-            };
+            let partition = output.partition_for(tp.1);
             let rows: Vec<(Vec<u8>, Vec<u8>, i64)> =
                 step.results.iter().map(output_record).collect();
             records += rows.len() as u64;

@@ -425,11 +425,9 @@ mod tests {
         assert_eq!(late, 1);
     }
 
-    /// In updates mode each window's last update is its final result, and every final
-    /// window was updated.
-    #[test]
-    fn the_last_update_of_each_window_is_its_final_value() {
-        let input: Vec<(&str, i64, f64)> = (0..300)
+    /// `n` records over three keys, event times out of order.
+    fn disordered(n: usize) -> Vec<(&'static str, i64, f64)> {
+        (0..n)
             .map(|i| {
                 (
                     ["x", "y", "z"][i % 3],
@@ -437,7 +435,14 @@ mod tests {
                     (i % 5) as f64,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// In updates mode each window's last update is its final result, and every final
+    /// window was updated.
+    #[test]
+    fn the_last_update_of_each_window_is_its_final_value() {
+        let input = disordered(300);
         for spec in [
             WindowSpec::Tumbling { size: 300 },
             WindowSpec::Hopping {
@@ -474,15 +479,7 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_batch_boundaries() {
-        let input: Vec<(&str, i64, f64)> = (0..200)
-            .map(|i| {
-                (
-                    ["x", "y", "z"][i % 3],
-                    ((i * 7919) % 1000) as i64 * 10 + i as i64 * 5,
-                    (i % 5) as f64,
-                )
-            })
-            .collect();
+        let input = disordered(200);
         for spec in [
             WindowSpec::Tumbling { size: 300 },
             WindowSpec::Hopping {

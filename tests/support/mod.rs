@@ -574,3 +574,35 @@ pub async fn read_values(
     }
     out
 }
+
+/// Runs the windows reference (`windows_reference.py`) over one partition's `key,time,value`
+/// CSV: its results (`key,start,end,value`, sorted) and its late count. `spec` is in the
+/// reference's spelling (sizes in milliseconds).
+pub fn windows_reference(
+    csv: &std::path::Path,
+    spec: &str,
+    aggregate: &str,
+    lateness_ms: i64,
+) -> (Vec<String>, u64) {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/windows_reference.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(csv)
+        .args([spec, aggregate, &lateness_ms.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "the reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let late = lines
+        .pop()
+        .and_then(|l| l.strip_prefix("late,").map(|n| n.parse().expect("count")))
+        .expect("a late count last");
+    (lines, late)
+}
