@@ -1,7 +1,8 @@
 //! Consumers under churn on the embedded cluster (`--features mock`): the revocation
 //! handshake (a slow Revoked handler keeps its membership, and its commits succeed),
 //! `max.poll.interval.ms` (a consumer that stops asking gives its partitions up), a static
-//! member the coordinator forgot, and librdkafka committing in its revoke callback (the
+//! member the coordinator forgot, a member closed in the middle of a rebalance (it leaves at
+//! once), and librdkafka committing in its revoke callback (the
 //! embedded coordinator accepts it, as Kafka's does).
 
 use std::collections::BTreeSet;
@@ -196,6 +197,71 @@ async fn a_slow_revoked_handler_keeps_its_membership_and_its_commits_succeed() {
     stop.send(true).unwrap();
     a.await.unwrap().close().await.unwrap();
     b.await.unwrap().close().await.unwrap();
+}
+
+/// Closing a member in the middle of a rebalance leaves at once: the JoinGroup the
+/// coordinator holds (here until the other member's slow Revoked handler is done) is dropped
+/// and LeaveGroup sent, as Java's close does; it does not wait for the rebalance to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_closes_during_a_rebalance_leaves_at_once() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("closing", 4);
+    let writer = spawn_writer(&cluster, "closing", 4, 100, Duration::from_millis(20));
+    let a_log: Shared = Arc::default();
+    let b_log: Shared = Arc::default();
+    let (stop_a, stopped_a) = tokio::sync::watch::channel(false);
+    let (stop_b, stopped_b) = tokio::sync::watch::channel(false);
+    let revoke_takes = Duration::from_secs(10);
+    let a = spawn_member(
+        config(&cluster, "closing"),
+        "closing",
+        a_log.clone(),
+        revoke_takes,
+        stopped_a,
+    );
+    wait_until("A owns all four", Duration::from_secs(20), || {
+        a_log.lock().unwrap().owned.len() == 4
+    })
+    .await;
+    let b = spawn_member(
+        config(&cluster, "closing"),
+        "closing",
+        b_log.clone(),
+        Duration::ZERO,
+        stopped_b,
+    );
+    // B is a member (its JoinGroup is held until A, in its Revoked handler, rejoins).
+    wait_until("B joins", Duration::from_secs(20), || {
+        cluster.group("closing").unwrap().members.len() == 2
+    })
+    .await;
+    assert!(b_log.lock().unwrap().owned.is_empty());
+    stop_b.send(true).unwrap();
+    let started = std::time::Instant::now();
+    b.await.unwrap().close().await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < revoke_takes / 2,
+        "close waited for the rebalance ({took:?})"
+    );
+    assert!(
+        a_log.lock().unwrap().revoked == 0,
+        "the rebalance was still under way when B closed"
+    );
+    // The group forms without B: A gets all four back and reads everything.
+    wait_until("A alone in the group", Duration::from_secs(30), || {
+        let group = cluster.group("closing").unwrap();
+        group.stable && group.members.len() == 1 && a_log.lock().unwrap().owned.len() == 4
+    })
+    .await;
+    writer.await.unwrap();
+    wait_until("every record read", Duration::from_secs(30), || {
+        let a = a_log.lock().unwrap();
+        (0..4).all(|p| (0..100).all(|o| a.seen.contains(&(p, o))))
+    })
+    .await;
+    stop_a.send(true).unwrap();
+    a.await.unwrap().close().await.unwrap();
 }
 
 /// A consumer that stops calling `next()` for longer than `max.poll.interval.ms` leaves the

@@ -68,24 +68,53 @@ impl Client {
     /// (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE) or whose connection failed is forgotten by
     /// [`with_retry`](Client::with_retry), and found again on the next attempt.
     pub async fn coordinator(&self, kind: CoordinatorType, key: &str) -> Result<Connection, Error> {
+        let id = self.coordinator_id(kind, key).await?;
+        let conn = self.broker(id).await;
+        if conn.is_err() {
+            self.forget_coordinator(kind, key);
+        }
+        conn
+    }
+
+    /// The coordinator of `key` and a connection of its own to it, outside the pool: for a
+    /// group member's JoinGroup and SyncGroup, which the coordinator holds until the rebalance
+    /// completes, and a broker answers a connection's requests in order (Kafka mutes a
+    /// connection until its request is answered), so on a shared connection they would hold
+    /// up fetches and commits (Java's coordinator has its own connection too).
+    pub(crate) async fn dedicated_coordinator(
+        &self,
+        kind: CoordinatorType,
+        key: &str,
+    ) -> Result<(i32, Connection), Error> {
+        let id = self.coordinator_id(kind, key).await?;
+        match self.dedicated(id).await {
+            Ok(conn) => Ok((id, conn)),
+            Err(e) => {
+                self.forget_coordinator(kind, key);
+                Err(e)
+            }
+        }
+    }
+
+    /// The id of the coordinator of `key`: the one found last time, or found now.
+    async fn coordinator_id(&self, kind: CoordinatorType, key: &str) -> Result<i32, Error> {
         let cache_key = (kind, key.to_owned());
         let cached = self.coordinators().get(&cache_key).copied();
-        let id = match cached {
-            Some(id) if self.metadata().brokers.contains_key(&id) => id,
+        match cached {
+            Some(id) if self.metadata().brokers.contains_key(&id) => Ok(id),
             _ => {
                 let id = self.find_coordinator(kind, key).await?;
                 if !self.metadata().brokers.contains_key(&id) {
                     self.refresh_metadata(Topics::None).await?;
                 }
-                self.coordinators().insert(cache_key.clone(), id);
-                id
+                self.coordinators().insert(cache_key, id);
+                Ok(id)
             }
-        };
-        let conn = self.broker(id).await;
-        if conn.is_err() {
-            self.coordinators().remove(&cache_key);
         }
-        conn
+    }
+
+    fn forget_coordinator(&self, kind: CoordinatorType, key: &str) {
+        self.coordinators().remove(&(kind, key.to_owned()));
     }
 
     /// Forgets every coordinator found: the next [`coordinator`](Client::coordinator) call

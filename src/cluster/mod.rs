@@ -424,6 +424,17 @@ impl Client {
         self.connect_slot(&self.slot(&broker)).await
     }
 
+    /// A new connection to broker `id`, outside the pool (closed when its last handle is
+    /// dropped).
+    pub(crate) async fn dedicated(&self, id: i32) -> Result<Connection, Error> {
+        let broker = self.metadata().brokers.get(&id).cloned().ok_or_else(|| {
+            Error::UnknownInMetadata(format!("broker {id} is not in the metadata"))
+        })?;
+        let conn = Connection::connect(&broker.address(), &self.inner.options).await?;
+        self.inner.connects.fetch_add(1, Ordering::Relaxed);
+        Ok(conn)
+    }
+
     /// A connection to the controller (or any broker if the cluster does not name one).
     pub async fn controller(&self) -> Result<Connection, Error> {
         match self.metadata().controller {

@@ -227,7 +227,7 @@ pub(crate) async fn run(
     } else {
         RebalanceProtocol::Eager
     };
-    let mut member = Membership::new(
+    let member = Membership::new(
         MemberConfig {
             group_instance_id: settings.group_instance_id.clone(),
             session_timeout: settings.session_timeout,
@@ -238,24 +238,43 @@ pub(crate) async fn run(
         },
         Instant::now(),
     );
-    let mut outbox = Outbox {
+    let outbox = Outbox {
         events: events.clone(),
         revoke_ack: None,
     };
-    let mut coordinator: Option<Connection> = None;
-    let mut chosen = String::new();
-    // The topics joined with, and when a pattern was last checked against the cluster.
-    let mut topics: Vec<String> = Vec::new();
-    let mut checked = Instant::now();
+    let mut task = Task {
+        client,
+        settings,
+        assignors,
+        identity,
+        events,
+        member,
+        outbox,
+        coordinator: None,
+        chosen: String::new(),
+        topics: Vec::new(),
+        checked: Instant::now(),
+    };
     loop {
         let now = Instant::now();
+        let Task {
+            client,
+            settings,
+            events,
+            member,
+            outbox,
+            coordinator,
+            topics,
+            checked,
+            ..
+        } = &mut task;
         if matches!(settings.subscription, Subscribed::Pattern(_))
             && member.state() == &State::Stable
-            && now.duration_since(checked) >= settings.metadata_max_age
+            && now.duration_since(*checked) >= settings.metadata_max_age
         {
-            checked = now;
-            match resolve(&client, &settings.subscription).await {
-                Ok(current) if current != topics => {
+            *checked = now;
+            match resolve(client, &settings.subscription).await {
+                Ok(current) if current != *topics => {
                     tracing::info!(group = %settings.group_id, ?current, "the subscribed topics changed; rejoining");
                     let changes = member.request_rejoin(now);
                     if !outbox.deliver(changes).await {
@@ -278,8 +297,9 @@ pub(crate) async fn run(
         {
             let (changes, request) = member.poll_timed_out();
             outbox.revoke_ack = None;
-            if let (Some(Request::Leave { member_id }), Some(conn)) = (request, &coordinator) {
-                if let Err(e) = send_leave(conn, &settings, &member_id).await {
+            if let (Some(Request::Leave { member_id }), Some((_, conn))) = (request, &*coordinator)
+            {
+                if let Err(e) = send_leave(conn, settings, &member_id).await {
                     tracing::debug!(error = %e, "LeaveGroup after the poll timeout failed");
                 }
             }
@@ -297,7 +317,7 @@ pub(crate) async fn run(
         }
         if let State::Failed(code) = member.state() {
             let _ = events
-                .send(GroupEvent::Failed(failure(&settings, *code)))
+                .send(GroupEvent::Failed(failure(settings, *code)))
                 .await;
             return;
         }
@@ -309,38 +329,125 @@ pub(crate) async fn run(
             tokio::select! {
                 () = tokio::time::sleep_until(wake.into()) => {}
                 () = outbox.revoked() => member.revoke_done(),
-                reply = &mut leave => {
-                    let (changes, request) = member.leave();
-                    if outbox.deliver(changes).await {
-                        // The consumer commits before it lets go: LeaveGroup after that.
-                        let _ = tokio::time::timeout(settings.rebalance_timeout, outbox.revoked()).await;
-                    }
-                    if let (Some(Request::Leave { member_id }), Some(conn)) = (request, &coordinator) {
-                        let _ = send_leave(conn, &settings, &member_id).await;
-                    }
-                    if let Ok(reply) = reply {
-                        let _ = reply.send(());
-                    }
-                    return;
-                }
+                reply = &mut leave => return task.leave(reply.ok(), false).await,
             }
             continue;
         };
+        // Leaving does not wait for a rebalance to finish (the coordinator may hold a JoinGroup
+        // or a follower's SyncGroup for long, and a member that rejoins at once after a failed
+        // sync sends nothing else): the request under way is dropped, and LeaveGroup goes on a
+        // new connection (see `Task::leave`). Except the leader's SyncGroup: the assignment it was elected to make is handed out
+        // first, so the followers waiting for it get it (some coordinators, tansu 0.6 among
+        // them, keep a leader that leaves in the middle of a rebalance and never form again).
+        let flow = if matches!(
+            request,
+            Request::Sync {
+                members: Some(_),
+                ..
+            }
+        ) {
+            Ok(task.serve(request).await)
+        } else {
+            tokio::select! {
+                biased;
+                reply = &mut leave => Err(reply),
+                flow = task.serve(request) => Ok(flow),
+            }
+        };
+        match flow {
+            Ok(Flow::Next) => {}
+            Ok(Flow::Stop) => return,
+            Err(reply) => return task.leave(reply.ok(), true).await,
+        }
+    }
+}
+
+/// What the group task keeps between requests.
+struct Task {
+    client: Client,
+    settings: GroupSettings,
+    assignors: Vec<Box<dyn Assignor>>,
+    identity: Arc<Mutex<Identity>>,
+    events: mpsc::Sender<GroupEvent>,
+    member: Membership,
+    outbox: Outbox,
+    /// The coordinator's id and this member's own connection to it.
+    coordinator: Option<(i32, Connection)>,
+    /// The assignor the group chose.
+    chosen: String,
+    /// The topics joined with, and when a pattern was last checked against the cluster.
+    topics: Vec<String>,
+    checked: Instant,
+}
+
+/// After a request: go on, or stop (the consumer is gone or the member failed).
+enum Flow {
+    Next,
+    Stop,
+}
+
+impl Task {
+    /// Leaves the group: revokes (the consumer commits before it lets go), then LeaveGroup;
+    /// answers `reply` when done. `interrupted`: a request was dropped on the member's
+    /// connection, which the coordinator may still be holding (its answers come in order), so
+    /// LeaveGroup goes on a new one.
+    async fn leave(&mut self, reply: Option<oneshot::Sender<()>>, interrupted: bool) {
+        let (changes, request) = self.member.leave();
+        // The consumer commits before it lets go: LeaveGroup after that. A member that owned
+        // nothing has nothing to wait for.
+        if self.outbox.deliver(changes).await && self.outbox.revoke_ack.is_some() {
+            let _ =
+                tokio::time::timeout(self.settings.rebalance_timeout, self.outbox.revoked()).await;
+        }
+        if interrupted {
+            if let Some((id, _)) = self.coordinator.take() {
+                match self.client.dedicated(id).await {
+                    Ok(conn) => self.coordinator = Some((id, conn)),
+                    Err(e) => tracing::debug!(error = %e, "cannot reach the coordinator to leave"),
+                }
+            }
+        }
+        if let (Some(Request::Leave { member_id }), Some((_, conn))) = (request, &self.coordinator)
+        {
+            if let Err(e) = send_leave(conn, &self.settings, &member_id).await {
+                tracing::debug!(error = %e, "LeaveGroup failed");
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Sends what the membership machine asked for and feeds the answer back.
+    async fn serve(&mut self, request: Request) -> Flow {
+        let Task {
+            client,
+            settings,
+            assignors,
+            identity,
+            events,
+            member,
+            outbox,
+            coordinator,
+            chosen,
+            topics,
+            checked,
+        } = self;
         match request {
             Request::FindCoordinator => {
                 // The member asks only when the coordinator it had failed it: look again.
                 client.forget_coordinators();
                 match client
-                    .coordinator(CoordinatorType::Group, &settings.group_id)
+                    .dedicated_coordinator(CoordinatorType::Group, &settings.group_id)
                     .await
                 {
-                    Ok(conn) => {
-                        coordinator = Some(conn);
+                    Ok(found) => {
+                        *coordinator = Some(found);
                         member.coordinator_found(true, Instant::now());
                     }
                     Err(e) => {
-                        if stop_on(&events, &e).await {
-                            return;
+                        if stop_on(events, &e).await {
+                            return Flow::Stop;
                         }
                         tracing::debug!(group = %settings.group_id, error = %e, "no coordinator yet");
                         member.coordinator_found(false, Instant::now());
@@ -352,40 +459,49 @@ pub(crate) async fn run(
                 owned,
                 generation,
             } => {
-                let Some(conn) = coordinator.clone() else {
+                let Some((_, conn)) = coordinator.clone() else {
                     member.request_failed(Instant::now());
-                    continue;
+                    return Flow::Next;
                 };
-                match resolve(&client, &settings.subscription).await {
-                    Ok(current) => topics = current,
+                match resolve(client, &settings.subscription).await {
+                    Ok(current) => *topics = current,
                     Err(e) => {
                         tracing::debug!(error = %e, "cannot resolve the subscription");
                         member.request_failed(Instant::now());
-                        continue;
+                        return Flow::Next;
                     }
                 }
-                checked = Instant::now();
+                *checked = Instant::now();
                 let joining = Joining {
                     member_id: &member_id,
                     owned: &owned,
                     generation,
                 };
-                match join(&conn, &settings, &assignors, &topics, joining).await {
+                match join(&conn, settings, assignors, topics, joining).await {
                     Ok((result, protocol_name, unreadable)) => {
-                        chosen = protocol_name;
+                        tracing::debug!(
+                            group = %settings.group_id,
+                            code = %KafkaCode(result.error),
+                            generation = result.generation,
+                            member_id = %result.member_id,
+                            leader = %result.leader,
+                            members = result.members.len(),
+                            "joined"
+                        );
+                        *chosen = protocol_name;
                         for report in unreadable {
                             if events.send(report).await.is_err() {
-                                return;
+                                return Flow::Stop;
                             }
                         }
                         let changes = member.joined(result, Instant::now());
                         if !outbox.deliver(changes).await {
-                            return;
+                            return Flow::Stop;
                         }
                     }
                     Err(e) => {
-                        if stop_on(&events, &e).await {
-                            return;
+                        if stop_on(events, &e).await {
+                            return Flow::Stop;
                         }
                         tracing::debug!(error = %e, "JoinGroup failed");
                         member.request_failed(Instant::now());
@@ -397,26 +513,26 @@ pub(crate) async fn run(
                 generation,
                 members,
             } => {
-                let Some(conn) = coordinator.clone() else {
+                let Some((_, conn)) = coordinator.clone() else {
                     member.request_failed(Instant::now());
-                    continue;
+                    return Flow::Next;
                 };
                 let assignments = match members {
-                    Some(members) => match assign(&client, &chosen, &members).await {
+                    Some(members) => match assign(client, chosen, &members).await {
                         Ok(a) => a,
                         Err(e) => {
                             tracing::warn!(error = %e, "the leader could not assign");
                             member.request_failed(Instant::now());
-                            continue;
+                            return Flow::Next;
                         }
                     },
                     None => BTreeMap::new(),
                 };
                 match sync(
                     &conn,
-                    &events,
-                    &settings,
-                    &chosen,
+                    events,
+                    settings,
+                    chosen,
                     &member_id,
                     generation,
                     assignments,
@@ -424,6 +540,13 @@ pub(crate) async fn run(
                 .await
                 {
                     Ok((code, assignment)) => {
+                        tracing::debug!(
+                            group = %settings.group_id,
+                            code = %KafkaCode(code),
+                            generation,
+                            ?assignment,
+                            "synced"
+                        );
                         let changes = member.synced(code, assignment, Instant::now());
                         *identity.lock().unwrap_or_else(|p| p.into_inner()) = Identity {
                             member_id: member.member_id().to_owned(),
@@ -431,12 +554,12 @@ pub(crate) async fn run(
                             modern: false,
                         };
                         if !outbox.deliver(changes).await {
-                            return;
+                            return Flow::Stop;
                         }
                     }
                     Err(e) => {
-                        if stop_on(&events, &e).await {
-                            return;
+                        if stop_on(events, &e).await {
+                            return Flow::Stop;
                         }
                         tracing::debug!(error = %e, "SyncGroup failed");
                         member.request_failed(Instant::now());
@@ -447,9 +570,9 @@ pub(crate) async fn run(
                 member_id,
                 generation,
             } => {
-                let Some(conn) = coordinator.clone() else {
+                let Some((_, conn)) = coordinator.clone() else {
                     member.request_failed(Instant::now());
-                    continue;
+                    return Flow::Next;
                 };
                 let request = HeartbeatRequest::default()
                     .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
@@ -463,15 +586,23 @@ pub(crate) async fn run(
                     );
                 match conn.request(&request).await {
                     Ok(response) => {
+                        if response.error_code != 0 {
+                            tracing::debug!(
+                                group = %settings.group_id,
+                                code = %KafkaCode(response.error_code),
+                                generation,
+                                "heartbeat answered"
+                            );
+                        }
                         let changes =
                             member.heartbeat_answered(response.error_code, Instant::now());
                         if !outbox.deliver(changes).await {
-                            return;
+                            return Flow::Stop;
                         }
                     }
                     Err(e) => {
-                        if stop_on(&events, &e).await {
-                            return;
+                        if stop_on(events, &e).await {
+                            return Flow::Stop;
                         }
                         member.request_failed(Instant::now());
                     }
@@ -479,6 +610,7 @@ pub(crate) async fn run(
             }
             Request::Leave { .. } => {}
         }
+        Flow::Next
     }
 }
 
