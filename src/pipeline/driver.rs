@@ -122,7 +122,11 @@ impl Driver {
                             return Ok(Stop::End);
                         }
                     }
+                    Event::Assigned(assigned) => {
+                        tracing::debug!(?assigned, "pipeline: partitions assigned");
+                    }
                     Event::Revoked(revoked) => {
+                        tracing::debug!(?revoked, "pipeline: partitions revoked");
                         // Finish and commit what was written before the partitions go to
                         // another member; the group waits for this (the consumer acknowledges
                         // the revocation when it is asked for the next event).
@@ -131,6 +135,7 @@ impl Driver {
                         self.forget(&revoked).await?;
                     }
                     Event::Lost(lost) => {
+                        tracing::debug!(?lost, "pipeline: partitions lost");
                         // Fenced: a commit would be refused. Wait for what is in flight, and
                         // (exactly-once) abort it; the new owner starts from the last commit.
                         self.settle_or_fail().await;
@@ -262,6 +267,9 @@ impl Driver {
             }
         } else if offsets.is_empty() {
             return Ok(());
+        }
+        if !offsets.is_empty() {
+            tracing::debug!(?offsets, "pipeline: committed");
         }
         self.committed.extend(offsets);
         self.stats.commits += 1;
