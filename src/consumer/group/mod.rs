@@ -9,3 +9,4 @@ pub mod modern;
 pub(crate) mod modern_driver;
 pub(crate) mod offsets;
 pub mod protocol;
+mod requests;
