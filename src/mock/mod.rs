@@ -86,6 +86,8 @@ pub enum Fault {
 
 struct Rule {
     api: ApiKey,
+    /// Only requests from this `client.id`; `None`: any.
+    client: Option<String>,
     fault: Fault,
     remaining: usize,
 }
@@ -199,13 +201,12 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// The fault for the next request of `api`, if one is armed.
-    fn take_fault(&mut self, api: ApiKey) -> Option<Fault> {
+    /// The fault for the next request of `api` from `client`, if one is armed.
+    fn take_fault(&mut self, api: ApiKey, client: Option<&str>) -> Option<Fault> {
         *self.requests.entry(api as i16).or_default() += 1;
-        let rule = self
-            .rules
-            .iter_mut()
-            .find(|r| r.api == api && r.remaining > 0)?;
+        let rule = self.rules.iter_mut().find(|r| {
+            r.api == api && r.remaining > 0 && (r.client.is_none() || r.client.as_deref() == client)
+        })?;
         rule.remaining -= 1;
         let fault = rule.fault;
         self.rules.retain(|r| r.remaining > 0);
@@ -458,6 +459,19 @@ impl MockCluster {
     pub fn inject(&self, api: ApiKey, fault: Fault, times: usize) {
         self.state().rules.push(Rule {
             api,
+            client: None,
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// [`inject`](Self::inject), for requests from one `client.id` only: a test's own
+    /// clients (filling a topic, reading it back) do not take the fault meant for the client
+    /// under test.
+    pub fn inject_for(&self, client_id: &str, api: ApiKey, fault: Fault, times: usize) {
+        self.state().rules.push(Rule {
+            api,
+            client: Some(client_id.to_owned()),
             fault,
             remaining: times,
         });
@@ -697,6 +711,14 @@ async fn read_body(stream: &mut TcpStream, size: usize) -> Option<Bytes> {
     Some(body.freeze())
 }
 
+/// The `client.id` of a request frame (api key, version, correlation id, then the client id as
+/// a nullable string in every request header version).
+fn request_client_id(frame: &[u8]) -> Option<&str> {
+    let len = i16::from_be_bytes([*frame.get(8)?, *frame.get(9)?]);
+    let bytes = frame.get(10..10 + usize::try_from(len).ok()?)?;
+    std::str::from_utf8(bytes).ok()
+}
+
 async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
     let mut out = BytesMut::new();
     let changed = lock(&state).changed.clone();
@@ -721,7 +743,7 @@ async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
             state
                 .last_request_version
                 .insert(api as i16, i16::from_be_bytes([frame[2], frame[3]]));
-            state.take_fault(api)
+            state.take_fault(api, request_client_id(&frame))
         };
         match fault {
             Some(Fault::DropRequest) => return,
