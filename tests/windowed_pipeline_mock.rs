@@ -61,6 +61,11 @@ fn halves(input: &Input) -> (Input, Input) {
         .unzip()
 }
 
+/// An input record's value.
+fn click_json(user: &str, ts: i64, n: i64) -> String {
+    format!(r#"{{"user":"{user}","ts":{ts},"n":{n}}}"#)
+}
+
 async fn fill(cluster: &MockCluster, input: &[Vec<(String, i64, i64)>]) {
     let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap()))
         .await
@@ -68,12 +73,7 @@ async fn fill(cluster: &MockCluster, input: &[Vec<(String, i64, i64)>]) {
     for (p, records) in input.iter().enumerate() {
         let values: Vec<(String, String)> = records
             .iter()
-            .map(|(user, ts, n)| {
-                (
-                    user.clone(),
-                    format!(r#"{{"user":"{user}","ts":{ts},"n":{n}}}"#),
-                )
-            })
+            .map(|(user, ts, n)| (user.clone(), click_json(user, *ts, *n)))
             .collect();
         // Batches of 200, so the pipeline has many steps to be killed between.
         for chunk in values.chunks(200) {
@@ -98,11 +98,18 @@ async fn fill(cluster: &MockCluster, input: &[Vec<(String, i64, i64)>]) {
 /// The reference's results, `key,start,end,value` sorted, over every partition. `window` is
 /// in the reference's spelling (sizes in milliseconds).
 fn reference(input: &[Vec<(String, i64, i64)>], window: &str) -> Vec<String> {
+    reference_full(input, window).0
+}
+
+/// [`reference`], and the input records it drops as late (as the JSON values `fill` wrote),
+/// sorted.
+fn reference_full(input: &[Vec<(String, i64, i64)>], window: &str) -> (Vec<String>, Vec<String>) {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("spate-windowed-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut lines = Vec::new();
+    let mut late = Vec::new();
     for (p, records) in input.iter().enumerate() {
         let path = dir.join(format!("p{p}.csv"));
         let csv: String = records
@@ -110,15 +117,22 @@ fn reference(input: &[Vec<(String, i64, i64)>], window: &str) -> Vec<String> {
             .map(|(k, t, v)| format!("{k},{t},{v}\n"))
             .collect();
         std::fs::write(&path, csv).expect("write csv");
-        lines.extend(support::windows_reference(&path, window, "sum", LATENESS_MS).0);
+        let (results, _, late_at) =
+            support::windows_reference_full(&path, window, "sum", LATENESS_MS);
+        lines.extend(results);
+        late.extend(late_at.iter().map(|&i| {
+            let (user, ts, n) = &records[i];
+            click_json(user, *ts, *n)
+        }));
     }
     let _ = std::fs::remove_dir_all(&dir);
     lines.sort();
-    lines
+    late.sort();
+    (lines, late)
 }
 
-/// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
-fn committed_output(bootstrap: &str) -> Vec<String> {
+/// The values of `topic` (of `partitions`) as librdkafka reads them with read_committed.
+fn committed_values(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_topic.py");
@@ -126,8 +140,8 @@ fn committed_output(bootstrap: &str) -> Vec<String> {
         .arg(&script)
         .args([
             bootstrap,
-            "counts",
-            &PARTITIONS.to_string(),
+            topic,
+            &partitions.to_string(),
             "read_committed",
             "values",
         ])
@@ -138,9 +152,17 @@ fn committed_output(bootstrap: &str) -> Vec<String> {
         "the librdkafka reader failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .expect("utf-8")
         .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
+fn committed_output(bootstrap: &str) -> Vec<String> {
+    let mut lines: Vec<String> = committed_values(bootstrap, "counts", PARTITIONS)
+        .iter()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
             let value = v["value"].as_f64().expect("value");
@@ -357,7 +379,8 @@ async fn aborted_transactions_roll_the_window_state_back() {
     fill(&cluster, &early).await;
     let expected = reference(&input, "hopping:10000:5000");
     let pipeline = |stop_at_end: bool| {
-        let mut client = ClientConfig::new(&cluster.bootstrap());
+        // Its own client.id: the faults are for it, not for the test's producer.
+        let mut client = ClientConfig::new(&cluster.bootstrap()).client_id("windowed");
         client.retry_backoff = Duration::from_millis(10);
         let consumer = ConsumerConfig {
             client: client.clone(),
@@ -400,8 +423,18 @@ async fn aborted_transactions_roll_the_window_state_back() {
         (0..PARTITIONS).all(|p| cluster.committed("win", "clicks", p).is_some_and(|o| o > 0))
     })
     .await;
-    cluster.inject(ApiKey::Produce, Fault::Error(INVALID_PRODUCER_EPOCH), 1);
-    cluster.inject(ApiKey::TxnOffsetCommit, Fault::Error(ILLEGAL_GENERATION), 1);
+    cluster.inject_for(
+        "windowed",
+        ApiKey::Produce,
+        Fault::Error(INVALID_PRODUCER_EPOCH),
+        1,
+    );
+    cluster.inject_for(
+        "windowed",
+        ApiKey::TxnOffsetCommit,
+        Fault::Error(ILLEGAL_GENERATION),
+        1,
+    );
     fill(&cluster, &late).await;
     let progress = |cluster: &MockCluster| {
         (0..PARTITIONS)
@@ -440,4 +473,66 @@ async fn aborted_transactions_roll_the_window_state_back() {
         .expect("join");
     assert_eq!(got.len(), expected.len(), "as many windows");
     assert!(got == expected, "the results equal the reference");
+}
+
+/// Records dropped as late go to a side topic (`--late-to`), in the same transactions as the
+/// output: librdkafka reads there, with read_committed, exactly the input records the
+/// reference drops as late (none twice), and the results still equal the reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_records_go_to_a_side_topic() {
+    for (window, in_ms) in [
+        ("tumbling:10s", "tumbling:10000"),
+        ("session:400ms", "session:400"),
+    ] {
+        let cluster = MockCluster::start(1).await.expect("cluster");
+        cluster.create_topic("clicks", PARTITIONS);
+        cluster.create_topic("counts", PARTITIONS);
+        cluster.create_topic("late-clicks", 3);
+        let input = input(20_000);
+        fill(&cluster, &input).await;
+        let (expected, expected_late) = reference_full(&input, in_ms);
+        assert!(expected_late.len() > 100, "the input has a late tail");
+        let bootstrap = cluster.bootstrap();
+        let pipe = spawn_pipe(&bootstrap, window, &["--late-to", "late-clicks"], true);
+        finish(pipe).await;
+        assert!(
+            committed_output(&bootstrap) == expected,
+            "{window}: the results equal the reference"
+        );
+        let mut late = committed_values(&bootstrap, "late-clicks", 3);
+        late.sort();
+        assert_eq!(
+            late.len(),
+            expected_late.len(),
+            "{window}: as many late records"
+        );
+        assert!(
+            late == expected_late,
+            "{window}: the late records are the reference's"
+        );
+    }
+}
+
+/// A side topic that does not exist stops the pipeline at the start, with its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_side_topic_is_a_clear_error() {
+    let cluster = MockCluster::start(1).await.expect("cluster");
+    cluster.create_topic("clicks", PARTITIONS);
+    cluster.create_topic("counts", PARTITIONS);
+    fill(&cluster, &input(100)).await;
+    let pipe = spawn_pipe(
+        &cluster.bootstrap(),
+        "tumbling:10s",
+        &["--late-to", "nowhere"],
+        true,
+    );
+    let out = tokio::task::spawn_blocking(move || pipe.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it failed");
+    assert!(
+        stderr.contains("nowhere"),
+        "the error names the topic: {stderr}"
+    );
 }

@@ -57,9 +57,23 @@ pub fn extract_rows<'a>(
     what: &AggregateSpec,
     out: &mut Vec<(Vec<u8>, i64, f64)>,
 ) -> usize {
+    let rows = rows.map(|(k, v, t)| ((), k, v, t));
+    extract_tagged(rows, key, time, what, out, &mut Vec::new())
+}
+
+/// [`extract_rows`] over rows tagged with where they came from: the tag of each row taken
+/// goes to `tags`, in step with `out`.
+pub fn extract_tagged<'a, T>(
+    rows: impl Iterator<Item = (T, Option<&'a [u8]>, Option<&'a [u8]>, i64)>,
+    key: &KeySource,
+    time: &EventTime,
+    what: &AggregateSpec,
+    out: &mut Vec<(Vec<u8>, i64, f64)>,
+    tags: &mut Vec<T>,
+) -> usize {
     let mut skipped = 0;
     let mut scratch = Vec::new();
-    for (record_key, value, timestamp) in rows {
+    for (tag, record_key, value, timestamp) in rows {
         let value = value.unwrap_or_default();
         let k = match key {
             KeySource::RecordKey => Some(record_key.unwrap_or_default().to_vec()),
@@ -74,7 +88,10 @@ pub fn extract_rows<'a>(
             Some(f) => json_field(value, f, &mut scratch).and_then(number),
         };
         match (k, t, v) {
-            (Some(k), Some(t), Some(v)) => out.push((k, t, v)),
+            (Some(k), Some(t), Some(v)) => {
+                out.push((k, t, v));
+                tags.push(tag);
+            }
             _ => skipped += 1,
         }
     }

@@ -213,6 +213,11 @@ pub(super) async fn run(
                 partitions = partitions.max(p.partition_count(input).await?);
             }
             ensure_changelog(p.client(), &topic, partitions).await?;
+            if let Some(late_to) = &w.late_to {
+                // The side topic must exist, as the output must: found now, not at the first
+                // late record.
+                p.partition_count(late_to).await?;
+            }
             Some(Arc::from(topic.as_str()))
         }
         _ => None,
@@ -389,7 +394,7 @@ async fn lane(
                     Some(state) => match state.finish(&tps).await {
                         Ok((steps, restored)) => {
                             shared.progress().restored += restored;
-                            write_steps(&output, state.changelog(), &steps).await
+                            write_steps(&output, state.changelog(), state.late_to(), &steps).await
                         }
                         Err(e) => Err(e),
                     },
@@ -429,7 +434,7 @@ async fn lane(
                         tracing::debug!(topic = %tp.0, partition = tp.1, skipped = step.skipped, "records without the key, time or value field");
                     }
                     let steps = [(tp.clone(), step)];
-                    write_steps(&output, state.changelog(), &steps).await
+                    write_steps(&output, state.changelog(), state.late_to(), &steps).await
                 }
                 Err(e) => Err(e),
             },
@@ -483,11 +488,13 @@ async fn write(output: &Output, batches: &[Batch]) -> Result<(Vec<BatchDelivery>
     Ok((deliveries, records))
 }
 
-/// Writes windowed steps: each partition's closed windows to the output, its state changes to
-/// its changelog partition. Returns the deliveries and the output record count.
+/// Writes windowed steps: each partition's closed windows to the output, its late records to
+/// `late_to` (partitioned by key), its state changes to its changelog partition. Returns the
+/// deliveries and the output record count.
 async fn write_steps(
     output: &Output,
     changelog: &str,
+    late_to: Option<&str>,
     steps: &[(Tp, Step)],
 ) -> Result<(Vec<BatchDelivery>, u64), Error> {
     let Sink::Topic(topic) = &output.sink else {
@@ -518,6 +525,25 @@ async fn write_steps(
                 })
                 .collect();
             deliveries.push(producer.send_batch(topic, batch).await?);
+        }
+        if let (Some(late_to), false) = (late_to, step.late_records.is_empty()) {
+            let batch: Vec<Record<'_>> = step
+                .late_records
+                .iter()
+                .map(|r| Record {
+                    topic: late_to,
+                    partition: None,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_deref()))
+                        .collect(),
+                    timestamp: Some(r.timestamp),
+                })
+                .collect();
+            deliveries.push(producer.send_batch(late_to, batch).await?);
         }
         if !step.changes.is_empty() {
             let batch: Vec<Record<'_>> = step

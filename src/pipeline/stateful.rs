@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::event_time::{extract_rows, result_json, AggregateSpec, EventTime, KeySource};
+use super::event_time::{extract_tagged, result_json, AggregateSpec, EventTime, KeySource};
 use super::run::Tp;
 use super::state::{changelog_topic, Change, StoreError};
 use super::window::{WindowResult, WindowSpec, WindowedAggregator};
@@ -61,6 +61,9 @@ pub struct Windowed {
     pub lateness: i64,
     /// When windows are written.
     pub emit: Emit,
+    /// Where records dropped as late go (as they left the operators), in the same
+    /// transaction as the output; `None`: only counted.
+    pub late_to: Option<String>,
 }
 
 impl Windowed {
@@ -80,7 +83,14 @@ impl Windowed {
             aggregate,
             lateness: 0,
             emit: Emit::Final,
+            late_to: None,
         }
+    }
+
+    /// Sends records dropped as late to `topic` (a side output) instead of only counting them.
+    pub fn late_to(mut self, topic: &str) -> Self {
+        self.late_to = Some(topic.to_owned());
+        self
     }
 
     /// When windows are written.
@@ -147,6 +157,36 @@ pub(super) struct Step {
     pub skipped: usize,
     /// Records dropped as late (no window of theirs was still open).
     pub late: u64,
+    /// Those records, for the side topic ([`Windowed::late_to`]; empty without it).
+    pub late_records: Vec<LateRecord>,
+}
+
+/// A record dropped as late, as it left the operators.
+pub(super) struct LateRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    /// Headers with UTF-8 keys (Kafka's API cannot write others).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: i64,
+}
+
+impl LateRecord {
+    fn of(batch: &Batch, row: usize) -> Self {
+        LateRecord {
+            key: batch.key(row).map(<[u8]>::to_vec),
+            value: batch.value(row).map(<[u8]>::to_vec),
+            headers: batch
+                .headers(row)
+                .filter_map(|(k, v)| {
+                    Some((
+                        std::str::from_utf8(k).ok()?.to_owned(),
+                        v.map(<[u8]>::to_vec),
+                    ))
+                })
+                .collect(),
+            timestamp: batch.timestamp(row),
+        }
+    }
 }
 
 impl LaneState {
@@ -170,15 +210,25 @@ impl LaneState {
         &self.changelog
     }
 
+    /// The side topic for late records, if any.
+    pub(super) fn late_to(&self) -> Option<&str> {
+        self.spec.late_to.as_deref()
+    }
+
     fn fresh(&self) -> WindowedAggregator {
         let agg = self.spec.aggregate.aggregate;
         let w = WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged();
-        match self.spec.emit {
+        let w = match self.spec.emit {
             // Checked when the pipeline starts (Windowed::validate).
             Emit::Updates => w.updates().unwrap_or_else(|_| {
                 WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged()
             }),
             Emit::Final => w,
+        };
+        if self.spec.late_to.is_some() {
+            w.keep_late()
+        } else {
+            w
         }
     }
 
@@ -280,17 +330,51 @@ impl LaneState {
         let spec = self.spec.clone();
         let mut rows = std::mem::take(&mut self.scratch);
         rows.clear();
+        // Where each row came from (batch, row): only needed to send late records aside.
+        let mut origins: Vec<(usize, usize)> = Vec::new();
         let mut skipped = 0;
-        for batch in batches {
-            let selected = batch
-                .selected()
-                .map(|row| (batch.key(row), batch.value(row), batch.timestamp(row)));
-            skipped += extract_rows(selected, &spec.key, &spec.time, &spec.aggregate, &mut rows);
+        for (b, batch) in batches.iter().enumerate() {
+            let selected = batch.selected().map(|row| {
+                (
+                    (b, row),
+                    batch.key(row),
+                    batch.value(row),
+                    batch.timestamp(row),
+                )
+            });
+            skipped += if spec.late_to.is_some() {
+                extract_tagged(
+                    selected,
+                    &spec.key,
+                    &spec.time,
+                    &spec.aggregate,
+                    &mut rows,
+                    &mut origins,
+                )
+            } else {
+                let untagged = selected.map(|(_, k, v, t)| ((), k, v, t));
+                extract_tagged(
+                    untagged,
+                    &spec.key,
+                    &spec.time,
+                    &spec.aggregate,
+                    &mut rows,
+                    &mut Vec::new(),
+                )
+            };
         }
         let (agg, restored) = self.aggregator(tp).await?;
         let late_before = agg.late();
         let results = agg.push(rows.iter().map(|(k, t, v)| (k.as_slice(), *t, *v)));
         let late = agg.late() - late_before;
+        let late_records = agg
+            .late_rows()
+            .iter()
+            .map(|&i| {
+                let (b, row) = origins[i];
+                LateRecord::of(&batches[b], row)
+            })
+            .collect();
         let changes = agg.take_changes();
         self.scratch = rows;
         Ok(Step {
@@ -299,6 +383,7 @@ impl LaneState {
             restored,
             skipped,
             late,
+            late_records,
         })
     }
 
@@ -324,6 +409,7 @@ impl LaneState {
                         restored: 0,
                         skipped: 0,
                         late: 0,
+                        late_records: Vec::new(),
                     },
                 )
             })

@@ -131,6 +131,9 @@ pub struct WindowedAggregator {
     dirty: Option<std::collections::HashSet<Vec<u8>>>,
     /// Emit every change ([`Self::updates`]): the windows a batch touched.
     updates: Option<Vec<(Vec<u8>, i64)>>,
+    /// The positions, in the last [`push`](Self::push), of the records dropped as late
+    /// ([`Self::keep_late`] turns it on).
+    late_rows: Option<Vec<usize>>,
 }
 
 impl WindowedAggregator {
@@ -147,6 +150,27 @@ impl WindowedAggregator {
             late: 0,
             dirty: None,
             updates: None,
+            late_rows: None,
+        }
+    }
+
+    /// Remembers which records of each [`push`](Self::push) were dropped as late
+    /// ([`late_rows`](Self::late_rows)), for a side output.
+    pub fn keep_late(mut self) -> Self {
+        self.late_rows = Some(Vec::new());
+        self
+    }
+
+    /// The positions, in the records of the last [`push`](Self::push), of those dropped as
+    /// late (empty unless [`keep_late`](Self::keep_late)).
+    pub fn late_rows(&self) -> &[usize] {
+        self.late_rows.as_deref().unwrap_or_default()
+    }
+
+    fn dropped(&mut self, index: usize) {
+        self.late += 1;
+        if let Some(rows) = &mut self.late_rows {
+            rows.push(index);
         }
     }
 
@@ -190,10 +214,13 @@ impl WindowedAggregator {
         &mut self,
         records: impl IntoIterator<Item = (&'a [u8], i64, f64)>,
     ) -> Vec<WindowResult> {
+        if let Some(rows) = &mut self.late_rows {
+            rows.clear();
+        }
         match self.spec {
             WindowSpec::Session { gap } => {
-                for (key, time, value) in records {
-                    self.session_record(key, time, value, gap);
+                for (index, (key, time, value)) in records.into_iter().enumerate() {
+                    self.session_record(index, key, time, value, gap);
                 }
             }
             WindowSpec::Tumbling { size } => self.fixed(records, size, size),
@@ -242,7 +269,7 @@ impl WindowedAggregator {
         // The batch's partial aggregates first, by (key, start).
         let mut partial: HashMap<(&'a [u8], i64), f64> = HashMap::new();
         let agg = self.aggregate;
-        for (key, time, value) in records {
+        for (index, (key, time, value)) in records.into_iter().enumerate() {
             let watermark = self.watermark();
             let mut any = false;
             // The starts k·advance with start <= time < start + size.
@@ -264,7 +291,7 @@ impl WindowedAggregator {
                 }
             }
             if !any {
-                self.late += 1;
+                self.dropped(index);
             }
             self.observe(time);
         }
@@ -286,7 +313,7 @@ impl WindowedAggregator {
         }
     }
 
-    fn session_record(&mut self, key: &[u8], time: i64, value: f64, gap: i64) {
+    fn session_record(&mut self, index: usize, key: &[u8], time: i64, value: f64, gap: i64) {
         let watermark = self.watermark();
         let agg = self.aggregate;
         let open = self.sessions.entry(key.to_vec()).or_default();
@@ -307,7 +334,7 @@ impl WindowedAggregator {
             merged.value = agg.merge(s.value, merged.value);
         }
         if merged.last.saturating_add(gap) <= watermark {
-            self.late += 1;
+            self.dropped(index);
         } else {
             open.retain(|s| !joins(s));
             let at = open.partition_point(|s| s.start < merged.start);
@@ -423,6 +450,37 @@ mod tests {
             ]
         );
         assert_eq!(late, 1);
+    }
+
+    /// The late records' positions in each push, for a side output: windows and sessions.
+    #[test]
+    fn keeps_the_positions_of_late_records_per_push() {
+        let mut w =
+            WindowedAggregator::new(WindowSpec::Tumbling { size: 10_000 }, Aggregate::Count, 0)
+                .keep_late();
+        let first: &[(&str, i64, f64)] =
+            &[("a", 15_000, 1.0), ("a", 3_000, 1.0), ("b", 16_000, 1.0)];
+        w.push(first.iter().map(|(k, t, v)| (k.as_bytes(), *t, *v)));
+        assert_eq!(w.late_rows(), &[1]);
+        let second: &[(&str, i64, f64)] = &[("a", 9_999, 1.0), ("a", 10_000, 1.0), ("c", 1, 1.0)];
+        w.push(second.iter().map(|(k, t, v)| (k.as_bytes(), *t, *v)));
+        assert_eq!(
+            w.late_rows(),
+            &[0, 2],
+            "positions count from each push's first record"
+        );
+        assert_eq!(w.late(), 3);
+
+        let mut s =
+            WindowedAggregator::new(WindowSpec::Session { gap: 1_000 }, Aggregate::Count, 0)
+                .keep_late();
+        let records: &[(&str, i64, f64)] =
+            &[("a", 10_000, 1.0), ("a", 8_000, 1.0), ("a", 9_500, 1.0)];
+        s.push(records.iter().map(|(k, t, v)| (k.as_bytes(), *t, *v)));
+        // 8 s: its session would end at 9 s, below the watermark (10 s); 9.5 s joins 10 s's.
+        assert_eq!(s.late_rows(), &[1]);
+        let plain = WindowedAggregator::new(WindowSpec::Tumbling { size: 10 }, Aggregate::Count, 0);
+        assert!(plain.late_rows().is_empty());
     }
 
     /// `n` records over three keys, event times out of order.

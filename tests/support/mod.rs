@@ -584,6 +584,18 @@ pub fn windows_reference(
     aggregate: &str,
     lateness_ms: i64,
 ) -> (Vec<String>, u64) {
+    let (lines, late, _) = windows_reference_full(csv, spec, aggregate, lateness_ms);
+    (lines, late)
+}
+
+/// [`windows_reference`], with the positions (lines of the CSV, from 0) of the records
+/// dropped as late.
+pub fn windows_reference_full(
+    csv: &std::path::Path,
+    spec: &str,
+    aggregate: &str,
+    lateness_ms: i64,
+) -> (Vec<String>, u64, Vec<usize>) {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/windows_reference.py");
@@ -599,10 +611,18 @@ pub fn windows_reference(
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).expect("utf-8");
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut lines: Vec<String> = Vec::new();
+    let mut late_at = Vec::new();
+    for line in text.lines() {
+        match line.strip_prefix("late_at,") {
+            Some(i) => late_at.push(i.parse().expect("a position")),
+            None => lines.push(line.to_owned()),
+        }
+    }
     let late = lines
         .pop()
         .and_then(|l| l.strip_prefix("late,").map(|n| n.parse().expect("count")))
         .expect("a late count last");
-    (lines, late)
+    assert_eq!(late_at.len() as u64, late, "one position per late record");
+    (lines, late, late_at)
 }

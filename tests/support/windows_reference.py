@@ -5,7 +5,8 @@ from the rules in its module docs, record by record with plain dicts and heaps:
         count|sum|min|max LATENESS_MS
 
 INPUT.csv holds `key,event_time_ms,value` lines in input order (one partition). Prints every
-window's final result as `key,start,end,value` (sorted), then `late,N`.
+window's final result as `key,start,end,value` (sorted), then `late_at,I` for each record
+dropped as late (I: its line, from 0), then `late,N`.
 """
 import heapq
 import sys
@@ -25,6 +26,7 @@ def main():
         size, advance, gap = None, None, sizes[0]
     max_time = None
     late = 0
+    late_at = []
     results = []
     windows = {}  # (key, start) -> value
     sessions = {}  # key -> {start: [start, last, value]}
@@ -47,7 +49,7 @@ def main():
                     del sessions[key][start]
 
     with open(path) as fh:
-        for line in fh:
+        for index, line in enumerate(fh):
             key, t, v = line.rstrip("\n").split(",")
             t, v = int(t), int(v)
             wm = watermark()
@@ -56,6 +58,7 @@ def main():
                 open_ = [s for s in starts if s + size > wm]
                 if not open_:
                     late += 1
+                    late_at.append(index)
                 for s in open_:
                     k = (key, s)
                     if k in windows:
@@ -71,6 +74,7 @@ def main():
                     start, last, value = min(start, s[0]), max(last, s[1]), merge(s[2], value)
                 if last + gap <= wm:
                     late += 1
+                    late_at.append(index)
                 else:
                     for s in joined:
                         del mine[s[0]]
@@ -81,6 +85,8 @@ def main():
     close(float("inf"))
     for r in sorted(results):
         print(f"{r[0]},{r[1]},{r[2]},{r[3]}")
+    for index in late_at:
+        print(f"late_at,{index}")
     print(f"late,{late}")
 
 

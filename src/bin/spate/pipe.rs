@@ -60,6 +60,11 @@ pub struct Args {
     /// hopping windows).
     #[arg(long = "emit")]
     pub emit: Option<String>,
+    /// With --window: write records dropped as late to this topic (it must exist), as they
+    /// left the operators, in the same transaction as the output; otherwise they are only
+    /// counted.
+    #[arg(long = "late-to")]
+    pub late_to: Option<String>,
     /// Transactions: the output and the committed offsets go together (needs -G). Each member
     /// gets its own transactional.id, `<prefix>-<group.instance.id>` for a static member (a
     /// restart fences its predecessor) or `<prefix>-<random>`; the prefix is
@@ -131,6 +136,7 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
             ("--event-time", args.event_time.is_some()),
             ("--allowed-lateness", args.allowed_lateness.is_some()),
             ("--emit", args.emit.is_some()),
+            ("--late-to", args.late_to.is_some()),
         ];
         return match stray.iter().find(|(_, given)| *given) {
             Some((flag, _)) => Err(format!("{flag} needs --window")),
@@ -155,9 +161,12 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
         Some(field) => KeySource::JsonField(field.clone()),
         None => KeySource::RecordKey,
     };
-    let windowed = Windowed::new(key, time, window, aggregate)
+    let mut windowed = Windowed::new(key, time, window, aggregate)
         .lateness(lateness)
         .emit(emit);
+    if let Some(topic) = &args.late_to {
+        windowed = windowed.late_to(topic);
+    }
     windowed.validate().map_err(|e| format!("--window: {e}"))?;
     Ok(Some(windowed))
 }
