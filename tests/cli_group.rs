@@ -43,6 +43,7 @@ fn start_member(
     let spate = env!("CARGO_BIN_EXE_spate");
     let args = [
         "consume",
+        "-d",
         "-b",
         broker,
         "-t",
@@ -75,11 +76,8 @@ fn start_member(
         c.args(args);
         c
     };
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let log = std::fs::File::create(log_path(group, name)).expect("member log");
+    let mut child = command.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let printed = printed.clone();
     let reader = std::thread::spawn(move || {
@@ -91,6 +89,33 @@ fn start_member(
         }
     });
     Member { child, reader }
+}
+
+/// Where member `name` writes its log (debug level: joins, syncs, assignments).
+fn log_path(group: &str, name: char) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{group}-{name}.log"))
+}
+
+/// Prints the end of every member's log if the test fails (and removes the logs either way).
+struct Logs(String);
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        for name in ['A', 'B', 'C'] {
+            let path = log_path(&self.0, name);
+            if std::thread::panicking() {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(60)..];
+                eprintln!(
+                    "--- member {name} ({}):\n{}",
+                    path.display(),
+                    tail.join("\n")
+                );
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 fn signal(member: &Member, name: &str) {
@@ -123,6 +148,7 @@ async fn three_consume_processes_join_die_and_stop_while_records_arrive() {
     let client = Client::connect(broker.config()).await.unwrap();
     let topic = unique_topic("cli-group");
     let group = unique_topic("cli-group-id");
+    let _logs = Logs(group.clone());
     client
         .create_topics(&[NewTopic::new(&topic, PARTITIONS, 1)])
         .await
