@@ -234,6 +234,12 @@ fn bad_pipe_arguments_are_clear_errors() {
         ),
         (&["-X", "no.such.key=1"][..], "unknown key no.such.key"),
         (&["-X", "linger.ms=soon"][..], "linger.ms"),
+        (&["--join-as", "p"][..], "--join-as needs --join-table"),
+        (
+            &["--join-table", "t", "--join-on", "value"][..],
+            "expected key or json:FIELD",
+        ),
+        (&["--late-to", "t"][..], "--late-to needs --window"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(["pipe", "-b", "127.0.0.1:1", "--from", "a", "--to", "b"])

@@ -131,51 +131,24 @@ fn reference_full(input: &[Vec<(String, i64, i64)>], window: &str) -> (Vec<Strin
     (lines, late)
 }
 
-/// The values of `topic` (of `partitions`) as librdkafka reads them with read_committed.
-fn committed_values(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_topic.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args([
-            bootstrap,
-            topic,
-            &partitions.to_string(),
-            "read_committed",
-            "values",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "the librdkafka reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
 fn committed_output(bootstrap: &str) -> Vec<String> {
-    let mut lines: Vec<String> = committed_values(bootstrap, "counts", PARTITIONS)
-        .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
-            let value = v["value"].as_f64().expect("value");
-            assert_eq!(value.fract(), 0.0, "integer sums: {l}");
-            format!(
-                "{},{},{},{}",
-                v["key"].as_str().expect("key"),
-                v["start"].as_i64().expect("start"),
-                v["end"].as_i64().expect("end"),
-                value as i64
-            )
-        })
-        .collect();
+    let mut lines: Vec<String> =
+        support::librdkafka_values(bootstrap, "counts", PARTITIONS, "read_committed")
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
+                let value = v["value"].as_f64().expect("value");
+                assert_eq!(value.fract(), 0.0, "integer sums: {l}");
+                format!(
+                    "{},{},{},{}",
+                    v["key"].as_str().expect("key"),
+                    v["start"].as_i64().expect("start"),
+                    v["end"].as_i64().expect("end"),
+                    value as i64
+                )
+            })
+            .collect();
     lines.sort();
     lines
 }
@@ -499,7 +472,7 @@ async fn late_records_go_to_a_side_topic() {
             committed_output(&bootstrap) == expected,
             "{window}: the results equal the reference"
         );
-        let mut late = committed_values(&bootstrap, "late-clicks", 3);
+        let mut late = support::librdkafka_values(&bootstrap, "late-clicks", 3, "read_committed");
         late.sort();
         assert_eq!(
             late.len(),

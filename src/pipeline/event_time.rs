@@ -128,7 +128,8 @@ pub fn result_json(result: &WindowResult) -> Vec<u8> {
     out
 }
 
-fn json_string(s: &str, out: &mut Vec<u8>) {
+/// `s` as a JSON string literal.
+pub(crate) fn json_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     for c in s.chars() {
         match c {

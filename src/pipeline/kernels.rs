@@ -111,6 +111,43 @@ pub fn json_field<'a>(json: &'a [u8], field: &str, scratch: &'a mut Vec<u8>) -> 
     }
 }
 
+/// Where the closing brace of `json` is, if `json` is one JSON object (surrounding whitespace
+/// allowed; the scan is as lenient as [`json_field`]'s).
+pub fn json_object_end(json: &[u8]) -> Option<usize> {
+    let mut p = Parser { s: json, i: 0 };
+    p.ws();
+    if p.peek() != Some(b'{') {
+        return None;
+    }
+    p.value()?;
+    let end = p.i - 1;
+    p.ws();
+    (p.i == json.len()).then_some(end)
+}
+
+/// Whether `text` is one JSON value (surrounding whitespace allowed). Objects, arrays and
+/// strings are scanned as leniently as by [`json_field`] (nesting and quoting followed);
+/// a scalar must be a number, `true`, `false` or `null`.
+pub fn is_json_value(text: &[u8]) -> bool {
+    let mut p = Parser { s: text, i: 0 };
+    p.ws();
+    let start = p.i;
+    let composite = matches!(p.peek(), Some(b'"' | b'{' | b'['));
+    if p.value().is_none() {
+        return false;
+    }
+    let scalar = &text[start..p.i];
+    p.ws();
+    if p.i != text.len() {
+        return false;
+    }
+    composite
+        || matches!(scalar, b"true" | b"false" | b"null")
+        || (matches!(scalar.first(), Some(b'-' | b'0'..=b'9'))
+            && std::str::from_utf8(scalar)
+                .is_ok_and(|s| s.parse::<f64>().is_ok_and(f64::is_finite)))
+}
+
 /// Unescapes a JSON string's contents into `out`.
 fn unescape<'a>(raw: &[u8], out: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     let mut i = 0;
@@ -243,6 +280,39 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_values_and_objects_are_told_apart() {
+        for yes in [
+            &b"{}"[..],
+            b" {\"a\":[1,{}]} ",
+            b"\"x\"",
+            b"[1]",
+            b"-1.5e3",
+            b"0",
+            b"true",
+            b"null",
+        ] {
+            assert!(is_json_value(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b""[..],
+            b"gold",
+            b"nan",
+            b"inf",
+            b"{} x",
+            b"\"open",
+            b"{\"a\":1",
+            b"1 2",
+        ] {
+            assert!(!is_json_value(no), "{}", String::from_utf8_lossy(no));
+        }
+        assert_eq!(json_object_end(b" {\"a\":\"}\"} "), Some(9));
+        assert_eq!(json_object_end(b"{}"), Some(1));
+        for no in [&b"[]"[..], b"\"{}\"", b"{} {}", b"{", b"7"] {
+            assert_eq!(json_object_end(no), None, "{}", String::from_utf8_lossy(no));
+        }
+    }
 
     #[test]
     fn uppercase_changes_ascii_letters_only() {

@@ -75,6 +75,7 @@ pub mod ops;
 mod run;
 pub mod state;
 mod stateful;
+pub mod table;
 pub mod window;
 
 pub use batch::{Batch, Column, ColumnBuilder, Selected};

@@ -37,8 +37,9 @@ enum Command {
     Dump(dump::Args),
     /// Show brokers, topics, partitions and leaders (like `kcat -L`).
     Metadata(metadata::Args),
-    /// Read a topic, transform every record (uppercase, filter, JSON field), write another.
-    Pipe(pipe::Args),
+    /// Read a topic, transform every record (uppercase, filter, JSON field, join with a table,
+    /// windows), write another.
+    Pipe(Box<pipe::Args>),
     /// Produce messages from stdin or files, one per line (like `kcat -P`).
     Produce(produce::Args),
     /// Read as a member of a share group (KIP-932): records shared out among members.

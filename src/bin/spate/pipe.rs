@@ -7,6 +7,7 @@ use spate::consumer::ConsumerConfig;
 use spate::pipeline::event_time::{
     parse_aggregate, parse_event_time, parse_lateness, parse_window, KeySource,
 };
+use spate::pipeline::table::{self, JoinMode, Table};
 use spate::pipeline::{ops, Chain, Emit, Guarantee, Partitioning, Pipeline, Windowed};
 use spate::producer::ProducerConfig;
 
@@ -36,6 +37,27 @@ pub struct Args {
     /// group by it).
     #[arg(long = "key-by-json")]
     pub key_by_json: Option<String>,
+    /// Join each record with a table read from this topic (the latest value per key, kept up
+    /// to date while the pipe runs; every member reads all of it, as Kafka Streams'
+    /// GlobalKTable): the table's value goes into the record's JSON value as field
+    /// --join-as. Records whose key is not in the table are dropped (see --left-join).
+    #[arg(long = "join-table")]
+    pub join_table: Option<String>,
+    /// With --join-table: the record's join key, `key` (the record key, default) or
+    /// `json:FIELD`.
+    #[arg(long = "join-on")]
+    pub join_on: Option<String>,
+    /// With --join-table: the field that takes the table's value (default: the table topic's
+    /// name).
+    #[arg(long = "join-as")]
+    pub join_as: Option<String>,
+    /// With --join-table: keep records whose key is not in the table, with null.
+    #[arg(long = "left-join")]
+    pub left_join: bool,
+    /// With --join-table: the most memory the table's keys and values may take (default 1 GiB);
+    /// a bigger table stops the pipe with an error.
+    #[arg(long = "table-max-bytes", default_value_t = 1 << 30)]
+    pub table_max_bytes: usize,
     /// Aggregate in event-time windows: `tumbling:SIZE`, `hopping:SIZE:ADVANCE` or
     /// `session:GAP` (durations like 250ms, 60s, 5m). Output: one record per closed window,
     /// keyed by the grouping key (--key-by-json, else the record key), with the JSON value
@@ -99,6 +121,25 @@ fn chain_of(args: &Args) -> Result<Vec<Step>, String> {
             },
         }
     }
+    if args.join_table.is_some() {
+        let on = match args.join_on.as_deref() {
+            None | Some("key") => KeySource::RecordKey,
+            Some(on) => match on.strip_prefix("json:") {
+                Some(field) if !field.is_empty() => KeySource::JsonField(field.to_owned()),
+                _ => return Err(format!("--join-on {on}: expected key or json:FIELD")),
+            },
+        };
+        steps.push(Step::Join(on));
+    } else if let Some((flag, _)) = [
+        ("--join-on", args.join_on.is_some()),
+        ("--join-as", args.join_as.is_some()),
+        ("--left-join", args.left_join),
+    ]
+    .iter()
+    .find(|(_, given)| *given)
+    {
+        return Err(format!("{flag} needs --join-table"));
+    }
     // With windows, the grouping key is read by the window stage itself.
     if let (Some(field), None) = (&args.key_by_json, &args.window) {
         steps.push(Step::KeyByJson(field.clone()));
@@ -112,6 +153,8 @@ enum Step {
     Uppercase,
     Json(String),
     KeyByJson(String),
+    /// The join with the table (--join-table), on this key.
+    Join(KeySource),
 }
 
 /// `-X` pairs and the flags, split between the consumer and the producer.
@@ -183,43 +226,76 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         return Err("--window needs -G GROUP: it names the state's changelog topic".into());
     }
     let (consumer, producer) = configs(args)?;
-    let inputs: Vec<&str> = args.from.iter().map(String::as_str).collect();
-    let mut pipeline = Pipeline::new(consumer, producer)
-        .from_topics(&inputs)
-        .to_topic(&args.to)
-        .operators(move || {
-            steps.iter().fold(Chain::new(), |chain, step| {
-                chain.then(match step {
-                    Step::FilterContains(needle) => ops::filter_contains(needle),
-                    Step::Uppercase => ops::uppercase(),
-                    Step::Json(field) => ops::json_field(field),
-                    Step::KeyByJson(field) => ops::key_from_json(field),
+    let inputs: Vec<String> = args.from.clone();
+    let table_config = (
+        args.join_table.clone(),
+        args.table_max_bytes,
+        consumer.clone(),
+    );
+    let build = move |table: Option<Table>| {
+        let join_as = args
+            .join_as
+            .clone()
+            .or_else(|| args.join_table.clone())
+            .unwrap_or_default();
+        let mode = if args.left_join {
+            JoinMode::Left
+        } else {
+            JoinMode::Inner
+        };
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let mut pipeline = Pipeline::new(consumer, producer)
+            .from_topics(&inputs)
+            .to_topic(&args.to)
+            .operators(move || {
+                steps.iter().fold(Chain::new(), |chain, step| {
+                    chain.then(match step {
+                        Step::FilterContains(needle) => ops::filter_contains(needle),
+                        Step::Uppercase => ops::uppercase(),
+                        Step::Json(field) => ops::json_field(field),
+                        Step::KeyByJson(field) => ops::key_from_json(field),
+                        Step::Join(on) => table::join(
+                            table.clone().expect("loaded before the pipeline starts"),
+                            on.clone(),
+                            &join_as,
+                            mode,
+                        ),
+                    })
                 })
             })
-        })
-        .commit_interval(Duration::from_millis(args.commit_interval_ms.max(1)))
-        .stop_at_end(args.exit_at_end)
-        .guarantee(if args.exactly_once {
-            Guarantee::ExactlyOnce
-        } else {
-            Guarantee::AtLeastOnce
-        });
-    if args.key_by_json.is_some() {
-        pipeline = pipeline.partitioning(Partitioning::ByKey);
-    }
-    if let Some(windowed) = windowed {
-        // Results go where their key hashes, as a keyed aggregation's do.
-        pipeline = pipeline
-            .windowed(windowed)
-            .partitioning(Partitioning::ByKey);
-    }
-    if let Some(lanes) = args.lanes {
-        pipeline = pipeline.lanes(lanes);
-    }
+            .commit_interval(Duration::from_millis(args.commit_interval_ms.max(1)))
+            .stop_at_end(args.exit_at_end)
+            .guarantee(if args.exactly_once {
+                Guarantee::ExactlyOnce
+            } else {
+                Guarantee::AtLeastOnce
+            });
+        if args.key_by_json.is_some() {
+            pipeline = pipeline.partitioning(Partitioning::ByKey);
+        }
+        if let Some(windowed) = windowed {
+            // Results go where their key hashes, as a keyed aggregation's do.
+            pipeline = pipeline
+                .windowed(windowed)
+                .partitioning(Partitioning::ByKey);
+        }
+        if let Some(lanes) = args.lanes {
+            pipeline = pipeline.lanes(lanes);
+        }
+        pipeline
+    };
     let started = Instant::now();
     let stats = args.conn.block_on(async move {
         let signals = common::Signals::listen()?;
-        pipeline
+        let table = match table_config {
+            (Some(topic), limit, config) => Some(
+                Table::load(config, &topic, limit)
+                    .await
+                    .map_err(|e| format!("--join-table {topic}: {e}"))?,
+            ),
+            _ => None,
+        };
+        build(table)
             .run_until(signals.stop_requested())
             .await
             .map_err(|e| e.to_string())
