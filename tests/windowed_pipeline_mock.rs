@@ -509,3 +509,43 @@ async fn a_missing_side_topic_is_a_clear_error() {
         "the error names the topic: {stderr}"
     );
 }
+
+/// State has a bound: input that opens more windows than `--max-open-windows` allows stops
+/// the pipeline with an error that says so, instead of growing without limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_past_their_bound_stop_the_pipeline_with_an_error() {
+    let cluster = MockCluster::start(1).await.expect("cluster");
+    cluster.create_topic("clicks", PARTITIONS);
+    cluster.create_topic("counts", PARTITIONS);
+    // 40 users over 4 partitions, tumbling 10 s windows: about 10 keys per partition, each
+    // with a window or two open at a time.
+    fill(&cluster, &input(4_000)).await;
+    let started = Instant::now();
+    let pipe = spawn_pipe(
+        &cluster.bootstrap(),
+        "tumbling:10s",
+        &["--max-open-windows", "3"],
+        true,
+    );
+    let out = tokio::task::spawn_blocking(move || pipe.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it failed: {stderr}");
+    assert!(
+        stderr.contains("more than the 3 allowed (max_open_windows)"),
+        "the error says why: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it stopped at once, without retrying"
+    );
+    // The same input within a sufficient bound runs to its end.
+    let pipe = spawn_pipe(
+        &cluster.bootstrap(),
+        "tumbling:10s",
+        &["--max-open-windows", "100"],
+        true,
+    );
+    finish(pipe).await;
+}

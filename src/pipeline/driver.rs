@@ -329,7 +329,9 @@ impl Driver {
     /// producer and starts again from the last commit too, as Kafka Streams does. Otherwise the
     /// error is final.
     async fn recover(&mut self, error: Error) -> Result<(), Error> {
-        if !self.exactly_once {
+        // The pipeline's own state refused the input (over its bound, a corrupt changelog):
+        // going on from the last commit would only meet it again.
+        if !self.exactly_once || matches!(error, Error::InvalidState(_)) {
             return Err(error);
         }
         // The abort itself may be what learns of the fencing (the coordinator answers EndTxn

@@ -64,6 +64,11 @@ pub struct Windowed {
     /// Where records dropped as late go (as they left the operators), in the same
     /// transaction as the output; `None`: only counted.
     pub late_to: Option<String>,
+    /// The most windows (or sessions) one input partition may hold open: the state's memory
+    /// bound (each costs its key and about a hundred bytes). Input that would open more (a
+    /// flood of distinct keys, event times far apart) stops the pipeline with an error
+    /// rather than exhausting memory. Default 10,000,000.
+    pub max_open_windows: usize,
 }
 
 impl Windowed {
@@ -84,7 +89,14 @@ impl Windowed {
             lateness: 0,
             emit: Emit::Final,
             late_to: None,
+            max_open_windows: 10_000_000,
         }
+    }
+
+    /// The most windows one input partition may hold open (see the field).
+    pub fn max_open_windows(mut self, n: usize) -> Self {
+        self.max_open_windows = n.max(1);
+        self
     }
 
     /// Sends records dropped as late to `topic` (a side output) instead of only counting them.
@@ -366,6 +378,16 @@ impl LaneState {
         let (agg, restored) = self.aggregator(tp).await?;
         let late_before = agg.late();
         let results = agg.push(rows.iter().map(|(k, t, v)| (k.as_slice(), *t, *v)));
+        let open = agg.open();
+        if open > spec.max_open_windows {
+            // This partition's state is no longer trusted: it is restored if it comes back.
+            self.partitions.remove(tp);
+            return Err(Error::InvalidState(format!(
+                "{}-{}: {open} windows open, more than the {} allowed (max_open_windows): \
+                 the state would outgrow its memory bound",
+                tp.0, tp.1, spec.max_open_windows
+            )));
+        }
         let late = agg.late() - late_before;
         let late_records = agg
             .late_rows()

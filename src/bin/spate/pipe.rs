@@ -87,6 +87,10 @@ pub struct Args {
     /// counted.
     #[arg(long = "late-to")]
     pub late_to: Option<String>,
+    /// With --window: the most windows (or sessions) one input partition may hold open, the
+    /// state's memory bound (default 10,000,000); input that would open more stops the pipe.
+    #[arg(long = "max-open-windows")]
+    pub max_open_windows: Option<usize>,
     /// Transactions: the output and the committed offsets go together (needs -G). Each member
     /// gets its own transactional.id, `<prefix>-<group.instance.id>` for a static member (a
     /// restart fences its predecessor) or `<prefix>-<random>`; the prefix is
@@ -180,6 +184,7 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
             ("--allowed-lateness", args.allowed_lateness.is_some()),
             ("--emit", args.emit.is_some()),
             ("--late-to", args.late_to.is_some()),
+            ("--max-open-windows", args.max_open_windows.is_some()),
         ];
         return match stray.iter().find(|(_, given)| *given) {
             Some((flag, _)) => Err(format!("{flag} needs --window")),
@@ -209,6 +214,9 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
         .emit(emit);
     if let Some(topic) = &args.late_to {
         windowed = windowed.late_to(topic);
+    }
+    if let Some(n) = args.max_open_windows {
+        windowed = windowed.max_open_windows(n);
     }
     windowed.validate().map_err(|e| format!("--window: {e}"))?;
     Ok(Some(windowed))
