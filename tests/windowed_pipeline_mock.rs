@@ -217,6 +217,19 @@ async fn finish(child: Child) -> std::process::Output {
     out
 }
 
+/// Waits for a `spate pipe` that must fail; its stderr.
+async fn fails(child: Child) -> String {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "spate pipe should have failed: {stderr}"
+    );
+    stderr
+}
+
 /// Panics with its output if the process has exited.
 fn exited_early(child: &mut Child) {
     if let Ok(Some(status)) = child.try_wait() {
@@ -499,11 +512,7 @@ async fn a_missing_side_topic_is_a_clear_error() {
         &["--late-to", "nowhere"],
         true,
     );
-    let out = tokio::task::spawn_blocking(move || pipe.wait_with_output().expect("wait"))
-        .await
-        .expect("join");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "it failed");
+    let stderr = fails(pipe).await;
     assert!(
         stderr.contains("nowhere"),
         "the error names the topic: {stderr}"
@@ -527,11 +536,7 @@ async fn windows_past_their_bound_stop_the_pipeline_with_an_error() {
         &["--max-open-windows", "3"],
         true,
     );
-    let out = tokio::task::spawn_blocking(move || pipe.wait_with_output().expect("wait"))
-        .await
-        .expect("join");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "it failed: {stderr}");
+    let stderr = fails(pipe).await;
     assert!(
         stderr.contains("more than the 3 allowed (max_open_windows)"),
         "the error says why: {stderr}"

@@ -135,7 +135,7 @@ impl Table {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "table loaded"
         );
-        let follower = table.clone_weak();
+        let follower = Arc::downgrade(&table.shared);
         let task = tokio::spawn(async move {
             loop {
                 let event = consumer.next().await;
@@ -165,10 +165,6 @@ impl Table {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
         Ok(table)
-    }
-
-    fn clone_weak(&self) -> std::sync::Weak<Shared> {
-        Arc::downgrade(&self.shared)
     }
 
     fn apply(&self, batch: &crate::consumer::PartitionBatch) -> Result<(), Error> {

@@ -72,6 +72,18 @@ pub(crate) struct GroupSettings {
     pub remote_assignor: Option<String>,
 }
 
+impl GroupSettings {
+    /// The group id, as requests carry it.
+    pub(super) fn group(&self) -> GroupId {
+        GroupId(StrBytes::from_string(self.group_id.clone()))
+    }
+
+    /// `group.instance.id`, as requests carry it.
+    pub(super) fn instance(&self) -> Option<StrBytes> {
+        self.group_instance_id.clone().map(StrBytes::from_string)
+    }
+}
+
 /// When the application last asked the consumer for records, shared with the group task. Time
 /// spent waiting inside `next()` counts as asking (as in Java, where `poll` keeps the timer
 /// fresh while it waits).
@@ -569,15 +581,10 @@ impl Task {
                     return Flow::Next;
                 };
                 let request = HeartbeatRequest::default()
-                    .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
+                    .with_group_id(settings.group())
                     .with_generation_id(generation)
                     .with_member_id(StrBytes::from_string(member_id))
-                    .with_group_instance_id(
-                        settings
-                            .group_instance_id
-                            .clone()
-                            .map(StrBytes::from_string),
-                    );
+                    .with_group_instance_id(settings.instance());
                 match conn.request(&request).await {
                     Ok(response) => {
                         if response.error_code != 0 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-use kafka_protocol::messages::{GroupId, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest};
+use kafka_protocol::messages::{JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 
@@ -42,16 +42,11 @@ pub(super) async fn join(
     let metadata =
         protocol::encode_subscription(topics, owned, generation, settings.client_rack.as_deref());
     let request = JoinGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
+        .with_group_id(settings.group())
         .with_session_timeout_ms(millis_i32(settings.session_timeout))
         .with_rebalance_timeout_ms(millis_i32(settings.rebalance_timeout))
         .with_member_id(StrBytes::from_string(member_id.to_owned()))
-        .with_group_instance_id(
-            settings
-                .group_instance_id
-                .clone()
-                .map(StrBytes::from_string),
-        )
+        .with_group_instance_id(settings.instance())
         .with_protocol_type(StrBytes::from_static_str("consumer"))
         .with_protocols(
             assignors
@@ -158,15 +153,10 @@ pub(super) async fn sync(
     assignments: BTreeMap<String, Vec<TopicPartition>>,
 ) -> Result<(i16, Vec<TopicPartition>), Error> {
     let request = SyncGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
+        .with_group_id(settings.group())
         .with_generation_id(generation)
         .with_member_id(StrBytes::from_string(member_id.to_owned()))
-        .with_group_instance_id(
-            settings
-                .group_instance_id
-                .clone()
-                .map(StrBytes::from_string),
-        )
+        .with_group_instance_id(settings.instance())
         .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
         .with_protocol_name(Some(StrBytes::from_string(chosen.to_owned())))
         .with_assignments(
@@ -206,17 +196,11 @@ pub(super) async fn send_leave(
     member_id: &str,
 ) -> Result<(), Error> {
     let version = conn.version(ApiKey::LeaveGroup)?;
-    let mut request = LeaveGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())));
+    let mut request = LeaveGroupRequest::default().with_group_id(settings.group());
     if version >= 3 {
         request.members = vec![MemberIdentity::default()
             .with_member_id(StrBytes::from_string(member_id.to_owned()))
-            .with_group_instance_id(
-                settings
-                    .group_instance_id
-                    .clone()
-                    .map(StrBytes::from_string),
-            )];
+            .with_group_instance_id(settings.instance())];
     } else {
         request.member_id = StrBytes::from_string(member_id.to_owned());
     }
