@@ -269,6 +269,40 @@ impl Client {
         Ok(out)
     }
 
+    /// How many partitions `topic` has: from the cached metadata, else refreshed, retrying
+    /// what may pass (a topic just created, a leader moving).
+    pub async fn partition_count(&self, topic: &str) -> Result<i32, Error> {
+        let count = |t: &TopicMeta| {
+            (t.error.is_none() && !t.partitions.is_empty()).then_some(t.partitions.len() as i32)
+        };
+        let what = format!("metadata for topic {topic}");
+        self.with_retry(&what, &[topic], || async {
+            let metadata = self.metadata();
+            let known = metadata.topics.get(topic);
+            if let Some(n) = known.and_then(count) {
+                return Ok(n);
+            }
+            let fatal = known
+                .and_then(|t| t.error)
+                .filter(|c| c.action() == crate::Action::Fatal);
+            if let Some(code) = fatal {
+                return Err(Error::kafka(code, what.clone(), None));
+            }
+            self.refresh_metadata(Topics::Only(&[topic])).await?;
+            let metadata = self.metadata();
+            match metadata.topics.get(topic) {
+                Some(t) => count(t).ok_or_else(|| {
+                    let code = t
+                        .error
+                        .unwrap_or(KafkaCode(crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION));
+                    Error::kafka(code, what.clone(), None)
+                }),
+                None => Err(Error::UnknownInMetadata(format!("topic {topic}"))),
+            }
+        })
+        .await
+    }
+
     /// One topic's metadata, fresh from the cluster; UNKNOWN_TOPIC_OR_PARTITION if it does not
     /// exist (retried until `default.api.timeout.ms`, since a new topic takes a moment to appear
     /// everywhere, unless the caller gives up first).

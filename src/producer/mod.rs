@@ -46,10 +46,10 @@ use self::accumulator::{record_size_bound, Accumulator, Limits, Outcome};
 pub use self::config::{Acks, ProducerConfig};
 pub use self::partitioner::{DefaultPartitioner, Partitioner, StickyPartitioner};
 pub use self::transaction::OffsetToCommit;
+use crate::cluster::Client;
 /// A consumer's group membership (defined with the coordinators, below the consumer and the
 /// producer, which both use it).
 pub use crate::cluster::GroupMetadata;
-use crate::cluster::{Client, Topics};
 use crate::error::Error;
 use crate::record::Header;
 
@@ -576,41 +576,7 @@ impl Producer {
                 return Ok(n);
             }
         }
-        let client = &shared.client;
-        let count = client
-            .with_retry(&format!("metadata for topic {topic}"), &[topic], || async {
-                let metadata = client.metadata();
-                match metadata.topics.get(topic) {
-                    Some(t) if t.error.is_none() && !t.partitions.is_empty() => {
-                        Ok(t.partitions.len() as i32)
-                    }
-                    Some(t) if t.error.is_some_and(|c| c.action() == crate::Action::Fatal) => {
-                        Err(Error::kafka(
-                            t.error.expect("checked"),
-                            format!("metadata for topic {topic}"),
-                            None,
-                        ))
-                    }
-                    _ => {
-                        client.refresh_metadata(Topics::Only(&[topic])).await?;
-                        let metadata = client.metadata();
-                        match metadata.topics.get(topic) {
-                            Some(t) if t.error.is_none() && !t.partitions.is_empty() => {
-                                Ok(t.partitions.len() as i32)
-                            }
-                            Some(t) => Err(Error::kafka(
-                                t.error.unwrap_or(crate::KafkaCode(
-                                    crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION,
-                                )),
-                                format!("metadata for topic {topic}"),
-                                None,
-                            )),
-                            None => Err(Error::UnknownInMetadata(format!("topic {topic}"))),
-                        }
-                    }
-                }
-            })
-            .await?;
+        let count = shared.client.partition_count(topic).await?;
         shared.acc().set_partitions(topic, count);
         Ok(count)
     }
