@@ -70,11 +70,54 @@ pub(super) struct Driver {
     pub(super) in_transaction: bool,
     /// Failed transactions or refused commits since the last successful one.
     pub(super) failed_in_a_row: u32,
-    /// Partitions read to their end (and not read since).
-    pub(super) ended: HashSet<Tp>,
+    /// Partitions read to their end (and not read since), with the offset of their end.
+    pub(super) ended: HashMap<Tp, i64>,
+    /// With `stop_at_end`: the pipeline stops at the end only once this holds offsets, and
+    /// every assigned partition has been read up to its own (the second stage of a
+    /// repartitioned pipeline waits so for the first stage's output; `None` there: not yet).
+    pub(super) end_at: Option<EndGate>,
+}
+
+/// The offsets a pipeline must read up to before it may stop at the end of its input.
+pub(super) type EndGate = tokio::sync::watch::Receiver<Option<Arc<HashMap<Tp, i64>>>>;
+
+/// Waits for the gate's offsets; forever if they never come (the pipeline is then stopped).
+async fn gate_opens(gate: Option<&mut EndGate>) {
+    if let Some(gate) = gate {
+        if gate.wait_for(Option::is_some).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 impl Driver {
+    /// Every assigned partition was read to its end (and, with a gate, up to its offset).
+    fn at_end(&self) -> bool {
+        let gate = match &self.end_at {
+            Some(gate) => match gate.borrow().clone() {
+                Some(offsets) => Some(offsets),
+                None => return false,
+            },
+            None => None,
+        };
+        let assignment = self.source.assignment();
+        !assignment.is_empty()
+            && assignment.iter().all(|(t, p)| {
+                let tp: Tp = (Arc::from(t.as_str()), *p);
+                match (self.ended.get(&tp), &gate) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(end), Some(offsets)) => *end >= offsets.get(&tp).copied().unwrap_or(0),
+                }
+            })
+    }
+
+    /// A gate holds the end back, and has no offsets yet.
+    fn gate_closed(&self) -> bool {
+        self.end_at.as_ref().is_some_and(|g| g.borrow().is_none())
+    }
+
     pub(super) async fn drive(
         &mut self,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
@@ -99,6 +142,11 @@ impl Driver {
             tokio::select! {
                 () = &mut shutdown => return Ok(Stop::Shutdown),
                 () = &mut failed => continue,
+                () = gate_opens(self.end_at.as_mut()), if stop_at_end && self.gate_closed() => {
+                    if self.at_end() {
+                        return Ok(Stop::End);
+                    }
+                }
                 _ = ticker.tick() => self.commit().await?,
                 event = self.source.next() => match event? {
                     Event::Batch(batch) => {
@@ -111,14 +159,9 @@ impl Driver {
                         let lane = lane_of(&tp, self.lanes.len());
                         self.to_lane(lane, LaneInput::Batch(batch)).await?;
                     }
-                    Event::EndOfPartition { topic, partition, .. } => {
-                        self.ended.insert((Arc::from(topic.as_str()), partition));
-                        let assignment = self.source.assignment();
-                        let all = !assignment.is_empty()
-                            && assignment
-                                .iter()
-                                .all(|(t, p)| self.ended.contains(&(Arc::from(t.as_str()), *p)));
-                        if stop_at_end && all {
+                    Event::EndOfPartition { topic, partition, offset } => {
+                        self.ended.insert((Arc::from(topic.as_str()), partition), offset);
+                        if stop_at_end && self.at_end() {
                             return Ok(Stop::End);
                         }
                     }
@@ -198,7 +241,7 @@ impl Driver {
             .acked
             .retain(|tp, _| !gone.contains(tp));
         self.committed.retain(|tp, _| !gone.contains(tp));
-        self.ended.retain(|tp| !gone.contains(tp));
+        self.ended.retain(|tp, _| !gone.contains(tp));
         Ok(())
     }
 

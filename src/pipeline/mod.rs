@@ -72,6 +72,7 @@ mod driver;
 pub mod event_time;
 pub mod kernels;
 pub mod ops;
+pub mod repartition;
 mod run;
 pub mod state;
 mod stateful;

@@ -1,14 +1,14 @@
 //! Running a pipeline: the source loop, the lanes, the acknowledgements and the commits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, Notify};
 
-use super::driver::{Driver, Stop};
-use super::stateful::{ensure_changelog, output_record, LaneState, Step};
+use super::driver::{Driver, EndGate, Stop};
+use super::stateful::{ensure_topic, output_record, LaneState, Step};
 use super::{Batch, Chain, Guarantee, Partitioning, Pipeline, Sink, Stats};
 use crate::config::ConfigError;
 use crate::consumer::{Consumer, IsolationLevel, Offset, PartitionBatch};
@@ -119,6 +119,20 @@ pub(super) async fn run(
     pipeline: Pipeline,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, Error> {
+    if pipeline.windowed.as_ref().is_some_and(|w| w.repartition) {
+        super::repartition::run(pipeline, shutdown).await
+    } else {
+        run_stage(pipeline, shutdown, None).await
+    }
+}
+
+/// Runs a pipeline (a stage of a repartitioned one: [`super::repartition`]); with `end_at`,
+/// `stop_at_end` waits for the gate's offsets too.
+pub(super) async fn run_stage(
+    pipeline: Pipeline,
+    shutdown: impl Future<Output = ()>,
+    end_at: Option<EndGate>,
+) -> Result<Stats, Error> {
     let Pipeline {
         mut consumer,
         mut producer,
@@ -212,7 +226,7 @@ pub(super) async fn run(
             for input in &inputs {
                 partitions = partitions.max(p.partition_count(input).await?);
             }
-            ensure_changelog(p.client(), &topic, partitions).await?;
+            ensure_topic(p.client(), &topic, partitions, "compact").await?;
             if let Some(late_to) = &w.late_to {
                 // The side topic must exist, as the output must: found now, not at the first
                 // late record.
@@ -275,7 +289,8 @@ pub(super) async fn run(
         committed: HashMap::new(),
         in_transaction: false,
         failed_in_a_row: 0,
-        ended: HashSet::new(),
+        ended: HashMap::new(),
+        end_at,
     };
     tokio::pin!(shutdown);
     let result = loop {
@@ -356,7 +371,7 @@ fn random_suffix() -> String {
     format!("{:016x}", h.finish())
 }
 
-fn missing(what: &str) -> Error {
+pub(super) fn missing(what: &str) -> Error {
     Error::Config(ConfigError::Missing {
         key: what.to_owned(),
         context: "to run a pipeline".to_owned(),

@@ -69,6 +69,9 @@ pub struct Windowed {
     /// flood of distinct keys, event times far apart) stops the pipeline with an error
     /// rather than exhausting memory. Default 10,000,000.
     pub max_open_windows: usize,
+    /// Re-key the input through a repartition topic first, so every record of a key reaches
+    /// one partition's state whatever partitioned the input ([`super::repartition`]).
+    pub repartition: bool,
 }
 
 impl Windowed {
@@ -90,7 +93,15 @@ impl Windowed {
             emit: Emit::Final,
             late_to: None,
             max_open_windows: 10_000_000,
+            repartition: false,
         }
+    }
+
+    /// Re-keys the input through the repartition topic `<application>-<store>-repartition`
+    /// first: for input not partitioned by the grouping key ([`super::repartition`]).
+    pub fn repartition(mut self) -> Self {
+        self.repartition = true;
+        self
     }
 
     /// The most windows one input partition may hold open (see the field).
@@ -132,15 +143,17 @@ impl Windowed {
     }
 }
 
-/// Creates the changelog (compacted, one partition per input partition) unless it exists.
-pub(super) async fn ensure_changelog(
+/// Creates a pipeline's own topic (a changelog: `compact`; a repartition topic: `delete`)
+/// unless it exists.
+pub(super) async fn ensure_topic(
     client: &Client,
     topic: &str,
     partitions: i32,
+    cleanup_policy: &str,
 ) -> Result<(), Error> {
     let mut new = NewTopic::new(topic, partitions, -1);
     new.configs
-        .push(("cleanup.policy".into(), "compact".into()));
+        .push(("cleanup.policy".into(), cleanup_policy.into()));
     match client.create_topics(&[new]).await {
         Ok(()) => Ok(()),
         Err(e) if e.code() == Some(crate::error::KafkaCode(36)) => Ok(()), // TOPIC_ALREADY_EXISTS

@@ -91,6 +91,11 @@ pub struct Args {
     /// state's memory bound (default 10,000,000); input that would open more stops the pipe.
     #[arg(long = "max-open-windows")]
     pub max_open_windows: Option<usize>,
+    /// With --window: re-key the input through the topic `<group>-windows-repartition` first
+    /// (created if missing), for input not partitioned by the grouping key: every record of
+    /// a key then meets the same state. Read back by the group `<group>-windows-repartition`.
+    #[arg(long = "repartition")]
+    pub repartition: bool,
     /// Transactions: the output and the committed offsets go together (needs -G). Each member
     /// gets its own transactional.id, `<prefix>-<group.instance.id>` for a static member (a
     /// restart fences its predecessor) or `<prefix>-<random>`; the prefix is
@@ -185,6 +190,7 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
             ("--emit", args.emit.is_some()),
             ("--late-to", args.late_to.is_some()),
             ("--max-open-windows", args.max_open_windows.is_some()),
+            ("--repartition", args.repartition),
         ];
         return match stray.iter().find(|(_, given)| *given) {
             Some((flag, _)) => Err(format!("{flag} needs --window")),
@@ -217,6 +223,9 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
     }
     if let Some(n) = args.max_open_windows {
         windowed = windowed.max_open_windows(n);
+    }
+    if args.repartition {
+        windowed = windowed.repartition();
     }
     windowed.validate().map_err(|e| format!("--window: {e}"))?;
     Ok(Some(windowed))

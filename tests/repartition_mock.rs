@@ -1,0 +1,268 @@
+//! Windowed pipelines over input that is not partitioned by the grouping key (`spate pipe
+//! --repartition`), on the embedded cluster (`--features mock`): every user's clicks are spread
+//! over all input partitions, so a key's windows are only right if its records all reach one
+//! partition's state, through the repartition topic. The output is read back by librdkafka
+//! with read_committed and compared with the independent reference
+//! (`tests/support/windows_reference.py`) over the whole input as one stream: the allowed
+//! lateness is longer than the input, so no record is late whatever order the repartition
+//! topic interleaves them in, and the results do not depend on it.
+//! - Without `--repartition` the same pipe gives the wrong answer (one window per key and
+//!   input partition): the test could fail.
+//! - With it, exactly-once, killed (SIGKILL) mid-run and started again: the results equal the
+//!   reference exactly, and the state was restored from the changelog.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spate::mock::{Fault, MockCluster};
+use spate::producer::{Producer, ProducerConfig, Record};
+use spate::wire::ApiKey;
+
+const PARTITIONS: i32 = 4;
+const USERS: usize = 40;
+/// Longer than the input's event-time span (about 200 s): nothing is late.
+const LATENESS_MS: i64 = 600_000;
+const REPARTITION: &str = "win-windows-repartition";
+const CHANGELOG: &str = "win-windows-changelog";
+
+/// In input order: (user, event time, n), out of order by up to ±1.5 s.
+fn input(records: usize) -> Vec<(String, i64, i64)> {
+    let mut rng = fastrand::Rng::with_seed(2718);
+    (0..records)
+        .map(|i| {
+            let user = rng.usize(0..USERS);
+            let time = 1_700_000_000_000 + i as i64 * 5 + rng.i64(-1_500..=1_500);
+            (format!("u{user}"), time, rng.i64(0..50))
+        })
+        .collect()
+}
+
+/// Writes the input round robin over the partitions, keyed by its position (not the user).
+async fn fill(cluster: &MockCluster, input: &[(String, i64, i64)]) {
+    let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap()))
+        .await
+        .expect("producer");
+    let values: Vec<(String, String)> = input
+        .iter()
+        .enumerate()
+        .map(|(i, (user, ts, n))| {
+            (
+                i.to_string(),
+                format!(r#"{{"user":"{user}","ts":{ts},"n":{n}}}"#),
+            )
+        })
+        .collect();
+    for (c, chunk) in values.chunks(200).enumerate() {
+        let rows = chunk.iter().enumerate().map(|(i, (k, v))| {
+            Record::new("clicks")
+                .key(k.as_bytes())
+                .value(v.as_bytes())
+                .partition(((c * 200 + i) % PARTITIONS as usize) as i32)
+        });
+        producer
+            .send_batch("clicks", rows)
+            .await
+            .expect("send")
+            .wait()
+            .await
+            .expect("written");
+    }
+    producer.close().await.expect("close");
+}
+
+/// The reference over the whole input as one stream: `key,start,end,value`, sorted.
+fn reference(input: &[(String, i64, i64)], window: &str) -> Vec<String> {
+    let path = std::env::temp_dir().join(format!(
+        "spate-repartition-{}-{}.csv",
+        std::process::id(),
+        window.replace(':', "-")
+    ));
+    let csv: String = input
+        .iter()
+        .map(|(k, t, v)| format!("{k},{t},{v}\n"))
+        .collect();
+    std::fs::write(&path, csv).expect("write csv");
+    let (mut lines, late, _) = support::windows_reference_full(&path, window, "sum", LATENESS_MS);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(late, 0, "the reference drops nothing as late");
+    lines.sort();
+    lines
+}
+
+/// `topic` as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
+fn committed_output(bootstrap: &str, topic: &str) -> Vec<String> {
+    let mut lines: Vec<String> =
+        support::librdkafka_values(bootstrap, topic, PARTITIONS, "read_committed")
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
+                let value = v["value"].as_f64().expect("value");
+                format!(
+                    "{},{},{},{}",
+                    v["key"].as_str().expect("key"),
+                    v["start"].as_i64().expect("start"),
+                    v["end"].as_i64().expect("end"),
+                    value as i64
+                )
+            })
+            .collect();
+    lines.sort();
+    lines
+}
+
+fn spawn_pipe(bootstrap: &str, to: &str, window: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["pipe", "-b", bootstrap, "--from", "clicks", "--to", to])
+        .args([
+            "-G",
+            "win",
+            "--key-by-json",
+            "user",
+            "--event-time",
+            "json:ts",
+        ])
+        .args(["--window", window, "--aggregate", "sum:n"])
+        .args(["--allowed-lateness", &format!("{LATENESS_MS}ms")])
+        .args([
+            "--exactly-once",
+            "--commit-interval-ms",
+            "100",
+            "--lanes",
+            "2",
+        ])
+        .args([
+            "-X",
+            "session.timeout.ms=3000",
+            "-X",
+            "heartbeat.interval.ms=300",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn spate pipe")
+}
+
+async fn finish(child: Child) -> String {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "spate pipe failed: {stderr}");
+    stderr
+}
+
+/// The `N state records restored` of a finished `spate pipe`'s summary.
+fn restored(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" state records restored")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
+}
+
+/// Panics with its output if the process has exited.
+fn exited_early(child: &mut Child) {
+    if let Ok(Some(status)) = child.try_wait() {
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        panic!("spate pipe exited early ({status}): {stderr}");
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Without repartitioning, each input partition aggregates its own share of a user's clicks:
+/// several results per user and window, none equal to the reference's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_repartitioning_keys_spread_over_partitions_give_split_windows() {
+    let cluster = MockCluster::start(1).await.expect("cluster");
+    cluster.create_topic("clicks", PARTITIONS);
+    cluster.create_topic("counts", PARTITIONS);
+    let input = input(4_000);
+    fill(&cluster, &input).await;
+    let expected = reference(&input, "tumbling:10000");
+    let bootstrap = cluster.bootstrap();
+    finish(spawn_pipe(&bootstrap, "counts", "tumbling:10s", &["-e"])).await;
+    let got = committed_output(&bootstrap, "counts");
+    assert!(
+        got.len() > expected.len(),
+        "a user's window is split over the input partitions: {} results for {} windows",
+        got.len(),
+        expected.len()
+    );
+}
+
+/// With `--repartition`, exactly-once, killed mid-run (SIGKILL to the spate process itself)
+/// and started again with `-e`: the results equal the reference over the whole input, for
+/// tumbling and session windows, and the second run restored state from the changelog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_repartitioned_pipeline_gives_the_reference_results() {
+    for (window, in_ms) in [
+        ("tumbling:10s", "tumbling:10000"),
+        ("session:400ms", "session:400"),
+    ] {
+        let cluster = MockCluster::start(3).await.expect("cluster");
+        cluster.create_topic("clicks", PARTITIONS);
+        cluster.create_topic("counts", PARTITIONS);
+        let input = input(40_000);
+        fill(&cluster, &input).await;
+        let expected = reference(&input, in_ms);
+        let bootstrap = cluster.bootstrap();
+        // Slow the writes so that the kill lands mid-run.
+        cluster.inject(
+            ApiKey::Produce,
+            Fault::Delay(Duration::from_millis(20)),
+            400,
+        );
+        let static_member = ["--repartition", "-X", "group.instance.id=one"];
+        let mut first = spawn_pipe(&bootstrap, "counts", window, &static_member);
+        // Killed as soon as the second stage has committed some state (the first may be done
+        // by then: it is the faster of the two).
+        wait_for("the second stage to commit part of its input", || {
+            exited_early(&mut first);
+            let second_committed = (0..PARTITIONS)
+                .filter_map(|p| cluster.committed(REPARTITION, REPARTITION, p))
+                .sum::<i64>()
+                > 0;
+            second_committed && (0..PARTITIONS).any(|p| cluster.log_end(CHANGELOG, p) > 0)
+        })
+        .await;
+        first.kill().expect("kill");
+        first.wait().expect("wait");
+        let second = spawn_pipe(
+            &bootstrap,
+            "counts",
+            window,
+            &[&static_member[..], &["-e"]].concat(),
+        );
+        let stderr = finish(second).await;
+        assert!(
+            restored(&stderr) > 0,
+            "{window}: state was restored: {stderr}"
+        );
+        let got = committed_output(&bootstrap, "counts");
+        assert_eq!(got.len(), expected.len(), "{window}: as many windows");
+        assert!(got == expected, "{window}: the results equal the reference");
+        // Every input record went through the repartition topic once, committed.
+        let through =
+            support::librdkafka_values(&bootstrap, REPARTITION, PARTITIONS, "read_committed");
+        assert_eq!(
+            through.len(),
+            input.len(),
+            "{window}: repartitioned once each"
+        );
+    }
+}
