@@ -221,14 +221,19 @@ async fn a_killed_repartitioned_pipeline_gives_the_reference_results() {
         fill(&cluster, &input).await;
         let expected = reference(&input, in_ms);
         let bootstrap = cluster.bootstrap();
-        // Slow the writes so that the kill lands mid-run.
-        cluster.inject(
-            ApiKey::Produce,
-            Fault::Delay(Duration::from_millis(20)),
-            400,
-        );
+        // Slow the first run so that the kill lands mid-run: small fetches (a 200-record
+        // batch each), every fetch and write delayed. The restart runs at full speed.
+        for api in [ApiKey::Produce, ApiKey::Fetch] {
+            cluster.inject(api, Fault::Delay(Duration::from_millis(10)), usize::MAX);
+        }
         let static_member = ["--repartition", "-X", "group.instance.id=one"];
-        let mut first = spawn_pipe(&bootstrap, "counts", window, &static_member);
+        let slow = ["-X", "max.partition.fetch.bytes=1024"];
+        let mut first = spawn_pipe(
+            &bootstrap,
+            "counts",
+            window,
+            &[&static_member[..], &slow].concat(),
+        );
         // Killed as soon as the second stage has committed some state (the first may be done
         // by then: it is the faster of the two).
         wait_for("the second stage to commit part of its input", || {
@@ -242,6 +247,7 @@ async fn a_killed_repartitioned_pipeline_gives_the_reference_results() {
         .await;
         first.kill().expect("kill");
         first.wait().expect("wait");
+        cluster.clear_faults();
         let second = spawn_pipe(
             &bootstrap,
             "counts",

@@ -492,9 +492,17 @@ impl MockCluster {
         self.state().max_message_bytes = bytes;
     }
 
+    /// Disarms every fault still armed.
+    pub fn clear_faults(&self) {
+        self.state().rules.clear();
+    }
+
     /// Faults still armed.
     pub fn pending_faults(&self) -> usize {
-        self.state().rules.iter().map(|r| r.remaining).sum()
+        self.state()
+            .rules
+            .iter()
+            .fold(0, |n, r| n.saturating_add(r.remaining))
     }
 
     /// Moves a partition's leadership to `broker` (bumping the leader epoch). Requests to the
