@@ -51,7 +51,7 @@ fn windows(c: &mut Criterion) {
     for (name, spec, agg) in cases {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let mut w = WindowedAggregator::new(spec, agg, 5_000);
+                let mut w = WindowedAggregator::new(spec, agg.clone(), 5_000);
                 let mut emitted = 0;
                 for chunk in input.chunks(1_000) {
                     emitted += w

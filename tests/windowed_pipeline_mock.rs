@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use spate::consumer::{ConsumerConfig, OffsetReset};
 use spate::mock::{Fault, MockCluster};
 use spate::pipeline::event_time::{AggregateSpec, EventTime, KeySource};
-use spate::pipeline::window::{Aggregate, WindowSpec};
+use spate::pipeline::window::{Aggregate, UserAggregate, WindowSpec};
 use spate::pipeline::{Guarantee, Partitioning, Pipeline, Windowed};
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::wire::ApiKey;
@@ -104,6 +104,15 @@ fn reference(input: &[Vec<(String, i64, i64)>], window: &str) -> Vec<String> {
 /// [`reference`], and the input records it drops as late (as the JSON values `fill` wrote),
 /// sorted.
 fn reference_full(input: &[Vec<(String, i64, i64)>], window: &str) -> (Vec<String>, Vec<String>) {
+    reference_of(input, window, "sum")
+}
+
+/// [`reference_full`] for `aggregate` (an average as `SUM/COUNT`).
+fn reference_of(
+    input: &[Vec<(String, i64, i64)>],
+    window: &str,
+    aggregate: &str,
+) -> (Vec<String>, Vec<String>) {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("spate-windowed-{}-{run}", std::process::id()));
@@ -118,7 +127,7 @@ fn reference_full(input: &[Vec<(String, i64, i64)>], window: &str) -> (Vec<Strin
             .collect();
         std::fs::write(&path, csv).expect("write csv");
         let (results, _, late_at) =
-            support::windows_reference_full(&path, window, "sum", LATENESS_MS);
+            support::windows_reference_full(&path, window, aggregate, LATENESS_MS);
         lines.extend(results);
         late.extend(late_at.iter().map(|&i| {
             let (user, ts, n) = &records[i];
@@ -129,6 +138,30 @@ fn reference_full(input: &[Vec<(String, i64, i64)>], window: &str) -> (Vec<Strin
     lines.sort();
     late.sort();
     (lines, late)
+}
+
+/// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted,
+/// values as the f64 they are (`{:?}`).
+fn committed_output_f64(bootstrap: &str) -> Vec<String> {
+    let mut lines: Vec<String> =
+        support::librdkafka_values(bootstrap, "counts", PARTITIONS, "read_committed")
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
+                // The number's own text, parsed by Rust (correctly rounded; serde_json's
+                // default float parsing may be off in the last digit).
+                let (_, value) = l.rsplit_once("\"value\":").expect("a value");
+                let value: f64 = value.trim_end_matches('}').parse().expect("a number");
+                format!(
+                    "{},{},{},{value:?}",
+                    v["key"].as_str().expect("key"),
+                    v["start"].as_i64().expect("start"),
+                    v["end"].as_i64().expect("end"),
+                )
+            })
+            .collect();
+    lines.sort();
+    lines
 }
 
 /// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
@@ -266,14 +299,19 @@ async fn a_killed_windowed_pipeline_restarts_from_its_changelog_exactly_once() {
         fill(&cluster, &input).await;
         let expected = reference(&input, in_ms);
         let bootstrap = cluster.bootstrap();
-        // Slow the writes so that the kill lands mid-run.
-        cluster.inject(
-            ApiKey::Produce,
-            Fault::Delay(Duration::from_millis(20)),
-            400,
-        );
+        // Slow the first run so that the kill lands mid-run: small fetches (a 200-record
+        // batch each), every fetch and write delayed. The restart runs at full speed.
+        for api in [ApiKey::Produce, ApiKey::Fetch] {
+            cluster.inject(api, Fault::Delay(Duration::from_millis(10)), usize::MAX);
+        }
         let static_member = ["-X", "group.instance.id=one"];
-        let mut first = spawn_pipe(&bootstrap, window, &static_member, false);
+        let slow = ["-X", "max.partition.fetch.bytes=1024"];
+        let mut first = spawn_pipe(
+            &bootstrap,
+            window,
+            &[&static_member[..], &slow].concat(),
+            false,
+        );
         wait_for("the first run to commit part of its input", || {
             exited_early(&mut first);
             midway(&cluster)
@@ -281,6 +319,7 @@ async fn a_killed_windowed_pipeline_restarts_from_its_changelog_exactly_once() {
         .await;
         first.kill().expect("kill");
         first.wait().expect("wait");
+        cluster.clear_faults();
         let second = spawn_pipe(&bootstrap, window, &static_member, true);
         let out = finish(second).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -459,6 +498,107 @@ async fn aborted_transactions_roll_the_window_state_back() {
         .expect("join");
     assert_eq!(got.len(), expected.len(), "as many windows");
     assert!(got == expected, "the results equal the reference");
+}
+
+/// A user's mean, as a user aggregate would be written (two numbers per window).
+struct Mean;
+
+impl UserAggregate for Mean {
+    fn name(&self) -> &str {
+        "mean"
+    }
+    fn width(&self) -> usize {
+        2
+    }
+    fn init(&self, value: f64, acc: &mut [f64]) {
+        acc.copy_from_slice(&[value, 1.0]);
+    }
+    fn merge(&self, acc: &mut [f64], other: &[f64]) {
+        acc[0] += other[0];
+        acc[1] += other[1];
+    }
+    fn result(&self, acc: &[f64]) -> f64 {
+        acc[0] / acc[1]
+    }
+}
+
+/// A user-defined aggregate (a mean: a sum and a count per window) through the library API,
+/// sessions, exactly-once: stopped after half the input and started again to the end, the second
+/// run restores the two-number accumulators from the changelog, and the results equal the
+/// reference's averages exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_aggregate_is_logged_and_restored_with_its_whole_accumulator() {
+    let cluster = MockCluster::start(1).await.expect("cluster");
+    cluster.create_topic("clicks", PARTITIONS);
+    cluster.create_topic("counts", PARTITIONS);
+    let input = input(8_000);
+    let (early, late) = halves(&input);
+    fill(&cluster, &early).await;
+    let expected: Vec<String> = reference_of(&input, "session:400", "avg")
+        .0
+        .into_iter()
+        .map(|l| {
+            let (window, fraction) = l.rsplit_once(',').expect("key,start,end,value");
+            let (sum, count) = fraction.split_once('/').expect("SUM/COUNT");
+            let avg = sum.parse::<i64>().unwrap() as f64 / count.parse::<i64>().unwrap() as f64;
+            format!("{window},{avg:?}")
+        })
+        .collect();
+    let mean = Aggregate::user(Mean);
+    let pipeline = |stop_at_end: bool| {
+        let consumer = ConsumerConfig::new(&cluster.bootstrap())
+            .group_id("win")
+            .auto_offset_reset(OffsetReset::Earliest);
+        let windowed = Windowed::new(
+            KeySource::JsonField("user".into()),
+            EventTime::JsonField("ts".into()),
+            WindowSpec::Session { gap: 400 },
+            AggregateSpec {
+                aggregate: mean.clone(),
+                field: Some("n".into()),
+            },
+        )
+        .lateness(LATENESS_MS);
+        Pipeline::new(consumer, ProducerConfig::new(&cluster.bootstrap()))
+            .from_topics(&["clicks"])
+            .to_topic("counts")
+            .windowed(windowed)
+            .guarantee(Guarantee::ExactlyOnce)
+            .commit_interval(Duration::from_millis(20))
+            .lanes(2)
+            .stop_at_end(stop_at_end)
+    };
+    // The first half, then stopped (as a service is: the open windows stay in the changelog).
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(pipeline(false).run_until(async {
+        let _ = stopped.await;
+    }));
+    wait_for("the first half committed", || {
+        (0..PARTITIONS)
+            .all(|p| cluster.committed("win", "clicks", p) == Some(cluster.log_end("clicks", p)))
+    })
+    .await;
+    let _ = stop.send(());
+    let first = running.await.expect("join").expect("first half");
+    assert_eq!(first.restored, 0, "nothing to restore yet: {first:?}");
+    fill(&cluster, &late).await;
+    let second = pipeline(true).run().await.expect("to the end");
+    assert!(second.restored > 0, "{second:?}");
+    let bootstrap = cluster.bootstrap();
+    let got = tokio::task::spawn_blocking(move || committed_output_f64(&bootstrap))
+        .await
+        .expect("join");
+    assert_eq!(got.len(), expected.len(), "as many sessions");
+    let differ: Vec<_> = got
+        .iter()
+        .zip(&expected)
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "the results equal the reference's averages: {differ:?}"
+    );
 }
 
 /// Records dropped as late go to a side topic (`--late-to`), in the same transactions as the

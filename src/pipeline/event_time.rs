@@ -119,7 +119,10 @@ pub fn result_json(result: &WindowResult) -> Vec<u8> {
         )
         .as_bytes(),
     );
-    if result.value.fract() == 0.0 && result.value.abs() < 9.0e15 {
+    if !result.value.is_finite() {
+        // A user aggregate's NaN or infinity: JSON has no number for it.
+        out.extend_from_slice(b"null");
+    } else if result.value.fract() == 0.0 && result.value.abs() < 9.0e15 {
         out.extend_from_slice(format!("{}", result.value as i64).as_bytes());
     } else {
         out.extend_from_slice(format!("{}", result.value).as_bytes());
@@ -204,7 +207,7 @@ pub fn parse_window(s: &str) -> Result<WindowSpec, String> {
     Ok(spec)
 }
 
-/// `count`, `sum:FIELD`, `min:FIELD` or `max:FIELD`.
+/// `count`, `sum:FIELD`, `min:FIELD`, `max:FIELD` or `avg:FIELD`.
 pub fn parse_aggregate(s: &str) -> Result<AggregateSpec, String> {
     let (name, field) = match s.split_once(':') {
         Some((n, f)) if !f.is_empty() => (n, Some(f.to_owned())),
@@ -216,9 +219,10 @@ pub fn parse_aggregate(s: &str) -> Result<AggregateSpec, String> {
         ("sum", Some(_)) => Aggregate::Sum,
         ("min", Some(_)) => Aggregate::Min,
         ("max", Some(_)) => Aggregate::Max,
+        ("avg", Some(_)) => Aggregate::Avg,
         _ => {
             return Err(format!(
-                "`{s}`: expected count, sum:FIELD, min:FIELD or max:FIELD"
+                "`{s}`: expected count, sum:FIELD, min:FIELD, max:FIELD or avg:FIELD"
             ))
         }
     };
@@ -281,6 +285,11 @@ mod tests {
                 field: Some("amount".into())
             })
         );
+        assert_eq!(
+            parse_aggregate("avg:amount").map(|a| a.aggregate),
+            Ok(Aggregate::Avg)
+        );
+        assert!(parse_aggregate("avg").is_err());
         assert!(parse_aggregate("sum").is_err());
         assert!(parse_aggregate("count:x").is_err());
         assert_eq!(

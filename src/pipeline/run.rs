@@ -249,16 +249,23 @@ pub(super) async fn run_stage(
     });
     let (ack_tx, ack_rx) = mpsc::channel(64);
     let acker = tokio::spawn(acknowledge(ack_rx, shared.clone()));
+    // Changelogs are read back on connections of their own: on the source's, every request
+    // would wait behind its long-polling fetches (a broker answers a connection's requests in
+    // order).
+    let restore_client = match &changelog {
+        Some(_) => Some(crate::cluster::Client::connect(restore_config.client.clone()).await?),
+        None => None,
+    };
     let mut lane_txs = Vec::with_capacity(lanes);
     let mut lane_tasks = Vec::with_capacity(lanes);
     for _ in 0..lanes {
         let (tx, rx) = mpsc::channel(2);
         lane_txs.push(tx);
-        let state = match (&windowed, &changelog) {
-            (Some(w), Some(topic)) => Some(LaneState::new(
+        let state = match (&windowed, &changelog, &restore_client) {
+            (Some(w), Some(topic), Some(client)) => Some(LaneState::new(
                 w.clone(),
                 topic.clone(),
-                source.client().clone(),
+                client.clone(),
                 restore_config.clone(),
             )),
             _ => None,

@@ -126,7 +126,7 @@ impl Windowed {
     pub fn validate(&self) -> Result<(), String> {
         self.window.validate()?;
         if self.emit == Emit::Updates {
-            WindowedAggregator::new(self.window, self.aggregate.aggregate, 0).updates()?;
+            WindowedAggregator::new(self.window, self.aggregate.aggregate.clone(), 0).updates()?;
         }
         Ok(())
     }
@@ -165,6 +165,7 @@ pub(super) async fn ensure_topic(
 pub(super) struct LaneState {
     spec: Arc<Windowed>,
     changelog: Arc<str>,
+    /// The changelog's reader: connections of its own, not the source's.
     client: Client,
     /// How the changelog is read back (no group; read_committed under exactly-once).
     restore_config: ConsumerConfig,
@@ -241,12 +242,12 @@ impl LaneState {
     }
 
     fn fresh(&self) -> WindowedAggregator {
-        let agg = self.spec.aggregate.aggregate;
-        let w = WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged();
+        let agg = &self.spec.aggregate.aggregate;
+        let w = WindowedAggregator::new(self.spec.window, agg.clone(), self.spec.lateness).logged();
         let w = match self.spec.emit {
             // Checked when the pipeline starts (Windowed::validate).
             Emit::Updates => w.updates().unwrap_or_else(|_| {
-                WindowedAggregator::new(self.spec.window, agg, self.spec.lateness).logged()
+                WindowedAggregator::new(self.spec.window, agg.clone(), self.spec.lateness).logged()
             }),
             Emit::Final => w,
         };

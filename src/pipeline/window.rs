@@ -24,6 +24,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+#[path = "window_aggregate.rs"]
+mod aggregate;
+use aggregate::Acc;
+pub use aggregate::{Aggregate, UserAggregate, MAX_WIDTH};
+
 /// The kind of window, sizes in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowSpec {
@@ -62,36 +67,6 @@ impl WindowSpec {
     }
 }
 
-/// What a window computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Aggregate {
-    /// Records in the window.
-    Count,
-    /// Sum of the values.
-    Sum,
-    /// Smallest value.
-    Min,
-    /// Largest value.
-    Max,
-}
-
-impl Aggregate {
-    fn init(self, v: f64) -> f64 {
-        match self {
-            Aggregate::Count => 1.0,
-            _ => v,
-        }
-    }
-
-    fn merge(self, a: f64, b: f64) -> f64 {
-        match self {
-            Aggregate::Count | Aggregate::Sum => a + b,
-            Aggregate::Min => a.min(b),
-            Aggregate::Max => a.max(b),
-        }
-    }
-}
-
 /// A window's final result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowResult {
@@ -105,11 +80,66 @@ pub struct WindowResult {
     pub value: f64,
 }
 
+/// A key's windows in one batch: the first inline (most keys have one window per batch), the
+/// others in a vector allocated only if needed; looked up newest first.
+struct Slots {
+    first: (i64, Acc),
+    empty: bool,
+    more: Vec<(i64, Acc)>,
+}
+
+impl Slots {
+    fn add(&mut self, start: i64, v: &Acc, agg: &Aggregate) {
+        if self.empty {
+            self.first = (start, *v);
+            self.empty = false;
+            return;
+        }
+        let found = self
+            .more
+            .iter_mut()
+            .rev()
+            .chain(std::iter::once(&mut self.first))
+            .find(|(s, _)| *s == start);
+        match found {
+            Some((_, acc)) => agg.merge(acc, v),
+            None => self.more.push((start, *v)),
+        }
+    }
+
+    /// Merges into a key's open windows (new ones also into `ends`).
+    fn merge_into(
+        &self,
+        per_key: &mut BTreeMap<i64, Acc>,
+        ends: &mut BTreeSet<(i64, Vec<u8>, i64)>,
+        key: &[u8],
+        size: i64,
+        agg: &Aggregate,
+    ) {
+        for &(start, v) in self.iter() {
+            match per_key.get_mut(&start) {
+                Some(acc) => agg.merge(acc, &v),
+                None => {
+                    per_key.insert(start, v);
+                    ends.insert((start.saturating_add(size), key.to_vec(), start));
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(i64, Acc)> {
+        (!self.empty)
+            .then_some(&self.first)
+            .into_iter()
+            .chain(&self.more)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Session {
     start: i64,
     last: i64,
-    value: f64,
+    value: Acc,
 }
 
 /// One input partition's windows.
@@ -121,7 +151,7 @@ pub struct WindowedAggregator {
     max_time: Option<i64>,
     /// Tumbling and hopping: per key, window start → value (found by `&[u8]`, so merging into
     /// an existing window allocates nothing).
-    windows: HashMap<Vec<u8>, BTreeMap<i64, f64>>,
+    windows: HashMap<Vec<u8>, BTreeMap<i64, Acc>>,
     /// The open windows by end, for closing: (end, key, start), one entry per window.
     ends: BTreeSet<(i64, Vec<u8>, i64)>,
     /// Sessions: per key, open sessions ordered by start.
@@ -236,12 +266,12 @@ impl WindowedAggregator {
         let out = touched
             .iter()
             .filter_map(|(key, start)| {
-                let value = *self.windows.get(key)?.get(start)?;
+                let acc = self.windows.get(key)?.get(start)?;
                 Some(WindowResult {
                     key: key.clone(),
                     start: *start,
                     end: start.saturating_add(size),
-                    value,
+                    value: self.aggregate.result(acc),
                 })
             })
             .collect();
@@ -266,79 +296,71 @@ impl WindowedAggregator {
         size: i64,
         advance: i64,
     ) {
-        // The batch's partial aggregates first, by (key, start).
-        let mut partial: HashMap<(&'a [u8], i64), f64> = HashMap::new();
-        let agg = self.aggregate;
-        for (index, (key, time, value)) in records.into_iter().enumerate() {
+        // The batch's partial aggregates first: per key (hashed once per record), its
+        // windows' starts and accumulators, few per batch, the latest last.
+        let records = records.into_iter();
+        let mut partial: HashMap<&'a [u8], Slots> =
+            HashMap::with_capacity(records.size_hint().0.min(1 << 16));
+        let agg = self.aggregate.clone();
+        for (index, (key, time, value)) in records.enumerate() {
             let watermark = self.watermark();
-            let mut any = false;
-            // The starts k·advance with start <= time < start + size.
+            // The starts k·advance with start <= time < start + size; the latest ends last,
+            // so if its window is closed, all are.
             let last_start = time.div_euclid(advance) * advance;
-            let mut start = last_start;
-            while start > time.saturating_sub(size) {
-                let end = start.saturating_add(size);
-                if end > watermark {
-                    any = true;
-                    let v = agg.init(value);
-                    partial
-                        .entry((key, start))
-                        .and_modify(|a| *a = agg.merge(*a, v))
-                        .or_insert(v);
-                }
-                match start.checked_sub(advance) {
-                    Some(s) => start = s,
-                    None => break,
-                }
-            }
-            if !any {
+            if last_start.saturating_add(size) <= watermark {
                 self.dropped(index);
+            } else {
+                let v = agg.init(value);
+                let slots = partial.entry(key).or_insert_with(|| Slots {
+                    first: (last_start, Acc::default()),
+                    empty: true,
+                    more: Vec::new(),
+                });
+                let mut start = last_start;
+                while start > time.saturating_sub(size) && start.saturating_add(size) > watermark {
+                    slots.add(start, &v, &agg);
+                    match start.checked_sub(advance) {
+                        Some(s) => start = s,
+                        None => break,
+                    }
+                }
             }
             self.observe(time);
         }
-        for ((key, start), v) in partial {
+        for (key, slots) in partial {
             self.touch(key);
             if let Some(updates) = &mut self.updates {
-                updates.push((key.to_vec(), start));
+                updates.extend(slots.iter().map(|(start, _)| (key.to_vec(), *start)));
             }
-            if let Some(value) = self.windows.get_mut(key).and_then(|w| w.get_mut(&start)) {
-                *value = agg.merge(*value, v);
-                continue;
+            match self.windows.get_mut(key) {
+                Some(per_key) => slots.merge_into(per_key, &mut self.ends, key, size, &agg),
+                None => {
+                    let mut per_key = BTreeMap::new();
+                    slots.merge_into(&mut per_key, &mut self.ends, key, size, &agg);
+                    self.windows.insert(key.to_vec(), per_key);
+                }
             }
-            let end = start.saturating_add(size);
-            self.windows
-                .entry(key.to_vec())
-                .or_default()
-                .insert(start, v);
-            self.ends.insert((end, key.to_vec(), start));
         }
     }
 
     fn session_record(&mut self, index: usize, key: &[u8], time: i64, value: f64, gap: i64) {
         let watermark = self.watermark();
-        let agg = self.aggregate;
-        let open = self.sessions.entry(key.to_vec()).or_default();
-        // Sessions the watermark already closed (emitted at the end of this batch) take
-        // nothing more.
-        let joins = |s: &Session| {
-            let end = s.last.saturating_add(gap);
-            end > watermark && time > s.start.saturating_sub(gap) && time < end
+        let agg = &self.aggregate;
+        // Found by `&[u8]`: a key with open sessions allocates nothing.
+        let late = match self.sessions.get_mut(key) {
+            Some(open) => add_to_sessions(open, agg, time, value, gap, watermark),
+            None => {
+                let mut open = Vec::new();
+                let late = add_to_sessions(&mut open, agg, time, value, gap, watermark);
+                if !late {
+                    self.sessions.insert(key.to_vec(), open);
+                }
+                late
+            }
         };
-        let mut merged = Session {
-            start: time,
-            last: time,
-            value: agg.init(value),
-        };
-        for s in open.iter().filter(|s| joins(s)) {
-            merged.start = merged.start.min(s.start);
-            merged.last = merged.last.max(s.last);
-            merged.value = agg.merge(s.value, merged.value);
-        }
-        if merged.last.saturating_add(gap) <= watermark {
+        if late {
             self.dropped(index);
         } else {
-            open.retain(|s| !joins(s));
-            let at = open.partition_point(|s| s.start < merged.start);
-            open.insert(at, merged);
             self.touch(key);
         }
         self.observe(time);
@@ -357,7 +379,10 @@ impl WindowedAggregator {
             let Some(per_key) = self.windows.get_mut(&key) else {
                 continue;
             };
-            let value = per_key.remove(&start).unwrap_or_default();
+            let Some(acc) = per_key.remove(&start) else {
+                continue;
+            };
+            let value = self.aggregate.result(&acc);
             if per_key.is_empty() {
                 self.windows.remove(&key);
             }
@@ -371,6 +396,7 @@ impl WindowedAggregator {
         }
         if let WindowSpec::Session { gap } = self.spec {
             let dirty = &mut self.dirty;
+            let agg = &self.aggregate;
             self.sessions.retain(|key, open| {
                 let before = open.len();
                 open.retain(|s| {
@@ -380,7 +406,7 @@ impl WindowedAggregator {
                             key: key.clone(),
                             start: s.start,
                             end,
-                            value: s.value,
+                            value: agg.result(&s.value),
                         });
                         false
                     } else {
@@ -397,6 +423,40 @@ impl WindowedAggregator {
         }
         out
     }
+}
+
+/// Adds a record to a key's open sessions (merging those it joins); `true` if it is late.
+fn add_to_sessions(
+    open: &mut Vec<Session>,
+    agg: &Aggregate,
+    time: i64,
+    value: f64,
+    gap: i64,
+    watermark: i64,
+) -> bool {
+    // Sessions the watermark already closed (emitted at the end of this batch) take nothing
+    // more.
+    let joins = |s: &Session| {
+        let end = s.last.saturating_add(gap);
+        end > watermark && time > s.start.saturating_sub(gap) && time < end
+    };
+    let mut merged = Session {
+        start: time,
+        last: time,
+        value: agg.init(value),
+    };
+    for s in open.iter().filter(|s| joins(s)) {
+        merged.start = merged.start.min(s.start);
+        merged.last = merged.last.max(s.last);
+        agg.merge(&mut merged.value, &s.value);
+    }
+    if merged.last.saturating_add(gap) <= watermark {
+        return true;
+    }
+    open.retain(|s| !joins(s));
+    let at = open.partition_point(|s| s.start < merged.start);
+    open.insert(at, merged);
+    false
 }
 
 #[path = "window_log.rs"]
@@ -551,12 +611,69 @@ mod tests {
                 Aggregate::Sum,
                 Aggregate::Min,
                 Aggregate::Max,
+                Aggregate::Avg,
+                Aggregate::user(SumOfSquares),
             ] {
-                let whole = run(spec, agg, 500, &[&input]);
+                let whole = run(spec, agg.clone(), 500, &[&input]);
                 let pieces: Vec<&[(&str, i64, f64)]> = input.chunks(7).collect();
-                assert_eq!(run(spec, agg, 500, &pieces), whole, "{spec:?} {agg:?}");
+                assert_eq!(
+                    run(spec, agg.clone(), 500, &pieces),
+                    whole,
+                    "{spec:?} {agg:?}"
+                );
             }
         }
+    }
+
+    /// A user aggregate of width 1.
+    struct SumOfSquares;
+
+    impl UserAggregate for SumOfSquares {
+        fn name(&self) -> &str {
+            "sum-of-squares"
+        }
+        fn init(&self, value: f64, acc: &mut [f64]) {
+            acc[0] = value * value;
+        }
+        fn merge(&self, acc: &mut [f64], other: &[f64]) {
+            acc[0] += other[0];
+        }
+        fn result(&self, acc: &[f64]) -> f64 {
+            acc[0]
+        }
+    }
+
+    /// Averages are sums over counts, window for window and session for session; a user
+    /// aggregate gets each window's own records.
+    #[test]
+    fn averages_and_user_aggregates_per_window() {
+        let input = disordered(300);
+        for spec in [
+            WindowSpec::Hopping {
+                size: 300,
+                advance: 100,
+            },
+            WindowSpec::Session { gap: 40 },
+        ] {
+            let sums = run(spec, Aggregate::Sum, 500, &[&input]).0;
+            let counts = run(spec, Aggregate::Count, 500, &[&input]).0;
+            let avgs = run(spec, Aggregate::Avg, 500, &[&input]).0;
+            assert_eq!(avgs.len(), sums.len());
+            for ((a, s), c) in avgs.iter().zip(&sums).zip(&counts) {
+                assert_eq!((&a.0, a.1, a.2), (&s.0, s.1, s.2));
+                assert_eq!(a.3, s.3 / c.3, "{spec:?} {a:?}");
+            }
+        }
+        let (out, _) = run(
+            WindowSpec::Tumbling { size: 10 },
+            Aggregate::user(SumOfSquares),
+            0,
+            &[&[("k", 1, 2.0), ("k", 5, 3.0), ("k", 12, 4.0)]],
+        );
+        assert_eq!(
+            out,
+            vec![("k".into(), 0, 10, 13.0), ("k".into(), 10, 20, 16.0)]
+        );
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! logs one record per key it touched, and a key whose windows all closed logs a tombstone.
 //! One more record holds the partition's progress (the largest event time seen, and the late
 //! count), so a restored aggregator has the same watermark. Keys start with a tag byte:
-//! - `w` + grouping key → `(start: i64, value: f64)`, big-endian, per open window;
-//! - `s` + grouping key → `(start: i64, last: i64, value: f64)` per open session;
+//! - `w` + grouping key → `(start: i64, acc: [f64; width])`, big-endian, per open window;
+//! - `s` + grouping key → `(start: i64, last: i64, acc: [f64; width])` per open session;
+//!
+//! where `width` is the aggregate's accumulator width (1 for count, sum, min and max: one
+//! number per window).
 //! - `m` → `(max event time: i64, late: u64)`, or empty before any record.
 
-use super::{Session, WindowSpec, WindowedAggregator};
+use super::{Acc, Session, WindowSpec, WindowedAggregator};
 use crate::pipeline::state::{Change, StoreError};
 
 const WINDOWS: u8 = b'w';
@@ -29,6 +32,20 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
 
 fn f64_at(b: &[u8], at: usize) -> f64 {
     f64::from_bits(i64_at(b, at) as u64)
+}
+
+fn put_acc(v: &mut Vec<u8>, acc: &Acc, width: usize) {
+    for x in &acc.0[..width] {
+        v.extend_from_slice(&x.to_bits().to_be_bytes());
+    }
+}
+
+fn acc_at(b: &[u8], at: usize, width: usize) -> Acc {
+    let mut acc = Acc::default();
+    for (i, x) in acc.0[..width].iter_mut().enumerate() {
+        *x = f64_at(b, at + 8 * i);
+    }
+    acc
 }
 
 impl WindowedAggregator {
@@ -56,6 +73,7 @@ impl WindowedAggregator {
         keys.sort_unstable();
         let mut out = Vec::with_capacity(keys.len() + 1);
         let session = matches!(self.spec, WindowSpec::Session { .. });
+        let width = self.aggregate.width();
         for key in keys {
             let mut k = Vec::with_capacity(key.len() + 1);
             k.push(if session { SESSIONS } else { WINDOWS });
@@ -65,20 +83,20 @@ impl WindowedAggregator {
                     .get(&key)
                     .filter(|s| !s.is_empty())
                     .map(|open| {
-                        let mut v = Vec::with_capacity(open.len() * 24);
+                        let mut v = Vec::with_capacity(open.len() * (16 + 8 * width));
                         for s in open {
                             v.extend_from_slice(&s.start.to_be_bytes());
                             v.extend_from_slice(&s.last.to_be_bytes());
-                            v.extend_from_slice(&s.value.to_bits().to_be_bytes());
+                            put_acc(&mut v, &s.value, width);
                         }
                         v
                     })
             } else {
                 self.windows.get(&key).filter(|w| !w.is_empty()).map(|w| {
-                    let mut v = Vec::with_capacity(w.len() * 16);
-                    for (start, value) in w {
+                    let mut v = Vec::with_capacity(w.len() * (8 + 8 * width));
+                    for (start, acc) in w {
                         v.extend_from_slice(&start.to_be_bytes());
-                        v.extend_from_slice(&value.to_bits().to_be_bytes());
+                        put_acc(&mut v, acc, width);
                     }
                     v
                 })
@@ -102,6 +120,7 @@ impl WindowedAggregator {
             return Err(corrupt("an empty key", key));
         };
         let session = matches!(self.spec, WindowSpec::Session { .. });
+        let width = self.aggregate.width();
         match tag {
             META => {
                 match value {
@@ -126,13 +145,14 @@ impl WindowedAggregator {
                     }
                 }
                 let Some(v) = value else { return Ok(()) };
-                if v.is_empty() || v.len() % 16 != 0 {
+                let each = 8 + 8 * width;
+                if v.is_empty() || v.len() % each != 0 {
                     return Err(corrupt("windows of the wrong length", key));
                 }
                 let mut windows = std::collections::BTreeMap::new();
-                for at in (0..v.len()).step_by(16) {
+                for at in (0..v.len()).step_by(each) {
                     let start = i64_at(v, at);
-                    windows.insert(start, f64_at(v, at + 8));
+                    windows.insert(start, acc_at(v, at + 8, width));
                     self.ends
                         .insert((start.saturating_add(size), group.to_vec(), start));
                 }
@@ -144,15 +164,16 @@ impl WindowedAggregator {
                     self.sessions.remove(group);
                     return Ok(());
                 };
-                if v.is_empty() || v.len() % 24 != 0 {
+                let each = 16 + 8 * width;
+                if v.is_empty() || v.len() % each != 0 {
                     return Err(corrupt("sessions of the wrong length", key));
                 }
                 let mut open: Vec<Session> = (0..v.len())
-                    .step_by(24)
+                    .step_by(each)
                     .map(|at| Session {
                         start: i64_at(v, at),
                         last: i64_at(v, at + 8),
-                        value: f64_at(v, at + 16),
+                        value: acc_at(v, at + 16, width),
                     })
                     .collect();
                 open.sort_by_key(|s| s.start);
@@ -168,6 +189,30 @@ impl WindowedAggregator {
 mod tests {
     use super::super::{Aggregate, WindowResult};
     use super::*;
+
+    /// A user aggregate of the widest accumulator: count, sum, sum of squares.
+    struct Variance;
+
+    impl super::super::UserAggregate for Variance {
+        fn name(&self) -> &str {
+            "variance"
+        }
+        fn width(&self) -> usize {
+            3
+        }
+        fn init(&self, value: f64, acc: &mut [f64]) {
+            acc.copy_from_slice(&[1.0, value, value * value]);
+        }
+        fn merge(&self, acc: &mut [f64], other: &[f64]) {
+            for (a, b) in acc.iter_mut().zip(other) {
+                *a += b;
+            }
+        }
+        fn result(&self, acc: &[f64]) -> f64 {
+            let mean = acc[1] / acc[0];
+            acc[2] / acc[0] - mean * mean
+        }
+    }
 
     fn batches() -> Vec<Vec<(String, i64, f64)>> {
         // Out of order within and across batches, several keys, a late record.
@@ -204,8 +249,12 @@ mod tests {
             WindowSpec::Session { gap: 90 },
         ];
         let input = batches();
-        for spec in specs {
-            let make = || WindowedAggregator::new(spec, Aggregate::Sum, 150).logged();
+        let aggregates = [Aggregate::Sum, Aggregate::Avg, Aggregate::user(Variance)];
+        for (spec, agg) in specs
+            .iter()
+            .flat_map(|s| aggregates.iter().map(move |a| (*s, a.clone())))
+        {
+            let make = || WindowedAggregator::new(spec, agg.clone(), 150).logged();
             let mut whole = make();
             let mut expected: Vec<WindowResult> =
                 input.iter().flat_map(|b| push(&mut whole, b)).collect();
@@ -234,7 +283,10 @@ mod tests {
                 got.sort_by_key(order);
                 let mut want = expected.clone();
                 want.sort_by_key(order);
-                assert!(got == want, "{spec:?} cut at batch {cut}: results differ");
+                assert!(
+                    got == want,
+                    "{spec:?} {agg:?} cut at batch {cut}: results differ"
+                );
             }
         }
     }

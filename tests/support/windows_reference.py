@@ -2,11 +2,12 @@
 from the rules in its module docs, record by record with plain dicts and heaps:
 
     python3 windows_reference.py INPUT.csv tumbling:SIZE|hopping:SIZE:ADVANCE|session:GAP \\
-        count|sum|min|max LATENESS_MS
+        count|sum|min|max|avg LATENESS_MS
 
 INPUT.csv holds `key,event_time_ms,value` lines in input order (one partition). Prints every
 window's final result as `key,start,end,value` (sorted), then `late_at,I` for each record
-dropped as late (I: its line, from 0), then `late,N`.
+dropped as late (I: its line, from 0), then `late,N`. An average prints as `SUM/COUNT` (exact
+integers), so its comparison does not depend on how either side formats a fraction.
 """
 import heapq
 import sys
@@ -16,8 +17,15 @@ def main():
     path, spec, agg, lateness = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     kind, *sizes = spec.split(":")
     sizes = [int(s) for s in sizes]
-    init = (lambda v: 1) if agg == "count" else (lambda v: v)
-    merge = {"count": lambda a, b: a + b, "sum": lambda a, b: a + b, "min": min, "max": max}[agg]
+    init = {"count": lambda v: 1, "avg": lambda v: (v, 1)}.get(agg, lambda v: v)
+    merge = {
+        "count": lambda a, b: a + b,
+        "sum": lambda a, b: a + b,
+        "min": min,
+        "max": max,
+        "avg": lambda a, b: (a[0] + b[0], a[1] + b[1]),
+    }[agg]
+    show = (lambda a: f"{a[0]}/{a[1]}") if agg == "avg" else str
     if kind == "tumbling":
         size, advance, gap = sizes[0], sizes[0], None
     elif kind == "hopping":
@@ -84,7 +92,7 @@ def main():
             close(watermark())
     close(float("inf"))
     for r in sorted(results):
-        print(f"{r[0]},{r[1]},{r[2]},{r[3]}")
+        print(f"{r[0]},{r[1]},{r[2]},{show(r[3])}")
     for index in late_at:
         print(f"late_at,{index}")
     print(f"late,{late}")

@@ -65,8 +65,8 @@ pub struct Args {
     /// `<group>-windows-changelog` (needs -G).
     #[arg(long = "window")]
     pub window: Option<String>,
-    /// With --window: `count` (default), `sum:FIELD`, `min:FIELD` or `max:FIELD` (numeric JSON
-    /// fields of the value).
+    /// With --window: `count` (default), `sum:FIELD`, `min:FIELD`, `max:FIELD` or `avg:FIELD`
+    /// (numeric JSON fields of the value).
     #[arg(long = "aggregate")]
     pub aggregate: Option<String>,
     /// With --window: the event time, `timestamp` (the record's, default) or `json:FIELD`
