@@ -300,6 +300,13 @@ pub enum Error {
         /// Its value.
         limit: usize,
     },
+    /// [`Producer::try_send`](crate::producer::Producer::try_send) would have had to wait;
+    /// nothing was buffered. Try again later.
+    #[error("the record cannot be taken without waiting: {reason}")]
+    WouldBlock {
+        /// Why: `buffer.memory` is full, or the topic's partitions are not known yet.
+        reason: &'static str,
+    },
     /// The producer was closed; nothing more can be sent through it.
     #[error("the producer is closed")]
     ProducerClosed,
@@ -401,6 +408,7 @@ impl Error {
                 _ => Action::Reconnect,
             },
             Error::UnknownInMetadata(_) => Action::RefreshMetadata,
+            Error::WouldBlock { .. } => Action::Retry,
             Error::Config(_)
             | Error::Protocol(_)
             | Error::Timeout { .. }

@@ -371,6 +371,35 @@ async fn a_corrupt_batch_is_a_typed_error_and_the_position_stays() {
     );
 }
 
+/// The batches as a Stream: every batch before a corrupt one, then its error, then the end
+/// (not the same error again and again); the consumer closes cleanly afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_batches_ends_after_an_error() {
+    use futures_util::StreamExt;
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("bad", 1);
+    fill(&cluster, "bad", 0, 3000, Compression::Snappy).await;
+    cluster.corrupt_batch("bad", 0, 2);
+    let bad_offset = cluster.batches("bad", 0)[2].base_offset;
+    let mut consumer = Consumer::new(consumer_config(&cluster)).await.unwrap();
+    consumer.assign(&[("bad", 0, Offset::Beginning)]).unwrap();
+    let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), consumer.stream().collect())
+        .await
+        .expect("the stream ends");
+    let (last, good) = items.split_last().expect("items");
+    let records: usize = good
+        .iter()
+        .map(|b| b.as_ref().expect("batches before the error").batch().len())
+        .sum();
+    assert_eq!(
+        records as i64, bad_offset,
+        "every record before the bad batch"
+    );
+    let err = last.as_ref().expect_err("then the error");
+    assert!(err.to_string().contains("CRC"), "{err}");
+    consumer.close().await.expect("close");
+}
+
 /// Errors retrying cannot fix reach the application for their partition; the partition backs
 /// off and reads on once the error is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,6 +256,90 @@ async fn retries_stop_at_the_delivery_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// `try_send` never waits (it is not async): an unknown topic is refused at once and looked up
+/// in the background, a full buffer is refused at once; what it took is written, in order,
+/// and what it refused is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_send_refuses_instead_of_waiting() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("quick", 1);
+    let producer = Producer::new(
+        config(&cluster)
+            .max_request_size(16 * 1024)
+            .buffer_memory(32 * 1024),
+    )
+    .await
+    .unwrap();
+    let value = |i: usize| format!("{i:0>1000}");
+    let refused = |r: Result<Delivery, spate::Error>| match r {
+        Err(spate::Error::WouldBlock { reason }) => reason,
+        other => panic!("expected WouldBlock, got {other:?}"),
+    };
+    let reason = refused(producer.try_send(Record::new("quick").value(b"first")));
+    assert!(reason.contains("partitions"), "{reason}");
+    let mut taken = Vec::new();
+    let mut deliveries = Vec::new();
+    // The background lookup lands; until then every call is refused at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = value(taken.len());
+        match producer.try_send(Record::new("quick").value(v.as_bytes())) {
+            Ok(d) => {
+                deliveries.push(d);
+                taken.push(v);
+                break;
+            }
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A slow broker: the buffer fills and try_send refuses.
+    cluster.inject(ApiKey::Produce, Fault::Delay(Duration::from_millis(500)), 1);
+    let full = loop {
+        let v = value(taken.len());
+        match producer.try_send(Record::new("quick").value(v.as_bytes())) {
+            Ok(d) => {
+                deliveries.push(d);
+                taken.push(v);
+            }
+            Err(e) => break refused(Err(e)),
+        }
+        assert!(
+            taken.len() < 40,
+            "32 KiB of buffer took {} records",
+            taken.len()
+        );
+    };
+    assert!(full.contains("buffer.memory"), "{full}");
+    // Room frees up once the broker answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while taken.len() < 100 {
+        let v = value(taken.len());
+        match producer.try_send(Record::new("quick").value(v.as_bytes())) {
+            Ok(d) => {
+                deliveries.push(d);
+                taken.push(v);
+            }
+            Err(e) => {
+                refused(Err(e));
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the buffer never drained"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let written: Vec<String> = log_values(&cluster, "quick", 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(written, taken, "exactly what try_send took, in order");
+}
+
 /// `send` waits while buffer.memory is full, and goes on once the broker answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_makes_send_wait() {

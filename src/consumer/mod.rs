@@ -599,13 +599,33 @@ impl Consumer {
         }
     }
 
-    /// The batches as a [`Stream`](futures_util::Stream).
+    /// The batches ([`next_batch`](Self::next_batch)) as a [`Stream`](futures_util::Stream),
+    /// for `StreamExt` combinators and `select!` over streams. It ends after the first error,
+    /// which it yields: the consumer does not move past a corrupt batch, so asking again would
+    /// only repeat it (deal with it, for example by seeking, then take a new stream). The
+    /// consumer is borrowed, so it can still be [`close`](Self::close)d once the stream is
+    /// dropped.
+    ///
+    /// ```no_run
+    /// # async fn run(mut consumer: spate::consumer::Consumer) -> Result<(), spate::Error> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let mut records = 0;
+    /// let mut batches = std::pin::pin!(consumer.stream());
+    /// while let Some(batch) = batches.next().await {
+    ///     records += batch?.batch().len();
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn stream(
         &mut self,
     ) -> impl futures_util::Stream<Item = Result<PartitionBatch, Error>> + '_ {
-        futures_util::stream::unfold(self, |consumer| async move {
-            let next = consumer.next_batch().await;
-            Some((next, consumer))
+        futures_util::stream::unfold(Some(self), |consumer| async move {
+            let consumer = consumer?;
+            match consumer.next_batch().await {
+                Ok(batch) => Some((Ok(batch), Some(consumer))),
+                Err(e) => Some((Err(e), None)),
+            }
         })
     }
 }

@@ -242,6 +242,8 @@ pub(crate) struct Shared {
     pub sender_done: AtomicBool,
     /// An error that ends the producer (fenced).
     pub fatal: Mutex<Option<Error>>,
+    /// Topics whose partitions `try_send` is looking up.
+    pub looking_up: Mutex<std::collections::HashSet<String>>,
     /// Whether `fatal` is set (read on every send without taking the lock).
     pub has_fatal: AtomicBool,
     /// The largest record a batch can take (`max.request.size` less request overhead).
@@ -254,6 +256,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn acc(&self) -> MutexGuard<'_, Accumulator> {
         self.acc.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn looking_up(&self) -> MutexGuard<'_, std::collections::HashSet<String>> {
+        self.looking_up.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn release(&self, bytes: usize) {
@@ -322,6 +328,7 @@ impl Producer {
             stopped: Notify::new(),
             sender_done: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            looking_up: Mutex::default(),
             txn,
         });
         tokio::spawn(sender::run(shared.clone()));
@@ -348,53 +355,123 @@ impl Producer {
     /// to learn a topic's partitions the first time it is used. The returned [`Delivery`]
     /// resolves once the broker has acknowledged the record.
     pub async fn send(&self, record: Record<'_>) -> Result<Delivery, Error> {
-        let shared = self.shared();
-        self.check_open()?;
-        let size = record_size_bound(record.key, record.value, &record.headers);
-        if size > shared.max_batch {
-            return Err(self.too_large(size));
-        }
+        let size = self.check_record(&record)?;
         self.reserve(size).await?;
-        let now = Instant::now();
-        let timestamp = record.timestamp.unwrap_or_else(|| shared.clock.millis(now));
         loop {
-            // One lock for the common case: the topic's partitions are known.
-            let appended = {
-                let mut acc = shared.acc();
-                match acc.partitions(record.topic) {
-                    Some(partitions) if partitions > 0 => Some(self.place(
-                        &mut acc,
-                        record.topic,
-                        &record,
-                        partitions,
-                        (size, timestamp, now),
-                    )),
-                    _ => None,
-                }
-            };
-            match appended {
-                Some(Ok(appended)) => {
-                    if appended.wake {
-                        shared.wake.notify_one();
-                    }
-                    return Ok(Delivery {
-                        outcome: appended.outcome,
-                        partition: appended.partition,
-                        offset_delta: appended.offset_delta,
-                    });
-                }
-                Some(Err(e)) => {
-                    shared.release(size);
-                    return Err(e);
-                }
+            match self.append(&record, size) {
+                Some(delivery) => return delivery,
                 None => {
                     if let Err(e) = self.partition_count(record.topic).await {
-                        shared.release(size);
+                        self.shared().release(size);
                         return Err(e);
                     }
                 }
             }
         }
+    }
+
+    /// [`send`](Self::send) that never waits (librdkafka's `produce`): when `buffer.memory` is
+    /// full, or the topic's partitions are not known yet (they are then looked up in the
+    /// background), it fails at once with [`Error::WouldBlock`], which the caller may retry
+    /// later; nothing was buffered then.
+    pub fn try_send(&self, record: Record<'_>) -> Result<Delivery, Error> {
+        let size = self.check_record(&record)?;
+        let shared = self.shared();
+        let known = shared.acc().partitions(record.topic).is_some_and(|n| n > 0);
+        if !known {
+            self.look_up_in_background(record.topic);
+            return Err(Error::WouldBlock {
+                reason: "the topic's partitions are not known yet (being looked up)",
+            });
+        }
+        let permits = u32::try_from(size).unwrap_or(u32::MAX);
+        match shared.memory.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::ProducerClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // The sender drains the buffer; the caller tries again later.
+                shared.wake.notify_one();
+                return Err(Error::WouldBlock {
+                    reason: "buffer.memory is full",
+                });
+            }
+        }
+        match self.append(&record, size) {
+            Some(delivery) => delivery,
+            // Partition counts only grow: known above, known now.
+            None => {
+                shared.release(size);
+                Err(Error::WouldBlock {
+                    reason: "the topic's partitions are not known yet (being looked up)",
+                })
+            }
+        }
+    }
+
+    /// Checks that the producer takes records and that this one fits; its reserved size.
+    fn check_record(&self, record: &Record<'_>) -> Result<usize, Error> {
+        self.check_open()?;
+        let size = record_size_bound(record.key, record.value, &record.headers);
+        if size > self.shared().max_batch {
+            return Err(self.too_large(size));
+        }
+        Ok(size)
+    }
+
+    /// Appends a record whose `size` is reserved in `buffer.memory` (released if it fails);
+    /// `None` if the topic's partitions are not known (still reserved).
+    fn append(&self, record: &Record<'_>, size: usize) -> Option<Result<Delivery, Error>> {
+        let shared = self.shared();
+        let now = Instant::now();
+        let timestamp = record.timestamp.unwrap_or_else(|| shared.clock.millis(now));
+        // One lock for the common case: the topic's partitions are known.
+        let appended = {
+            let mut acc = shared.acc();
+            match acc.partitions(record.topic) {
+                Some(partitions) if partitions > 0 => self.place(
+                    &mut acc,
+                    record.topic,
+                    record,
+                    partitions,
+                    (size, timestamp, now),
+                ),
+                _ => return None,
+            }
+        };
+        Some(match appended {
+            Ok(appended) => {
+                if appended.wake {
+                    shared.wake.notify_one();
+                }
+                Ok(Delivery {
+                    outcome: appended.outcome,
+                    partition: appended.partition,
+                    offset_delta: appended.offset_delta,
+                })
+            }
+            Err(e) => {
+                shared.release(size);
+                Err(e)
+            }
+        })
+    }
+
+    /// Looks `topic`'s partitions up on a task of its own (one at a time per topic).
+    fn look_up_in_background(&self, topic: &str) {
+        let shared = self.handle.shared.clone();
+        if !shared.looking_up().insert(topic.to_owned()) {
+            return;
+        }
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            match shared.client.partition_count(&topic).await {
+                Ok(count) => shared.acc().set_partitions(&topic, count),
+                Err(e) => {
+                    tracing::debug!(%topic, error = %e, "partition lookup for try_send failed")
+                }
+            }
+            shared.looking_up().remove(&topic);
+        });
     }
 
     /// Hands in many records of one topic at once: one lock, one metadata lookup, records
