@@ -340,6 +340,69 @@ async fn try_send_refuses_instead_of_waiting() {
     assert_eq!(written, taken, "exactly what try_send took, in order");
 }
 
+/// Partitions added to a topic while the producer runs are used once its metadata is
+/// refreshed (every metadata.max.age.ms), as Java's producer does: keyed records spread over
+/// them, and every record is written where its delivery says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_partitions_are_used_after_the_next_metadata_refresh() {
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("growing", 1);
+    let mut config = config(&cluster);
+    config.client.metadata_max_age = Duration::from_millis(200);
+    let producer = Producer::new(config).await.unwrap();
+    let mut sent: Vec<(String, i32)> = Vec::new();
+    let send = |i: usize| {
+        let producer = producer.clone();
+        async move {
+            let v = value(i);
+            let d = producer
+                .send(Record::new("growing").key(v.as_bytes()).value(v.as_bytes()))
+                .await
+                .unwrap();
+            let meta = d.await.unwrap();
+            (v, meta.partition)
+        }
+    };
+    for i in 0..20 {
+        let (v, p) = send(i).await;
+        assert_eq!(p, 0, "one partition so far");
+        sent.push((v, p));
+    }
+    cluster.add_partitions("growing", 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut i = 20;
+    while !sent.iter().any(|(_, p)| *p > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new partitions were never used"
+        );
+        sent.push(send(i).await);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for j in i..i + 200 {
+        sent.push(send(j).await);
+    }
+    let used: std::collections::BTreeSet<i32> = sent.iter().map(|(_, p)| *p).collect();
+    assert_eq!(
+        used.len(),
+        4,
+        "keys spread over all four partitions: {used:?}"
+    );
+    for p in 0..4 {
+        let want: Vec<&str> = sent
+            .iter()
+            .filter(|(_, q)| *q == p)
+            .map(|(v, _)| v.as_str())
+            .collect();
+        let got: Vec<String> = log_values(&cluster, "growing", p)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(got, want, "partition {p} holds what its deliveries say");
+    }
+}
+
 /// `send` waits while buffer.memory is full, and goes on once the broker answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_makes_send_wait() {

@@ -368,6 +368,18 @@ impl MockCluster {
         self.state().create_topic(name, partitions);
     }
 
+    /// Grows a topic to `partitions` (as an administrator's CreatePartitions does); the new
+    /// partitions' leaders follow [`create_topic`](Self::create_topic)'s rule.
+    pub fn add_partitions(&self, name: &str, partitions: i32) {
+        let mut state = self.state();
+        let n = state.brokers.len() as i32;
+        if let Some(logs) = state.topics.get_mut(name) {
+            for p in logs.len() as i32..partitions {
+                logs.push(PartitionLog::new(p % n));
+            }
+        }
+    }
+
     /// The version of the last request of `api`.
     pub fn last_request_version(&self, api: ApiKey) -> Option<i16> {
         self.state()

@@ -171,6 +171,11 @@ impl Accumulator {
         self.topic(topic).map(|t| self.topics[t].slots.len() as i32)
     }
 
+    /// The topics records were sent to.
+    pub fn topic_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.topics.iter().map(|t| &t.name)
+    }
+
     /// Records (or updates) a topic's partition count. Counts only grow.
     pub fn set_partitions(&mut self, topic: &str, count: i32) {
         let count = count.max(0) as usize;

@@ -63,6 +63,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut per_broker: HashMap<i32, usize> = HashMap::new();
     let mut refresh: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    // The metadata whose partition counts the accumulator has seen.
+    let mut seen: Option<Arc<crate::cluster::ClusterMetadata>> = None;
     let config = &shared.config;
     let max_in_flight = config.max_in_flight;
     loop {
@@ -93,6 +95,41 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             bump_epoch(&shared).await;
         }
         let metadata = shared.client.metadata();
+        // Partitions added to a topic are used from the first metadata that shows them, and
+        // the producer's topics are looked up again every metadata.max.age.ms, as Java's
+        // producer does.
+        if !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &metadata)) {
+            let mut acc = shared.acc();
+            let grown: Vec<(Arc<str>, i32)> = acc
+                .topic_names()
+                .filter_map(|topic| {
+                    let known = metadata.topics.get(&**topic)?;
+                    let count = known.partitions.len() as i32;
+                    (known.error.is_none() && acc.partitions(topic).is_some_and(|n| n < count))
+                        .then(|| (topic.clone(), count))
+                })
+                .collect();
+            for (topic, count) in grown {
+                tracing::info!(%topic, partitions = count, "the topic has new partitions");
+                acc.set_partitions(&topic, count);
+            }
+            seen = Some(metadata.clone());
+        }
+        let stale = metadata.fetched_at.elapsed() > config.client.metadata_max_age;
+        if stale && refresh.is_none() {
+            let topics: Vec<String> = shared.acc().topic_names().map(|t| t.to_string()).collect();
+            if !topics.is_empty() {
+                let client = shared.client.clone();
+                let backoff = config.client.retry_backoff;
+                refresh = Some(Box::pin(async move {
+                    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
+                        tracing::debug!(error = %e, "periodic metadata refresh for the producer failed");
+                    }
+                    tokio::time::sleep(backoff).await;
+                }));
+            }
+        }
         let report = {
             let mut acc = shared.acc();
             expire(&shared, &mut acc, now);
