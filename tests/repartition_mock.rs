@@ -14,7 +14,7 @@
 mod support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spate::mock::{Fault, MockCluster};
 use spate::producer::{Producer, ProducerConfig, Record};
@@ -93,21 +93,10 @@ fn reference(input: &[(String, i64, i64)], window: &str) -> Vec<String> {
 
 /// `topic` as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
 fn committed_output(bootstrap: &str, topic: &str) -> Vec<String> {
-    let mut lines: Vec<String> =
-        support::librdkafka_values(bootstrap, topic, PARTITIONS, "read_committed")
-            .iter()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
-                let value = v["value"].as_f64().expect("value");
-                format!(
-                    "{},{},{},{}",
-                    v["key"].as_str().expect("key"),
-                    v["start"].as_i64().expect("start"),
-                    v["end"].as_i64().expect("end"),
-                    value as i64
-                )
-            })
-            .collect();
+    let mut lines: Vec<String> = support::window_results(bootstrap, topic, PARTITIONS)
+        .into_iter()
+        .map(|(key, start, end, value)| format!("{key},{start},{end},{}", value as i64))
+        .collect();
     lines.sort();
     lines
 }
@@ -152,36 +141,6 @@ async fn finish(child: Child) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "spate pipe failed: {stderr}");
     stderr
-}
-
-/// The `N state records restored` of a finished `spate pipe`'s summary.
-fn restored(stderr: &str) -> u64 {
-    stderr
-        .lines()
-        .find_map(|l| {
-            let (before, _) = l.split_once(" state records restored")?;
-            before.rsplit(' ').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
-}
-
-/// Panics with its output if the process has exited.
-fn exited_early(child: &mut Child) {
-    if let Ok(Some(status)) = child.try_wait() {
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-        }
-        panic!("spate pipe exited early ({status}): {stderr}");
-    }
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Without repartitioning, each input partition aggregates its own share of a user's clicks:
@@ -236,8 +195,8 @@ async fn a_killed_repartitioned_pipeline_gives_the_reference_results() {
         );
         // Killed as soon as the second stage has committed some state (the first may be done
         // by then: it is the faster of the two).
-        wait_for("the second stage to commit part of its input", || {
-            exited_early(&mut first);
+        support::wait_for("the second stage to commit part of its input", || {
+            support::exited_early(&mut first);
             let second_committed = (0..PARTITIONS)
                 .filter_map(|p| cluster.committed(REPARTITION, REPARTITION, p))
                 .sum::<i64>()
@@ -256,7 +215,7 @@ async fn a_killed_repartitioned_pipeline_gives_the_reference_results() {
         );
         let stderr = finish(second).await;
         assert!(
-            restored(&stderr) > 0,
+            support::restored(&stderr) > 0,
             "{window}: state was restored: {stderr}"
         );
         let got = committed_output(&bootstrap, "counts");

@@ -140,48 +140,19 @@ fn reference_of(
     (lines, late)
 }
 
-/// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted,
-/// values as the f64 they are (`{:?}`).
-fn committed_output_f64(bootstrap: &str) -> Vec<String> {
-    let mut lines: Vec<String> =
-        support::librdkafka_values(bootstrap, "counts", PARTITIONS, "read_committed")
-            .iter()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
-                // The number's own text, parsed by Rust (correctly rounded; serde_json's
-                // default float parsing may be off in the last digit).
-                let (_, value) = l.rsplit_once("\"value\":").expect("a value");
-                let value: f64 = value.trim_end_matches('}').parse().expect("a number");
-                format!(
-                    "{},{},{},{value:?}",
-                    v["key"].as_str().expect("key"),
-                    v["start"].as_i64().expect("start"),
-                    v["end"].as_i64().expect("end"),
-                )
-            })
-            .collect();
-    lines.sort();
-    lines
-}
-
 /// The output as librdkafka reads it with read_committed, as `key,start,end,value` sorted.
 fn committed_output(bootstrap: &str) -> Vec<String> {
-    let mut lines: Vec<String> =
-        support::librdkafka_values(bootstrap, "counts", PARTITIONS, "read_committed")
-            .iter()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
-                let value = v["value"].as_f64().expect("value");
-                assert_eq!(value.fract(), 0.0, "integer sums: {l}");
-                format!(
-                    "{},{},{},{}",
-                    v["key"].as_str().expect("key"),
-                    v["start"].as_i64().expect("start"),
-                    v["end"].as_i64().expect("end"),
-                    value as i64
-                )
-            })
-            .collect();
+    let mut lines: Vec<String> = support::window_results(bootstrap, "counts", PARTITIONS)
+        .into_iter()
+        .map(|(key, start, end, value)| {
+            assert_eq!(
+                value.fract(),
+                0.0,
+                "integer sums: {key},{start},{end},{value}"
+            );
+            format!("{key},{start},{end},{}", value as i64)
+        })
+        .collect();
     lines.sort();
     lines
 }
@@ -227,17 +198,6 @@ fn midway(cluster: &MockCluster) -> bool {
         && (0..PARTITIONS).any(|p| committed[p as usize] < cluster.log_end("clicks", p))
 }
 
-/// The `N state records restored` of a finished `spate pipe`'s summary.
-fn restored(stderr: &str) -> u64 {
-    stderr
-        .lines()
-        .find_map(|l| {
-            let (before, _) = l.split_once(" state records restored")?;
-            before.rsplit(' ').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
-}
-
 async fn finish(child: Child) -> std::process::Output {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
         .await
@@ -261,25 +221,6 @@ async fn fails(child: Child) -> String {
         "spate pipe should have failed: {stderr}"
     );
     stderr
-}
-
-/// Panics with its output if the process has exited.
-fn exited_early(child: &mut Child) {
-    if let Ok(Some(status)) = child.try_wait() {
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-        }
-        panic!("spate pipe exited early ({status}): {stderr}");
-    }
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Killed mid-run with a transaction open (SIGKILL to the spate process itself), then started
@@ -312,8 +253,8 @@ async fn a_killed_windowed_pipeline_restarts_from_its_changelog_exactly_once() {
             &[&static_member[..], &slow].concat(),
             false,
         );
-        wait_for("the first run to commit part of its input", || {
-            exited_early(&mut first);
+        support::wait_for("the first run to commit part of its input", || {
+            support::exited_early(&mut first);
             midway(&cluster)
         })
         .await;
@@ -324,7 +265,7 @@ async fn a_killed_windowed_pipeline_restarts_from_its_changelog_exactly_once() {
         let out = finish(second).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            restored(&stderr) > 0,
+            support::restored(&stderr) > 0,
             "{window}: state was restored: {stderr}"
         );
         let got = committed_output(&bootstrap);
@@ -349,25 +290,25 @@ async fn two_windowed_members_and_a_rebalance_give_the_reference_results() {
     let bootstrap = cluster.bootstrap();
     let window = "tumbling:10s";
     let mut first = spawn_pipe(&bootstrap, window, &[], false);
-    wait_for("the first member to commit", || {
-        exited_early(&mut first);
+    support::wait_for("the first member to commit", || {
+        support::exited_early(&mut first);
         (0..PARTITIONS).all(|p| cluster.committed("win", "clicks", p).is_some_and(|o| o > 0))
     })
     .await;
     let generation = cluster.group("win").map_or(0, |g| g.generation);
     let mut second = spawn_pipe(&bootstrap, window, &[], false);
-    wait_for("a rebalance with both members", || {
-        exited_early(&mut first);
-        exited_early(&mut second);
+    support::wait_for("a rebalance with both members", || {
+        support::exited_early(&mut first);
+        support::exited_early(&mut second);
         cluster
             .group("win")
             .is_some_and(|g| g.stable && g.members.len() == 2 && g.generation > generation)
     })
     .await;
     fill(&cluster, &late).await;
-    wait_for("both members to commit the whole input", || {
-        exited_early(&mut first);
-        exited_early(&mut second);
+    support::wait_for("both members to commit the whole input", || {
+        support::exited_early(&mut first);
+        support::exited_early(&mut second);
         (0..PARTITIONS)
             .all(|p| cluster.committed("win", "clicks", p) == Some(cluster.log_end("clicks", p)))
     })
@@ -375,7 +316,7 @@ async fn two_windowed_members_and_a_rebalance_give_the_reference_results() {
     support::sigterm(&first);
     support::sigterm(&second);
     let (_, b) = tokio::join!(finish(first), finish(second));
-    let restored_by_second = restored(&String::from_utf8_lossy(&b.stderr));
+    let restored_by_second = support::restored(&String::from_utf8_lossy(&b.stderr));
     assert!(
         restored_by_second > 0,
         "the newcomer restored the state of the partitions it took over: {}",
@@ -383,7 +324,7 @@ async fn two_windowed_members_and_a_rebalance_give_the_reference_results() {
     );
     // The end of the input: a last run emits the windows still open.
     let last = finish(spawn_pipe(&bootstrap, window, &[], true)).await;
-    assert!(restored(&String::from_utf8_lossy(&last.stderr)) > 0);
+    assert!(support::restored(&String::from_utf8_lossy(&last.stderr)) > 0);
     let got = committed_output(&bootstrap);
     assert_eq!(got.len(), expected.len(), "as many windows");
     assert!(got == expected, "the results equal the reference");
@@ -444,7 +385,7 @@ async fn aborted_transactions_roll_the_window_state_back() {
     let running = tokio::spawn(pipeline(false).run_until(async {
         let _ = stopped.await;
     }));
-    wait_for("a first commit", || {
+    support::wait_for("a first commit", || {
         (0..PARTITIONS).all(|p| cluster.committed("win", "clicks", p).is_some_and(|o| o > 0))
     })
     .await;
@@ -537,12 +478,7 @@ async fn a_user_aggregate_is_logged_and_restored_with_its_whole_accumulator() {
     let expected: Vec<String> = reference_of(&input, "session:400", "avg")
         .0
         .into_iter()
-        .map(|l| {
-            let (window, fraction) = l.rsplit_once(',').expect("key,start,end,value");
-            let (sum, count) = fraction.split_once('/').expect("SUM/COUNT");
-            let avg = sum.parse::<i64>().unwrap() as f64 / count.parse::<i64>().unwrap() as f64;
-            format!("{window},{avg:?}")
-        })
+        .map(|l| support::reference_average(&l))
         .collect();
     let mean = Aggregate::user(Mean);
     let pipeline = |stop_at_end: bool| {
@@ -573,7 +509,7 @@ async fn a_user_aggregate_is_logged_and_restored_with_its_whole_accumulator() {
     let running = tokio::spawn(pipeline(false).run_until(async {
         let _ = stopped.await;
     }));
-    wait_for("the first half committed", || {
+    support::wait_for("the first half committed", || {
         (0..PARTITIONS)
             .all(|p| cluster.committed("win", "clicks", p) == Some(cluster.log_end("clicks", p)))
     })
@@ -585,9 +521,16 @@ async fn a_user_aggregate_is_logged_and_restored_with_its_whole_accumulator() {
     let second = pipeline(true).run().await.expect("to the end");
     assert!(second.restored > 0, "{second:?}");
     let bootstrap = cluster.bootstrap();
-    let got = tokio::task::spawn_blocking(move || committed_output_f64(&bootstrap))
-        .await
-        .expect("join");
+    let got = tokio::task::spawn_blocking(move || {
+        let mut lines: Vec<String> = support::window_results(&bootstrap, "counts", PARTITIONS)
+            .into_iter()
+            .map(|(key, start, end, value)| format!("{key},{start},{end},{value:?}"))
+            .collect();
+        lines.sort();
+        lines
+    })
+    .await
+    .expect("join");
     assert_eq!(got.len(), expected.len(), "as many sessions");
     let differ: Vec<_> = got
         .iter()

@@ -71,16 +71,11 @@ fn spate_results(
     (lines, w.late())
 }
 
-/// The reference's `SUM/COUNT` averages as the f64 the division gives (both exact integers).
+/// The reference's `SUM/COUNT` averages as the f64 the division gives.
 fn averages(lines: Vec<String>) -> Vec<String> {
     lines
-        .into_iter()
-        .map(|l| {
-            let (window, fraction) = l.rsplit_once(',').expect("key,start,end,value");
-            let (sum, count) = fraction.split_once('/').expect("SUM/COUNT");
-            let avg = sum.parse::<i64>().unwrap() as f64 / count.parse::<i64>().unwrap() as f64;
-            format!("{window},{avg:?}")
-        })
+        .iter()
+        .map(|l| support::reference_average(l))
         .collect()
 }
 

@@ -659,3 +659,67 @@ pub fn windows_reference_full(
     assert_eq!(late_at.len() as u64, late, "one position per late record");
     (lines, late, late_at)
 }
+
+/// A reference average, `key,start,end,SUM/COUNT` (both exact integers), as
+/// `key,start,end,AVG` with the f64 the division gives (`{:?}`).
+pub fn reference_average(line: &str) -> String {
+    let (window, fraction) = line.rsplit_once(',').expect("key,start,end,value");
+    let (sum, count) = fraction.split_once('/').expect("SUM/COUNT");
+    let avg = sum.parse::<i64>().unwrap() as f64 / count.parse::<i64>().unwrap() as f64;
+    format!("{window},{avg:?}")
+}
+
+/// A windowed pipeline's results in `topic` as librdkafka reads them with read_committed,
+/// `(key, start, end, value)` per output record, in read order. The value is parsed from the
+/// number's own text by Rust (correctly rounded; serde_json's default float parsing may be
+/// off in the last digit).
+pub fn window_results(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(String, i64, i64, f64)> {
+    librdkafka_values(bootstrap, topic, partitions, "read_committed")
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
+            let (_, value) = l.rsplit_once("\"value\":").expect("a value");
+            (
+                v["key"].as_str().expect("key").to_owned(),
+                v["start"].as_i64().expect("start"),
+                v["end"].as_i64().expect("end"),
+                value.trim_end_matches('}').parse().expect("a number"),
+            )
+        })
+        .collect()
+}
+
+/// The `N state records restored` of a finished `spate pipe`'s summary.
+pub fn restored(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" state records restored")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
+}
+
+/// Panics with its output if the process has exited.
+pub fn exited_early(child: &mut Child) {
+    if let Ok(Some(status)) = child.try_wait() {
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        panic!("spate pipe exited early ({status}): {stderr}");
+    }
+}
+
+/// Waits (up to a minute) until `done`.
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
