@@ -119,15 +119,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if stale && refresh.is_none() {
             let topics: Vec<String> = shared.acc().topic_names().map(|t| t.to_string()).collect();
             if !topics.is_empty() {
-                let client = shared.client.clone();
-                let backoff = config.client.retry_backoff;
-                refresh = Some(Box::pin(async move {
-                    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                    if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
-                        tracing::debug!(error = %e, "periodic metadata refresh for the producer failed");
-                    }
-                    tokio::time::sleep(backoff).await;
-                }));
+                refresh = Some(refresh_then_wait(&shared, topics, false));
             }
         }
         let report = {
@@ -156,22 +148,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
         if !report.need_metadata.is_empty() && refresh.is_none() {
-            let client = shared.client.clone();
             let topics: Vec<String> = report.need_metadata.iter().map(|t| t.to_string()).collect();
-            let backoff = config.client.retry_backoff;
-            let failing = shared.clone();
-            refresh = Some(Box::pin(async move {
-                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                if let Err(e) = client.refresh_metadata(Topics::Only(&names)).await {
-                    tracing::debug!(error = %e, "metadata refresh for the producer failed");
-                    if e.action() == Action::Fatal {
-                        // Every broker broke the protocol: retrying cannot find the leaders.
-                        failing.set_fatal(e);
-                        failing.wake.notify_one();
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-            }));
+            refresh = Some(refresh_then_wait(&shared, topics, true));
         }
         let idle = shared.acc().is_idle();
         if closing && idle && in_flight.is_empty() {
@@ -195,6 +173,29 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Refreshes the metadata of `topics`, then waits `retry.backoff.ms` (the sender starts no
+/// other refresh meanwhile). For leaders it `needs` (not a periodic refresh), a failure
+/// retrying cannot fix stops the producer.
+fn refresh_then_wait(
+    shared: &Arc<Shared>,
+    topics: Vec<String>,
+    needs: bool,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let shared = shared.clone();
+    Box::pin(async move {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = shared.client.refresh_metadata(Topics::Only(&names)).await {
+            tracing::debug!(error = %e, needs, "metadata refresh for the producer failed");
+            if needs && e.action() == Action::Fatal {
+                // Every broker broke the protocol: retrying cannot find the leaders.
+                shared.set_fatal(e);
+                shared.wake.notify_one();
+            }
+        }
+        tokio::time::sleep(shared.config.client.retry_backoff).await;
+    })
 }
 
 /// Fails batches that have waited longer than `delivery.timeout.ms` without being sent.
