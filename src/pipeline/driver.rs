@@ -76,6 +76,9 @@ pub(super) struct Driver {
     /// every assigned partition has been read up to its own (the second stage of a
     /// repartitioned pipeline waits so for the first stage's output; `None` there: not yet).
     pub(super) end_at: Option<EndGate>,
+    /// A stateful pipeline: partition `p` of every input is one task (one state), so all of
+    /// them go to one lane.
+    pub(super) by_task: bool,
 }
 
 /// The offsets a pipeline must read up to before it may stop at the end of its input.
@@ -156,7 +159,7 @@ impl Driver {
                         self.stats.records_in += batch.batch().len() as u64;
                         self.dispatched += 1;
                         self.in_transaction = true;
-                        let lane = lane_of(&tp, self.lanes.len());
+                        let lane = self.lane(&tp);
                         self.to_lane(lane, LaneInput::Batch(batch)).await?;
                     }
                     Event::EndOfPartition { topic, partition, offset } => {
@@ -194,6 +197,15 @@ impl Driver {
         }
     }
 
+    /// The lane of `tp`'s input.
+    fn lane(&self, tp: &Tp) -> usize {
+        if self.by_task {
+            tp.1 as usize % self.lanes.len()
+        } else {
+            lane_of(tp, self.lanes.len())
+        }
+    }
+
     async fn to_lane(&self, lane: usize, input: LaneInput) -> Result<(), Error> {
         if self.lanes[lane].send(input).await.is_err() {
             return Err(Error::TaskFailed {
@@ -217,7 +229,7 @@ impl Driver {
         let mut shares: Vec<Vec<Tp>> = vec![Vec::new(); self.lanes.len()];
         for (topic, partition) in self.source.assignment() {
             let tp: Tp = (Arc::from(topic.as_str()), partition);
-            shares[lane_of(&tp, self.lanes.len())].push(tp);
+            shares[self.lane(&tp)].push(tp);
         }
         for (lane, tps) in shares.into_iter().enumerate() {
             self.to_lane(lane, LaneInput::Finish(tps)).await?;

@@ -27,6 +27,36 @@ pub enum KeySource {
     JsonField(String),
 }
 
+impl KeySource {
+    /// A record's key by this source (`None`: the field is missing).
+    pub fn of(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        scratch: &mut Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        match self {
+            KeySource::RecordKey => Some(key.unwrap_or_default().to_vec()),
+            KeySource::JsonField(f) => {
+                json_field(value.unwrap_or_default(), f, scratch).map(<[u8]>::to_vec)
+            }
+        }
+    }
+}
+
+impl EventTime {
+    /// A record's event time by this source (`None`: the field is missing or not an
+    /// integer).
+    pub fn of(&self, value: Option<&[u8]>, timestamp: i64, scratch: &mut Vec<u8>) -> Option<i64> {
+        match self {
+            EventTime::Timestamp => Some(timestamp),
+            EventTime::JsonField(f) => {
+                json_field(value.unwrap_or_default(), f, scratch).and_then(integer)
+            }
+        }
+    }
+}
+
 /// What to compute: the aggregate and, except for count, the JSON field it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateSpec {
@@ -74,15 +104,9 @@ pub fn extract_tagged<'a, T>(
     let mut skipped = 0;
     let mut scratch = Vec::new();
     for (tag, record_key, value, timestamp) in rows {
+        let k = key.of(record_key, value, &mut scratch);
+        let t = time.of(value, timestamp, &mut scratch);
         let value = value.unwrap_or_default();
-        let k = match key {
-            KeySource::RecordKey => Some(record_key.unwrap_or_default().to_vec()),
-            KeySource::JsonField(f) => json_field(value, f, &mut scratch).map(<[u8]>::to_vec),
-        };
-        let t = match time {
-            EventTime::Timestamp => Some(timestamp),
-            EventTime::JsonField(f) => json_field(value, f, &mut scratch).and_then(integer),
-        };
         let v = match &what.field {
             None => Some(0.0),
             Some(f) => json_field(value, f, &mut scratch).and_then(number),

@@ -70,18 +70,22 @@
 mod batch;
 mod driver;
 pub mod event_time;
+pub mod join_state;
 pub mod kernels;
 pub mod ops;
 pub mod repartition;
 mod run;
 pub mod state;
 mod stateful;
+pub mod stream_join;
 pub mod table;
 pub mod window;
 
 pub use batch::{Batch, Column, ColumnBuilder, Selected};
+pub use join_state::JoinType;
 pub use ops::{BoxOperator, Chain, Operator};
 pub use stateful::{Emit, Windowed};
+pub use stream_join::StreamJoin;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -156,6 +160,7 @@ pub struct Pipeline {
     commit_interval: Duration,
     stop_at_end: bool,
     windowed: Option<Arc<Windowed>>,
+    joined: Option<Arc<StreamJoin>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -186,6 +191,7 @@ impl Pipeline {
             commit_interval: Duration::from_secs(1),
             stop_at_end: false,
             windowed: None,
+            joined: None,
         }
     }
 
@@ -226,6 +232,21 @@ impl Pipeline {
     /// `group.id` (the default application id) and an output topic.
     pub fn windowed(mut self, windowed: Windowed) -> Self {
         self.windowed = Some(Arc::new(windowed));
+        self
+    }
+
+    /// Joins two co-partitioned input streams within a time window (see [`StreamJoin`]): the
+    /// inputs are the join's left and right topics (set them here or with
+    /// [`from_topics`](Self::from_topics), left first), the output one record per result.
+    /// The operators run on both inputs before the join. Buffered records are logged to the
+    /// compacted changelog `<application>-<store>-changelog` and restored from it, as a
+    /// windowed aggregation's state is. Needs a `group.id` and an output topic; not with
+    /// [`windowed`](Self::windowed).
+    pub fn join_streams(mut self, join: StreamJoin) -> Self {
+        if self.inputs.is_empty() {
+            self.inputs = vec![join.left.clone(), join.right.clone()];
+        }
+        self.joined = Some(Arc::new(join));
         self
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 
 use super::driver::{Driver, EndGate, Stop};
-use super::stateful::{ensure_topic, output_record, LaneState, Step};
+use super::stateful::{ensure_topic, LaneState, StateSpec, Step};
 use super::{Batch, Chain, Guarantee, Partitioning, Pipeline, Sink, Stats};
 use crate::config::ConfigError;
 use crate::consumer::{Consumer, IsolationLevel, Offset, PartitionBatch};
@@ -145,14 +145,40 @@ pub(super) async fn run_stage(
         commit_interval,
         stop_at_end,
         windowed,
+        joined,
     } = pipeline;
     let sink = sink.ok_or_else(|| missing("an output (to_topic or to_fn)"))?;
     if inputs.is_empty() {
         return Err(missing("input topics (from_topics)"));
     }
-    if windowed.is_some() && !matches!(sink, Sink::Topic(_)) {
+    let stateful = match (&windowed, &joined) {
+        (Some(w), None) => Some(StateSpec::Windows(w.clone())),
+        (None, Some(j)) => {
+            let mut sides = [j.left.as_str(), j.right.as_str()];
+            let mut given: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            sides.sort_unstable();
+            given.sort_unstable();
+            if given != sides {
+                return Err(Error::Config(ConfigError::InvalidValue {
+                    key: "input topics".into(),
+                    value: inputs.join(","),
+                    reason: format!("a join reads its two sides, {} and {}", j.left, j.right),
+                }));
+            }
+            Some(StateSpec::Join(j.clone()))
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(ConfigError::InvalidValue {
+                key: "windowed".into(),
+                value: "with join_streams".into(),
+                reason: "a pipeline either aggregates in windows or joins streams".into(),
+            }))
+        }
+    };
+    if stateful.is_some() && !matches!(sink, Sink::Topic(_)) {
         return Err(missing(
-            "an output topic (to_topic) for a windowed pipeline",
+            "an output topic (to_topic) for a stateful pipeline",
         ));
     }
     if let Some(w) = &windowed {
@@ -180,6 +206,13 @@ pub(super) async fn run_stage(
         ));
     } else {
         producer.transactional_id = None;
+    }
+    if stateful.is_some() && inputs.len() > 1 {
+        // One state per task (partition `p` of every input): the group must give a member
+        // partition `p` of every input together, as Kafka's range assignor does for inputs
+        // with as many partitions each (Kafka Streams' co-partitioning).
+        consumer.assignors = vec!["range".into()];
+        consumer.group_remote_assignor = Some("range".into());
     }
     let grouped = consumer.group_id.is_some();
     let consumer_group = consumer.group_id.clone();
@@ -211,23 +244,20 @@ pub(super) async fn run_stage(
         p.begin_transaction()?;
     }
     // Windowed: the changelog, with a partition per input partition.
-    let changelog: Option<Arc<str>> = match (&windowed, &producer) {
+    let changelog: Option<Arc<str>> = match (&stateful, &producer) {
         (Some(w), Some(p)) => {
             let application =
-                match (&w.application, &consumer_group) {
-                    (Some(a), _) => a.clone(),
+                match (w.application(), &consumer_group) {
+                    (Some(a), _) => a.to_owned(),
                     (None, Some(g)) => g.clone(),
                     (None, None) => return Err(missing(
-                        "group.id or an application id (it names a windowed pipeline's changelog)",
+                        "group.id or an application id (it names a stateful pipeline's changelog)",
                     )),
                 };
-            let topic = super::state::changelog_topic(&application, &w.store);
-            let mut partitions = 1;
-            for input in &inputs {
-                partitions = partitions.max(p.partition_count(input).await?);
-            }
+            let topic = super::state::changelog_topic(&application, w.store());
+            let partitions = co_partitioned(p, &inputs).await?;
             ensure_topic(p.client(), &topic, partitions, "compact").await?;
-            if let Some(late_to) = &w.late_to {
+            if let Some(late_to) = w.late_to() {
                 // The side topic must exist, as the output must: found now, not at the first
                 // late record.
                 p.partition_count(late_to).await?;
@@ -261,13 +291,10 @@ pub(super) async fn run_stage(
     for _ in 0..lanes {
         let (tx, rx) = mpsc::channel(2);
         lane_txs.push(tx);
-        let state = match (&windowed, &changelog, &restore_client) {
-            (Some(w), Some(topic), Some(client)) => Some(LaneState::new(
-                w.clone(),
-                topic.clone(),
-                client.clone(),
-                restore_config.clone(),
-            )),
+        let state = match (&stateful, &changelog, &restore_client) {
+            (Some(w), Some(topic), Some(client)) => {
+                Some(w.lane(topic.clone(), client.clone(), restore_config.clone()))
+            }
             _ => None,
         };
         lane_tasks.push(tokio::spawn(lane(
@@ -298,6 +325,7 @@ pub(super) async fn run_stage(
         failed_in_a_row: 0,
         ended: HashMap::new(),
         end_at,
+        by_task: changelog.is_some(),
     };
     tokio::pin!(shutdown);
     let result = loop {
@@ -347,6 +375,27 @@ pub(super) async fn run_stage(
     stats.restored = progress.restored;
     stats.late = progress.late;
     Ok(stats)
+}
+
+/// The partition count of a stateful pipeline's inputs, which must all have as many (partition
+/// `p` of each is one task, with one state: Kafka Streams' co-partitioning).
+async fn co_partitioned(producer: &Producer, inputs: &[String]) -> Result<i32, Error> {
+    let mut counts = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        counts.push((input, producer.partition_count(input).await?));
+    }
+    let partitions = counts.first().map_or(1, |c| c.1);
+    if counts.iter().any(|c| c.1 != partitions) {
+        let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        return Err(Error::Config(ConfigError::InvalidValue {
+            key: "input topics".into(),
+            value: listed.join(", "),
+            reason: "the inputs of a stateful pipeline must have as many partitions each \
+                     (partition p of every input is one state)"
+                .into(),
+        }));
+    }
+    Ok(partitions)
 }
 
 /// Each member of an exactly-once pipeline needs its own `transactional.id`: since KIP-447 the
@@ -455,7 +504,7 @@ async fn lane(
                     if step.skipped > 0 {
                         tracing::debug!(topic = %tp.0, partition = tp.1, skipped = step.skipped, "records without the key, time or value field");
                     }
-                    let steps = [(tp.clone(), step)];
+                    let steps = [(tp.1, step)];
                     write_steps(&output, state.changelog(), state.late_to(), &steps).await
                 }
                 Err(e) => Err(e),
@@ -517,25 +566,24 @@ async fn write_steps(
     output: &Output,
     changelog: &str,
     late_to: Option<&str>,
-    steps: &[(Tp, Step)],
+    steps: &[(i32, Step)],
 ) -> Result<(Vec<BatchDelivery>, u64), Error> {
     let Sink::Topic(topic) = &output.sink else {
         return Err(missing(
-            "an output topic (to_topic) for a windowed pipeline",
+            "an output topic (to_topic) for a stateful pipeline",
         ));
     };
     let producer = output.producer();
     let mut deliveries = Vec::new();
     let mut records = 0u64;
-    for (tp, step) in steps {
-        if !step.results.is_empty() {
-            let partition = output.partition_for(tp.1);
-            let rows: Vec<(Vec<u8>, Vec<u8>, i64)> =
-                step.results.iter().map(output_record).collect();
-            records += rows.len() as u64;
+    for (task, step) in steps {
+        if !step.output.is_empty() {
+            let partition = output.partition_for(*task);
+            records += step.output.len() as u64;
             // Collected first: an iterator with a closure held across the await would not be
             // `Send` for every lifetime.
-            let batch: Vec<Record<'_>> = rows
+            let batch: Vec<Record<'_>> = step
+                .output
                 .iter()
                 .map(|(key, value, timestamp)| Record {
                     topic,
@@ -573,7 +621,7 @@ async fn write_steps(
                 .iter()
                 .map(|(key, value)| Record {
                     topic: changelog,
-                    partition: Some(tp.1),
+                    partition: Some(*task),
                     key: Some(key),
                     value: value.as_deref(),
                     headers: Vec::new(),

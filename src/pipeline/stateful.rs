@@ -24,6 +24,7 @@ use std::time::Instant;
 use super::event_time::{extract_tagged, result_json, AggregateSpec, EventTime, KeySource};
 use super::run::Tp;
 use super::state::{changelog_topic, Change, StoreError};
+use super::stream_join::JoinLane;
 use super::window::{WindowResult, WindowSpec, WindowedAggregator};
 use super::Batch;
 use crate::cluster::{Client, NewTopic, OffsetSpec};
@@ -161,21 +162,123 @@ pub(super) async fn ensure_topic(
     }
 }
 
-/// What one lane holds: its partitions' aggregators.
-pub(super) struct LaneState {
+/// A stateful pipeline's state: windows or a join.
+#[derive(Clone)]
+pub(super) enum StateSpec {
+    Windows(Arc<Windowed>),
+    Join(Arc<super::stream_join::StreamJoin>),
+}
+
+impl StateSpec {
+    pub(super) fn application(&self) -> Option<&str> {
+        match self {
+            StateSpec::Windows(w) => w.application.as_deref(),
+            StateSpec::Join(j) => j.application.as_deref(),
+        }
+    }
+
+    pub(super) fn store(&self) -> &str {
+        match self {
+            StateSpec::Windows(w) => &w.store,
+            StateSpec::Join(j) => &j.store,
+        }
+    }
+
+    pub(super) fn late_to(&self) -> Option<&str> {
+        match self {
+            StateSpec::Windows(w) => w.late_to.as_deref(),
+            StateSpec::Join(j) => j.late_to.as_deref(),
+        }
+    }
+
+    /// A lane's state for it.
+    pub(super) fn lane(
+        &self,
+        changelog: Arc<str>,
+        client: Client,
+        restore_config: ConsumerConfig,
+    ) -> LaneState {
+        match self {
+            StateSpec::Windows(w) => LaneState::Windows(WindowLane::new(
+                w.clone(),
+                changelog,
+                client,
+                restore_config,
+            )),
+            StateSpec::Join(j) => {
+                LaneState::Join(JoinLane::new(j.clone(), changelog, client, restore_config))
+            }
+        }
+    }
+}
+
+/// What one lane of a stateful pipeline holds.
+pub(super) enum LaneState {
+    Windows(WindowLane),
+    Join(JoinLane),
+}
+
+impl LaneState {
+    pub(super) fn changelog(&self) -> &Arc<str> {
+        match self {
+            LaneState::Windows(w) => w.changelog(),
+            LaneState::Join(j) => j.changelog(),
+        }
+    }
+
+    /// The side topic for late records, if any.
+    pub(super) fn late_to(&self) -> Option<&str> {
+        match self {
+            LaneState::Windows(w) => w.late_to(),
+            LaneState::Join(j) => j.late_to(),
+        }
+    }
+
+    /// Drops the state of the tasks of `tps` (all of it for `None`): it is rebuilt from the
+    /// changelog when their input comes again.
+    pub(super) fn forget(&mut self, tps: Option<&[Tp]>) {
+        match self {
+            LaneState::Windows(w) => w.forget(tps),
+            LaneState::Join(j) => j.forget(tps),
+        }
+    }
+
+    /// Processes the chain's output for one input batch of `tp`.
+    pub(super) async fn push(&mut self, tp: &Tp, batches: &[Batch]) -> Result<Step, Error> {
+        match self {
+            LaneState::Windows(w) => w.push(tp, batches).await,
+            LaneState::Join(j) => j.push(tp, batches).await,
+        }
+    }
+
+    /// The end of bounded input for the tasks of `tps`; and the changelog records read back.
+    pub(super) async fn finish(&mut self, tps: &[Tp]) -> Result<(Vec<(i32, Step)>, u64), Error> {
+        match self {
+            LaneState::Windows(w) => w.finish(tps).await,
+            LaneState::Join(j) => j.finish(tps).await,
+        }
+    }
+}
+
+/// What one lane of a windowed pipeline holds: its tasks' aggregators.
+pub(super) struct WindowLane {
     spec: Arc<Windowed>,
     changelog: Arc<str>,
     /// The changelog's reader: connections of its own, not the source's.
     client: Client,
     /// How the changelog is read back (no group; read_committed under exactly-once).
     restore_config: ConsumerConfig,
-    partitions: HashMap<Tp, WindowedAggregator>,
+    /// Per task: input partition `p` of every input topic (co-partitioned).
+    partitions: HashMap<i32, WindowedAggregator>,
     scratch: Vec<(Vec<u8>, i64, f64)>,
 }
 
-/// One partition's output and changelog records for one step.
+/// An output record: key, value, timestamp.
+pub(super) type OutputRecord = (Vec<u8>, Vec<u8>, i64);
+
+/// One task's output and changelog records for one step.
 pub(super) struct Step {
-    pub results: Vec<WindowResult>,
+    pub output: Vec<OutputRecord>,
     pub changes: Vec<Change>,
     /// Changelog records read back before this step (0 if the state was held).
     pub restored: u64,
@@ -197,7 +300,7 @@ pub(super) struct LateRecord {
 }
 
 impl LateRecord {
-    fn of(batch: &Batch, row: usize) -> Self {
+    pub(super) fn of(batch: &Batch, row: usize) -> Self {
         LateRecord {
             key: batch.key(row).map(<[u8]>::to_vec),
             value: batch.value(row).map(<[u8]>::to_vec),
@@ -215,14 +318,14 @@ impl LateRecord {
     }
 }
 
-impl LaneState {
+impl WindowLane {
     pub(super) fn new(
         spec: Arc<Windowed>,
         changelog: Arc<str>,
         client: Client,
         restore_config: ConsumerConfig,
     ) -> Self {
-        LaneState {
+        WindowLane {
             spec,
             changelog,
             client,
@@ -258,97 +361,49 @@ impl LaneState {
         }
     }
 
-    /// Drops the state of `tps` (all of it for `None`): it is rebuilt from the changelog when
-    /// their input comes again.
+    /// Drops the state of the tasks of `tps` (all of it for `None`): it is rebuilt from the
+    /// changelog when their input comes again.
     pub(super) fn forget(&mut self, tps: Option<&[Tp]>) {
         match tps {
             None => self.partitions.clear(),
             Some(tps) => {
                 for tp in tps {
-                    self.partitions.remove(tp);
+                    self.partitions.remove(&tp.1);
                 }
             }
         }
     }
 
-    /// The aggregator of `tp`, restored from the changelog if this lane holds none.
-    async fn aggregator(&mut self, tp: &Tp) -> Result<(&mut WindowedAggregator, u64), Error> {
+    /// The aggregator of task `partition`, restored from the changelog if this lane holds
+    /// none.
+    async fn aggregator(
+        &mut self,
+        partition: i32,
+    ) -> Result<(&mut WindowedAggregator, u64), Error> {
         let mut restored = 0;
-        if !self.partitions.contains_key(tp) {
+        if !self.partitions.contains_key(&partition) {
             let mut agg = self.fresh();
-            restored = self.restore(tp.1, &mut agg).await?;
+            restored = self
+                .restorer()
+                .read(partition, |key, value| agg.restore(key, value))
+                .await?;
+            tracing::info!(changelog = %self.changelog, partition, open_windows = agg.open(), "windows restored");
             // What restoring applied is the changelog already.
             agg.take_changes();
-            self.partitions.insert(tp.clone(), agg);
+            self.partitions.insert(partition, agg);
         }
-        Ok((self.partitions.get_mut(tp).expect("inserted"), restored))
+        Ok((
+            self.partitions.get_mut(&partition).expect("inserted"),
+            restored,
+        ))
     }
 
-    async fn restore(&self, partition: i32, agg: &mut WindowedAggregator) -> Result<u64, Error> {
-        let started = Instant::now();
-        // The changelog's extent first: an empty one (a new application, a partition never
-        // written) is restored without reading.
-        let committed = self.restore_config.isolation_level == IsolationLevel::ReadCommitted;
-        let bound = |spec| async move {
-            let listed = self
-                .client
-                .list_offsets_isolated(&self.changelog, &[partition], spec, committed)
-                .await?;
-            Ok::<i64, Error>(listed.first().map_or(0, |l| l.offset))
-        };
-        let (first, end) = (
-            bound(OffsetSpec::Earliest).await?,
-            bound(OffsetSpec::Latest).await?,
-        );
-        if end <= first {
-            return Ok(0);
+    fn restorer(&self) -> Restorer<'_> {
+        Restorer {
+            client: &self.client,
+            config: &self.restore_config,
+            changelog: &self.changelog,
         }
-        let mut config = self.restore_config.clone();
-        config.group_id = None;
-        config.group_instance_id = None;
-        config.enable_auto_commit = false;
-        // What is there is read; a long poll would only hold the close back.
-        config.fetch_max_wait = std::time::Duration::from_millis(10);
-        let mut consumer = Consumer::with_client(self.client.clone(), config);
-        consumer.assign(&[(&*self.changelog, partition, Offset::Beginning)])?;
-        let mut records = 0u64;
-        let result = loop {
-            match consumer.next().await {
-                Ok(Event::Batch(batch)) => {
-                    let applied = batch.records().try_for_each(|r| {
-                        // Every record of ours has a key; one without is not ours.
-                        let key = r.key().ok_or_else(|| StoreError::Corrupt {
-                            what: "a changelog record without a key".into(),
-                        })?;
-                        agg.restore(key, r.value())
-                    });
-                    if let Err(e) = applied {
-                        break Err(Error::InvalidState(format!(
-                            "restoring {}-{partition}: {e}",
-                            self.changelog
-                        )));
-                    }
-                    records += batch.batch().len() as u64;
-                    if batch.next_offset() >= end {
-                        break Ok(());
-                    }
-                }
-                Ok(Event::EndOfPartition { .. }) => break Ok(()),
-                Ok(_) => {}
-                Err(e) => break Err(e),
-            }
-        };
-        let _ = consumer.close().await;
-        result?;
-        tracing::info!(
-            changelog = %self.changelog,
-            partition,
-            records,
-            open_windows = agg.open(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "state restored"
-        );
-        Ok(records)
     }
 
     /// Aggregates one batch of `tp`'s input (the chain's output for it).
@@ -389,13 +444,13 @@ impl LaneState {
                 )
             };
         }
-        let (agg, restored) = self.aggregator(tp).await?;
+        let (agg, restored) = self.aggregator(tp.1).await?;
         let late_before = agg.late();
         let results = agg.push(rows.iter().map(|(k, t, v)| (k.as_slice(), *t, *v)));
         let open = agg.open();
         if open > spec.max_open_windows {
             // This partition's state is no longer trusted: it is restored if it comes back.
-            self.partitions.remove(tp);
+            self.partitions.remove(&tp.1);
             return Err(Error::InvalidState(format!(
                 "{}-{}: {open} windows open, more than the {} allowed (max_open_windows): \
                  the state would outgrow its memory bound",
@@ -414,7 +469,7 @@ impl LaneState {
         let changes = agg.take_changes();
         self.scratch = rows;
         Ok(Step {
-            results,
+            output: results.iter().map(output_record).collect(),
             changes,
             restored,
             skipped,
@@ -426,21 +481,21 @@ impl LaneState {
     /// Every window still open of `tps` (the end of bounded input), restoring first the
     /// state of any this lane has not read since it was assigned; and the changelog records
     /// read back.
-    pub(super) async fn finish(&mut self, tps: &[Tp]) -> Result<(Vec<(Tp, Step)>, u64), Error> {
+    pub(super) async fn finish(&mut self, tps: &[Tp]) -> Result<(Vec<(i32, Step)>, u64), Error> {
         let mut restored = 0;
         for tp in tps {
-            restored += self.aggregator(tp).await?.1;
+            restored += self.aggregator(tp.1).await?.1;
         }
-        let mut out: Vec<(Tp, Step)> = self
+        let mut out: Vec<(i32, Step)> = self
             .partitions
             .iter_mut()
-            .map(|(tp, agg)| {
+            .map(|(partition, agg)| {
                 let results = agg.finish();
                 let changes = agg.take_changes();
                 (
-                    tp.clone(),
+                    *partition,
                     Step {
-                        results,
+                        output: results.iter().map(output_record).collect(),
                         changes,
                         restored: 0,
                         skipped: 0,
@@ -450,14 +505,97 @@ impl LaneState {
                 )
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|(p, _)| *p);
         Ok((out, restored))
+    }
+}
+
+/// Reads a changelog partition back, for a task's state.
+pub(super) struct Restorer<'a> {
+    /// Connections of the changelogs' own, not the source's.
+    pub client: &'a Client,
+    /// How the changelog is read (no group; read_committed under exactly-once).
+    pub config: &'a ConsumerConfig,
+    pub changelog: &'a str,
+}
+
+impl Restorer<'_> {
+    /// Hands every record of the changelog's partition `partition` to `apply`, in offset order,
+    /// up to the end it had when the read began; returns how many there were.
+    pub async fn read(
+        &self,
+        partition: i32,
+        mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), StoreError>,
+    ) -> Result<u64, Error> {
+        let started = Instant::now();
+        // The changelog's extent first: an empty one (a new application, a partition never
+        // written) is restored without reading.
+        let committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
+        let bound = |spec| async move {
+            let listed = self
+                .client
+                .list_offsets_isolated(self.changelog, &[partition], spec, committed)
+                .await?;
+            Ok::<i64, Error>(listed.first().map_or(0, |l| l.offset))
+        };
+        let (first, end) = (
+            bound(OffsetSpec::Earliest).await?,
+            bound(OffsetSpec::Latest).await?,
+        );
+        if end <= first {
+            return Ok(0);
+        }
+        let mut config = self.config.clone();
+        config.group_id = None;
+        config.group_instance_id = None;
+        config.enable_auto_commit = false;
+        // What is there is read; a long poll would only hold the close back.
+        config.fetch_max_wait = std::time::Duration::from_millis(10);
+        let mut consumer = Consumer::with_client(self.client.clone(), config);
+        consumer.assign(&[(self.changelog, partition, Offset::Beginning)])?;
+        let mut records = 0u64;
+        let result = loop {
+            match consumer.next().await {
+                Ok(Event::Batch(batch)) => {
+                    let applied = batch.records().try_for_each(|r| {
+                        // Every record of ours has a key; one without is not ours.
+                        let key = r.key().ok_or_else(|| StoreError::Corrupt {
+                            what: "a changelog record without a key".into(),
+                        })?;
+                        apply(key, r.value())
+                    });
+                    if let Err(e) = applied {
+                        break Err(Error::InvalidState(format!(
+                            "restoring {}-{partition}: {e}",
+                            self.changelog
+                        )));
+                    }
+                    records += batch.batch().len() as u64;
+                    if batch.next_offset() >= end {
+                        break Ok(());
+                    }
+                }
+                Ok(Event::EndOfPartition { .. }) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = consumer.close().await;
+        result?;
+        tracing::info!(
+            changelog = %self.changelog,
+            partition,
+            records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state restored"
+        );
+        Ok(records)
     }
 }
 
 /// A result as an output record: keyed by the grouping key, the JSON value, stamped with the
 /// window's last millisecond.
-pub(super) fn output_record(result: &WindowResult) -> (Vec<u8>, Vec<u8>, i64) {
+pub(super) fn output_record(result: &WindowResult) -> OutputRecord {
     (
         result.key.clone(),
         result_json(result),

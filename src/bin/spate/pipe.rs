@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use spate::consumer::ConsumerConfig;
 use spate::pipeline::event_time::{
-    parse_aggregate, parse_event_time, parse_lateness, parse_window, KeySource,
+    parse_aggregate, parse_duration, parse_event_time, parse_lateness, parse_window, KeySource,
 };
 use spate::pipeline::table::{self, JoinMode, Table};
-use spate::pipeline::{ops, Chain, Emit, Guarantee, Partitioning, Pipeline, Windowed};
+use spate::pipeline::{
+    ops, Chain, Emit, Guarantee, JoinType, Partitioning, Pipeline, StreamJoin, Windowed,
+};
 use spate::producer::ProducerConfig;
 
 use crate::common::{self, ConnArgs};
@@ -43,17 +45,34 @@ pub struct Args {
     /// --join-as. Records whose key is not in the table are dropped (see --left-join).
     #[arg(long = "join-table")]
     pub join_table: Option<String>,
-    /// With --join-table: the record's join key, `key` (the record key, default) or
-    /// `json:FIELD`.
+    /// With --join-table or --join-stream: the record's join key, `key` (the record key,
+    /// default) or `json:FIELD`.
     #[arg(long = "join-on")]
     pub join_on: Option<String>,
     /// With --join-table: the field that takes the table's value (default: the table topic's
     /// name).
     #[arg(long = "join-as")]
     pub join_as: Option<String>,
-    /// With --join-table: keep records whose key is not in the table, with null.
+    /// With --join-table: keep records whose key is not in the table, with null. With
+    /// --join-stream: also emit each left record that joined nothing, with null, once no right
+    /// record can still join it.
     #[arg(long = "left-join")]
     pub left_join: bool,
+    /// With --join-stream: emit each record of either side that joined nothing.
+    #[arg(long = "outer-join")]
+    pub outer_join: bool,
+    /// Join the input (--from, the left side, one topic) with the stream of this topic (the
+    /// right side) within --join-window: each pair of records with the same join key
+    /// (--join-on) and event times (--event-time) at most the window apart gives one record,
+    /// keyed by the join key, with the JSON value {"key": K, "left": L, "right": R,
+    /// "left_time": MS, "right_time": MS}. Both topics must be partitioned by the join key,
+    /// with as many partitions each. Buffered records live in the compacted topic
+    /// `<group>-join-changelog` (needs -G); --allowed-lateness and --late-to apply per side.
+    #[arg(long = "join-stream")]
+    pub join_stream: Option<String>,
+    /// With --join-stream: how far apart two records' event times may be (like 5s).
+    #[arg(long = "join-window")]
+    pub join_window: Option<String>,
     /// With --join-table: the most memory the table's keys and values may take (default 1 GiB);
     /// a bigger table stops the pipe with an error.
     #[arg(long = "table-max-bytes", default_value_t = 1 << 30)]
@@ -69,12 +88,12 @@ pub struct Args {
     /// (numeric JSON fields of the value).
     #[arg(long = "aggregate")]
     pub aggregate: Option<String>,
-    /// With --window: the event time, `timestamp` (the record's, default) or `json:FIELD`
-    /// (epoch milliseconds).
+    /// With --window or --join-stream: the event time, `timestamp` (the record's, default)
+    /// or `json:FIELD` (epoch milliseconds).
     #[arg(long = "event-time")]
     pub event_time: Option<String>,
-    /// With --window: how far behind the largest event time seen a record may be and still
-    /// count (default 0).
+    /// With --window or --join-stream: how far behind the largest event time seen (per input
+    /// partition; for a join, per side) a record may be and still count (default 0).
     #[arg(long = "allowed-lateness")]
     pub allowed_lateness: Option<String>,
     /// With --window: `final` (default: each window once, when the watermark closes it) or
@@ -82,9 +101,9 @@ pub struct Args {
     /// hopping windows).
     #[arg(long = "emit")]
     pub emit: Option<String>,
-    /// With --window: write records dropped as late to this topic (it must exist), as they
-    /// left the operators, in the same transaction as the output; otherwise they are only
-    /// counted.
+    /// With --window or --join-stream: write records dropped as late to this topic (it must
+    /// exist), as they left the operators, in the same transaction as the output; otherwise
+    /// they are only counted.
     #[arg(long = "late-to")]
     pub late_to: Option<String>,
     /// With --window: the most windows (or sessions) one input partition may hold open, the
@@ -131,29 +150,76 @@ fn chain_of(args: &Args) -> Result<Vec<Step>, String> {
         }
     }
     if args.join_table.is_some() {
-        let on = match args.join_on.as_deref() {
-            None | Some("key") => KeySource::RecordKey,
-            Some(on) => match on.strip_prefix("json:") {
-                Some(field) if !field.is_empty() => KeySource::JsonField(field.to_owned()),
-                _ => return Err(format!("--join-on {on}: expected key or json:FIELD")),
-            },
-        };
-        steps.push(Step::Join(on));
+        steps.push(Step::Join(join_key(args)?));
     } else if let Some((flag, _)) = [
-        ("--join-on", args.join_on.is_some()),
+        (
+            "--join-on",
+            args.join_on.is_some() && args.join_stream.is_none(),
+        ),
         ("--join-as", args.join_as.is_some()),
-        ("--left-join", args.left_join),
+        ("--left-join", args.left_join && args.join_stream.is_none()),
     ]
     .iter()
     .find(|(_, given)| *given)
     {
-        return Err(format!("{flag} needs --join-table"));
+        return Err(format!("{flag} needs --join-table or --join-stream"));
     }
     // With windows, the grouping key is read by the window stage itself.
     if let (Some(field), None) = (&args.key_by_json, &args.window) {
         steps.push(Step::KeyByJson(field.clone()));
     }
     Ok(steps)
+}
+
+/// The join key (--join-on).
+fn join_key(args: &Args) -> Result<KeySource, String> {
+    match args.join_on.as_deref() {
+        None | Some("key") => Ok(KeySource::RecordKey),
+        Some(on) => match on.strip_prefix("json:") {
+            Some(field) if !field.is_empty() => Ok(KeySource::JsonField(field.to_owned())),
+            _ => Err(format!("--join-on {on}: expected key or json:FIELD")),
+        },
+    }
+}
+
+/// The stream join (--join-stream), if given.
+fn stream_join(args: &Args) -> Result<Option<StreamJoin>, String> {
+    let Some(right) = &args.join_stream else {
+        if args.join_window.is_some() || args.outer_join {
+            return Err("--join-window and --outer-join need --join-stream".into());
+        }
+        return Ok(None);
+    };
+    if args.window.is_some() || args.join_table.is_some() {
+        return Err("--join-stream goes with neither --window nor --join-table".into());
+    }
+    let [left] = &args.from[..] else {
+        return Err("--join-stream: --from names the left side, one topic".into());
+    };
+    let window = args
+        .join_window
+        .as_deref()
+        .ok_or("--join-stream needs --join-window")?;
+    let window = parse_duration(window).map_err(|e| format!("--join-window: {e}"))?;
+    let time = parse_event_time(args.event_time.as_deref().unwrap_or("timestamp"))
+        .map_err(|e| format!("--event-time: {e}"))?;
+    let lateness = match &args.allowed_lateness {
+        Some(d) => parse_lateness(d).map_err(|e| format!("--allowed-lateness: {e}"))?,
+        None => 0,
+    };
+    let join = match (args.left_join, args.outer_join) {
+        (false, false) => JoinType::Inner,
+        (true, false) => JoinType::Left,
+        (false, true) => JoinType::Outer,
+        (true, true) => return Err("--left-join or --outer-join, not both".into()),
+    };
+    let mut spec = StreamJoin::new(left, right, join_key(args)?, time, window)
+        .join_type(join)
+        .lateness(lateness);
+    if let Some(topic) = &args.late_to {
+        spec = spec.late_to(topic);
+    }
+    Ok(Some(spec))
 }
 
 #[derive(Clone)]
@@ -183,12 +249,16 @@ fn configs(args: &Args) -> Result<(ConsumerConfig, ProducerConfig), String> {
 /// The window flags, if `--window` is given (the others need it).
 fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
     let Some(window) = &args.window else {
+        let joins = args.join_stream.is_some();
         let stray = [
             ("--aggregate", args.aggregate.is_some()),
-            ("--event-time", args.event_time.is_some()),
-            ("--allowed-lateness", args.allowed_lateness.is_some()),
+            ("--event-time", args.event_time.is_some() && !joins),
+            (
+                "--allowed-lateness",
+                args.allowed_lateness.is_some() && !joins,
+            ),
+            ("--late-to", args.late_to.is_some() && !joins),
             ("--emit", args.emit.is_some()),
-            ("--late-to", args.late_to.is_some()),
             ("--max-open-windows", args.max_open_windows.is_some()),
             ("--repartition", args.repartition),
         ];
@@ -239,8 +309,11 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     let steps = chain_of(args)?;
     let windowed = windowed(args)?;
-    if windowed.is_some() && args.group.is_none() {
-        return Err("--window needs -G GROUP: it names the state's changelog topic".into());
+    let joined = stream_join(args)?;
+    if (windowed.is_some() || joined.is_some()) && args.group.is_none() {
+        return Err(
+            "--window and --join-stream need -G GROUP: it names the state's changelog topic".into(),
+        );
     }
     let (consumer, producer) = configs(args)?;
     let inputs: Vec<String> = args.from.clone();
@@ -260,7 +333,10 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         } else {
             JoinMode::Inner
         };
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let mut inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        if let Some(right) = &args.join_stream {
+            inputs.push(right);
+        }
         let mut pipeline = Pipeline::new(consumer, producer)
             .from_topics(&inputs)
             .to_topic(&args.to)
@@ -294,6 +370,12 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             // Results go where their key hashes, as a keyed aggregation's do.
             pipeline = pipeline
                 .windowed(windowed)
+                .partitioning(Partitioning::ByKey);
+        }
+        if let Some(joined) = joined {
+            // Results go where their key hashes.
+            pipeline = pipeline
+                .join_streams(joined)
                 .partitioning(Partitioning::ByKey);
         }
         if let Some(lanes) = args.lanes {
