@@ -1,0 +1,275 @@
+//! Windowed stream-stream joins (`spate pipe --join-stream`) on the embedded cluster
+//! (`--features mock`): orders and payments, both keyed by user and partitioned alike, joined
+//! when their event times are at most 2 s apart, with 1 s of allowed disorder per side (the
+//! input is out of order by up to ±1.5 s, so some records are late). The output is read back
+//! by librdkafka with read_committed and compared with an independent reference
+//! (`tests/support/join_reference.py`), result by result.
+//! - Outer join, uninterrupted: every pair, every unmatched record of either side, and the
+//!   late count equal the reference's.
+//! - Inner and left joins, exactly-once, killed (SIGKILL) mid-run and started again with
+//!   `-e`: the results equal the reference exactly (no pair lost or doubled, no spurious
+//!   unmatched left record), and the state was restored from the changelog.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use spate::mock::{Fault, MockCluster};
+use spate::producer::{Producer, ProducerConfig, Record};
+use spate::wire::ApiKey;
+
+const PARTITIONS: i32 = 4;
+const USERS: usize = 400;
+const WINDOW_MS: i64 = 2_000;
+const LATENESS_MS: i64 = 1_000;
+const CHANGELOG: &str = "pay-join-changelog";
+
+/// One input record: side (`L` orders, `R` payments), user, event time, id.
+struct Rec {
+    side: char,
+    user: usize,
+    time: i64,
+    id: usize,
+}
+
+/// Each side's records in offset order; a user's records go to partition `user % 4` of
+/// either topic.
+fn input(per_side: usize) -> Vec<Rec> {
+    let mut rng = fastrand::Rng::with_seed(1618);
+    let mut all = Vec::with_capacity(2 * per_side);
+    for side in ['L', 'R'] {
+        for id in 0..per_side {
+            all.push(Rec {
+                side,
+                user: rng.usize(0..USERS),
+                time: 1_700_000_000_000 + id as i64 * 10 + rng.i64(-1_500..=1_500),
+                id,
+            });
+        }
+    }
+    all
+}
+
+async fn fill(cluster: &MockCluster, input: &[Rec]) {
+    let producer = Producer::new(ProducerConfig::new(&cluster.bootstrap()))
+        .await
+        .expect("producer");
+    for (side, topic) in [('L', "orders"), ('R', "payments")] {
+        let rows: Vec<(String, String, i32)> = input
+            .iter()
+            .filter(|r| r.side == side)
+            .map(|r| {
+                (
+                    format!("u{}", r.user),
+                    format!(r#"{{"user":"u{}","ts":{},"id":{}}}"#, r.user, r.time, r.id),
+                    (r.user % PARTITIONS as usize) as i32,
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(500) {
+            let records = chunk.iter().map(|(k, v, p)| {
+                Record::new(topic)
+                    .key(k.as_bytes())
+                    .value(v.as_bytes())
+                    .partition(*p)
+            });
+            producer
+                .send_batch(topic, records)
+                .await
+                .expect("send")
+                .wait()
+                .await
+                .expect("written");
+        }
+    }
+    producer.close().await.expect("close");
+}
+
+/// The reference's results (`key,left_time,left_id,right_time,right_id`, sorted) and late
+/// count.
+fn reference(input: &[Rec], join: &str) -> (Vec<String>, u64) {
+    let path = std::env::temp_dir().join(format!("spate-join-{}-{join}.csv", std::process::id()));
+    let csv: String = input
+        .iter()
+        .map(|r| {
+            format!(
+                "{},{},u{},{},{}\n",
+                r.side,
+                r.user % PARTITIONS as usize,
+                r.user,
+                r.time,
+                r.id
+            )
+        })
+        .collect();
+    std::fs::write(&path, csv).expect("write csv");
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/join_reference.py");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&path)
+        .args([&WINDOW_MS.to_string(), &LATENESS_MS.to_string(), join])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "the reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let late = lines
+        .pop()
+        .and_then(|l| l.strip_prefix("late,").map(|n| n.parse().expect("count")))
+        .expect("a late count last");
+    (lines, late)
+}
+
+/// The join's output as librdkafka reads it with read_committed, in the reference's lines.
+fn committed_output(bootstrap: &str) -> Vec<String> {
+    let side = |v: &serde_json::Value, time: &serde_json::Value| match v {
+        serde_json::Value::Null => {
+            assert!(time.is_null(), "a missing side has no time");
+            ",".to_owned()
+        }
+        v => {
+            assert_eq!(v["ts"], *time, "the side's time is its event time");
+            format!("{},{}", v["ts"], v["id"])
+        }
+    };
+    let mut lines: Vec<String> =
+        support::librdkafka_values(bootstrap, "joined", PARTITIONS, "read_committed")
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON result");
+                format!(
+                    "{},{},{}",
+                    v["key"].as_str().expect("key"),
+                    side(&v["left"], &v["left_time"]),
+                    side(&v["right"], &v["right_time"])
+                )
+            })
+            .collect();
+    lines.sort();
+    lines
+}
+
+fn spawn_pipe(bootstrap: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["pipe", "-b", bootstrap, "--from", "orders"])
+        .args(["--join-stream", "payments", "--to", "joined", "-G", "pay"])
+        .args(["--join-on", "json:user", "--event-time", "json:ts"])
+        .args(["--join-window", &format!("{WINDOW_MS}ms")])
+        .args(["--allowed-lateness", &format!("{LATENESS_MS}ms")])
+        .args(["--exactly-once", "--commit-interval-ms", "100"])
+        .args(["--lanes", "2"])
+        .args([
+            "-X",
+            "session.timeout.ms=3000",
+            "-X",
+            "heartbeat.interval.ms=300",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn spate pipe")
+}
+
+async fn finish(child: Child) -> String {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "spate pipe failed: {stderr}");
+    stderr
+}
+
+/// The `N late` of a finished `spate pipe`'s summary.
+fn late(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" late in ")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
+}
+
+async fn cluster_with(input: &[Rec]) -> MockCluster {
+    let cluster = MockCluster::start(3).await.expect("cluster");
+    for topic in ["orders", "payments", "joined"] {
+        cluster.create_topic(topic, PARTITIONS);
+    }
+    fill(&cluster, input).await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outer_join_equals_the_reference_with_its_late_records() {
+    let input = input(10_000);
+    let (expected, expected_late) = reference(&input, "outer");
+    assert!(expected_late > 100, "the input has late records: {expected_late}");
+    let cluster = cluster_with(&input).await;
+    let stderr = finish(spawn_pipe(&cluster.bootstrap(), &["--outer-join", "-e"])).await;
+    let got = committed_output(&cluster.bootstrap());
+    let pairs = expected.iter().filter(|l| !l.contains(",,")).count();
+    assert!(pairs > 1_500, "the input joins: {pairs} pairs");
+    assert_eq!(got.len(), expected.len(), "as many results");
+    assert!(got == expected, "the results equal the reference");
+    assert_eq!(late(&stderr), expected_late, "the same records were late");
+}
+
+/// Exactly-once, killed mid-run (SIGKILL to the spate process itself) and started again with
+/// `-e`: inner and left joins equal the reference, and the state was restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_join_gives_the_reference_results() {
+    for (join, flag) in [("inner", None), ("left", Some("--left-join"))] {
+        let input = input(10_000);
+        let (expected, _) = reference(&input, join);
+        let cluster = cluster_with(&input).await;
+        let bootstrap = cluster.bootstrap();
+        // Slow the first run so that the kill lands mid-run: small fetches, every fetch and
+        // write delayed. The restart runs at full speed.
+        for api in [ApiKey::Produce, ApiKey::Fetch] {
+            cluster.inject(api, Fault::Delay(Duration::from_millis(10)), usize::MAX);
+        }
+        let mut args = vec!["-X", "group.instance.id=one"];
+        args.extend(flag);
+        let slow = ["-X", "max.partition.fetch.bytes=1024"];
+        let mut first = spawn_pipe(&bootstrap, &[&args[..], &slow].concat());
+        support::wait_for("the join to commit part of its input", || {
+            support::exited_early(&mut first);
+            let committed = (0..PARTITIONS)
+                .filter_map(|p| cluster.committed("pay", "orders", p))
+                .sum::<i64>();
+            committed > 0 && (0..PARTITIONS).any(|p| cluster.log_end(CHANGELOG, p) > 0)
+        })
+        .await;
+        first.kill().expect("kill");
+        first.wait().expect("wait");
+        let read_before_kill: i64 = (0..PARTITIONS)
+            .filter_map(|p| cluster.committed("pay", "orders", p))
+            .sum();
+        assert!(
+            read_before_kill < 10_000,
+            "{join}: killed mid-run ({read_before_kill} orders committed)"
+        );
+        cluster.clear_faults();
+        let second = spawn_pipe(&bootstrap, &[&args[..], &["-e"]].concat());
+        let stderr = finish(second).await;
+        assert!(
+            support::restored(&stderr) > 0,
+            "{join}: state was restored: {stderr}"
+        );
+        let got = committed_output(&bootstrap);
+        assert_eq!(got.len(), expected.len(), "{join}: as many results");
+        assert!(got == expected, "{join}: the results equal the reference");
+    }
+}
