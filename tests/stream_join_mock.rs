@@ -273,3 +273,58 @@ async fn a_killed_join_gives_the_reference_results() {
         assert!(got == expected, "{join}: the results equal the reference");
     }
 }
+
+/// Two members while the input arrives: the second joins while the first works (a rebalance
+/// moves half the tasks, partition `p` of both topics together, whose buffered records the
+/// newcomer restores from the changelog), the second half of the input comes, both are
+/// stopped (SIGTERM: they commit and leave), and a last run with `-e` emits the left records
+/// still unmatched. The left join's results equal the reference exactly: no task was split
+/// between members (a pair across two members would be lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_join_members_and_a_rebalance_give_the_reference_results() {
+    let input = input(10_000);
+    let (expected, _) = reference(&input, "left");
+    let (early, late): (Vec<Rec>, Vec<Rec>) = input.into_iter().partition(|r| r.id < 5_000);
+    let cluster = cluster_with(&early).await;
+    let bootstrap = cluster.bootstrap();
+    let committed_all = |cluster: &MockCluster| {
+        ["orders", "payments"].iter().all(|t| {
+            (0..PARTITIONS).all(|p| cluster.committed("pay", t, p) == Some(cluster.log_end(t, p)))
+        })
+    };
+    let mut first = spawn_pipe(&bootstrap, &["--left-join"]);
+    support::wait_for("the first member to commit", || {
+        support::exited_early(&mut first);
+        (0..PARTITIONS).all(|p| cluster.committed("pay", "orders", p).is_some_and(|o| o > 0))
+    })
+    .await;
+    let generation = cluster.group("pay").map_or(0, |g| g.generation);
+    let mut second = spawn_pipe(&bootstrap, &["--left-join"]);
+    support::wait_for("a rebalance with both members", || {
+        support::exited_early(&mut first);
+        support::exited_early(&mut second);
+        cluster
+            .group("pay")
+            .is_some_and(|g| g.stable && g.members.len() == 2 && g.generation > generation)
+    })
+    .await;
+    fill(&cluster, &late).await;
+    support::wait_for("both members to commit the whole input", || {
+        support::exited_early(&mut first);
+        support::exited_early(&mut second);
+        committed_all(&cluster)
+    })
+    .await;
+    support::sigterm(&first);
+    support::sigterm(&second);
+    let (_, b) = tokio::join!(finish(first), finish(second));
+    assert!(
+        support::restored(&b) > 0,
+        "the newcomer restored the state of the tasks it took over: {b}"
+    );
+    let last = finish(spawn_pipe(&bootstrap, &["--left-join", "-e"])).await;
+    assert!(support::restored(&last) > 0, "{last}");
+    let got = committed_output(&bootstrap);
+    assert_eq!(got.len(), expected.len(), "as many results");
+    assert!(got == expected, "the results equal the reference");
+}
