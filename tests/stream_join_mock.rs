@@ -215,7 +215,10 @@ async fn cluster_with(input: &[Rec]) -> MockCluster {
 async fn an_outer_join_equals_the_reference_with_its_late_records() {
     let input = input(10_000);
     let (expected, expected_late) = reference(&input, "outer");
-    assert!(expected_late > 100, "the input has late records: {expected_late}");
+    assert!(
+        expected_late > 100,
+        "the input has late records: {expected_late}"
+    );
     let cluster = cluster_with(&input).await;
     let stderr = finish(spawn_pipe(&cluster.bootstrap(), &["--outer-join", "-e"])).await;
     let got = committed_output(&cluster.bootstrap());

@@ -72,6 +72,9 @@ pub struct JoinState<S: KeyedStore> {
     max: [Option<i64>; 2],
     /// Per side: the buffered entries in time order, to drop them when they expire.
     expiry: [BTreeSet<(i64, Vec<u8>)>; 2],
+    /// Per side: the largest event time moved since the changes were last taken (it is
+    /// logged then, once).
+    max_moved: [bool; 2],
     late: u64,
 }
 
@@ -146,6 +149,7 @@ impl<S: KeyedStore> JoinState<S> {
             join,
             max: [None, None],
             expiry: [BTreeSet::new(), BTreeSet::new()],
+            max_moved: [false; 2],
             late: 0,
         }
     }
@@ -232,7 +236,7 @@ impl<S: KeyedStore> JoinState<S> {
         self.expiry[s].insert((time, entry));
         if self.max[s].is_none_or(|m| time > m) {
             self.max[s] = Some(time);
-            self.store.put(&[META, s as u8], &time.to_be_bytes())?;
+            self.max_moved[s] = true;
         }
         // This side's watermark may have moved past the other side's records, and the other
         // side's may already be past this one.
@@ -288,8 +292,14 @@ impl<S: KeyedStore> JoinState<S> {
     }
 
     /// The changes since the last call, for the changelog.
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        self.store.take_changes()
+    pub fn take_changes(&mut self) -> Result<Vec<Change>, StoreError> {
+        for side in 0..2 {
+            if let (true, Some(max)) = (self.max_moved[side], self.max[side]) {
+                self.store.put(&[META, side as u8], &max.to_be_bytes())?;
+                self.max_moved[side] = false;
+            }
+        }
+        Ok(self.store.take_changes())
     }
 
     /// Applies one changelog record (logging nothing); call [`rebuilt`](Self::rebuilt) after
@@ -422,6 +432,12 @@ mod tests {
         j.finish(&mut rest).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(j.buffered(), 0);
+        let changes = j.take_changes().unwrap();
+        assert_eq!(
+            changes.len(),
+            5 + 2,
+            "five records gone, two largest event times"
+        );
         assert_eq!(
             j.bytes(),
             8 + 8 + 4,
@@ -484,10 +500,13 @@ mod tests {
                         .unwrap();
                 }
                 let mut restored = state(15, 10, join);
-                for (k, v) in first.take_changes() {
+                for (k, v) in first.take_changes().unwrap() {
                     restored.restore(&k, v.as_deref()).unwrap();
                 }
-                assert!(restored.take_changes().is_empty(), "restoring logs nothing");
+                assert!(
+                    restored.take_changes().unwrap().is_empty(),
+                    "restoring logs nothing"
+                );
                 let mut j = run(stop, restored.rebuilt(), &mut out);
                 j.finish(&mut out).unwrap();
                 assert_eq!(out, whole, "{join:?}: stopped after {stop}");

@@ -223,14 +223,21 @@ impl JoinLane {
                 }
             }
         }
-        if let Some(e) = failed {
-            // This task's state is no longer trusted: it is restored if it comes back.
-            self.tasks.remove(&tp.1);
-            return Err(state_error(tp.1, e));
-        }
+        let changes = match failed {
+            None => state.take_changes(),
+            Some(e) => Err(e),
+        };
+        let changes = match changes {
+            Ok(changes) => changes,
+            Err(e) => {
+                // This task's state is no longer trusted: it is restored if it comes back.
+                self.tasks.remove(&tp.1);
+                return Err(state_error(tp.1, e));
+            }
+        };
         Ok(Step {
             output: joined.iter().map(output_record).collect(),
-            changes: state.take_changes(),
+            changes,
             restored,
             skipped,
             late,
@@ -248,14 +255,15 @@ impl JoinLane {
         let mut out = Vec::new();
         for (&partition, state) in &mut self.tasks {
             let mut joined = Vec::new();
-            state
+            let changes = state
                 .finish(&mut joined)
+                .and_then(|()| state.take_changes())
                 .map_err(|e| state_error(partition, e))?;
             out.push((
                 partition,
                 Step {
                     output: joined.iter().map(output_record).collect(),
-                    changes: state.take_changes(),
+                    changes,
                     restored: 0,
                     skipped: 0,
                     late: 0,
