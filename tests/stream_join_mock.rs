@@ -9,13 +9,20 @@
 //! - Inner and left joins, exactly-once, killed (SIGKILL) mid-run and started again with
 //!   `-e`: the results equal the reference exactly (no pair lost or doubled, no spurious
 //!   unmatched left record), and the state was restored from the changelog.
+//! - Two members and a rebalance; a store of the test's own plugged in through the library.
 
 mod support;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use spate::consumer::{ConsumerConfig, OffsetReset};
 use spate::mock::{Fault, MockCluster};
+use spate::pipeline::event_time::{EventTime, KeySource};
+use spate::pipeline::state::{Change, KeyedStore, MemoryStore, StoreError, StoreFactory};
+use spate::pipeline::{Partitioning, Pipeline, StreamJoin};
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::wire::ApiKey;
 
@@ -329,5 +336,99 @@ async fn two_join_members_and_a_rebalance_give_the_reference_results() {
     assert!(support::restored(&last) > 0, "{last}");
     let got = committed_output(&bootstrap);
     assert_eq!(got.len(), expected.len(), "as many results");
+    assert!(got == expected, "the results equal the reference");
+}
+
+/// A store that counts its writes, around the in-memory one.
+struct Counting {
+    inner: MemoryStore,
+    puts: Arc<AtomicUsize>,
+}
+
+impl KeyedStore for Counting {
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.inner.get(key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) {
+        self.inner.delete(key)
+    }
+    fn range<'a>(
+        &'a self,
+        from: &[u8],
+        to: &[u8],
+    ) -> Box<dyn Iterator<Item = (&'a [u8], &'a [u8])> + 'a> {
+        self.inner.range(from, to)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn bytes(&self) -> usize {
+        self.inner.bytes()
+    }
+    fn take_changes(&mut self) -> Vec<Change> {
+        self.inner.take_changes()
+    }
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.inner.restore(key, value)
+    }
+}
+
+/// The library API, with a store of the test's own plugged in (`StreamJoin::store_with`):
+/// one per task, every buffered record written through it, and the results equal the
+/// reference's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugged_in_store_holds_the_join_state() {
+    let input = input(4_000);
+    let (expected, late) = reference(&input, "inner");
+    let cluster = cluster_with(&input).await;
+    let puts = Arc::new(AtomicUsize::new(0));
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let stores = {
+        let (puts, made) = (puts.clone(), made.clone());
+        StoreFactory::new(move |partition, limit| {
+            made.lock().unwrap().push(partition);
+            Box::new(Counting {
+                inner: MemoryStore::new(limit),
+                puts: puts.clone(),
+            })
+        })
+    };
+    let join = StreamJoin::new(
+        "orders",
+        "payments",
+        KeySource::JsonField("user".into()),
+        EventTime::JsonField("ts".into()),
+        WINDOW_MS,
+    )
+    .lateness(LATENESS_MS)
+    .store_with(stores);
+    let stats = Pipeline::new(
+        ConsumerConfig::new(&cluster.bootstrap())
+            .group_id("pay")
+            .auto_offset_reset(OffsetReset::Earliest),
+        ProducerConfig::new(&cluster.bootstrap()),
+    )
+    .join_streams(join)
+    .to_topic("joined")
+    .partitioning(Partitioning::ByKey)
+    .stop_at_end(true)
+    .run()
+    .await
+    .expect("the join runs");
+    assert_eq!(stats.records_in, 8_000);
+    let mut made = made.lock().unwrap().clone();
+    made.sort_unstable();
+    assert_eq!(made, vec![0, 1, 2, 3], "one store per task");
+    assert_eq!(stats.late, late, "the same records were late");
+    assert!(
+        puts.load(Ordering::Relaxed) as u64 >= 8_000 - late,
+        "every record that is not late is buffered through the store: {} puts",
+        puts.load(Ordering::Relaxed)
+    );
+    let got = committed_output(&cluster.bootstrap());
     assert!(got == expected, "the results equal the reference");
 }

@@ -69,6 +69,67 @@ pub trait KeyedStore: Send {
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
 }
 
+impl<S: KeyedStore + ?Sized> KeyedStore for Box<S> {
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        (**self).get(key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        (**self).put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) {
+        (**self).delete(key)
+    }
+    fn range<'a>(
+        &'a self,
+        from: &[u8],
+        to: &[u8],
+    ) -> Box<dyn Iterator<Item = (&'a [u8], &'a [u8])> + 'a> {
+        (**self).range(from, to)
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn bytes(&self) -> usize {
+        (**self).bytes()
+    }
+    fn take_changes(&mut self) -> Vec<Change> {
+        (**self).take_changes()
+    }
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        (**self).restore(key, value)
+    }
+}
+
+/// Makes the store of one task (its input partition, and the memory bound asked for): how
+/// another store plugs into a stateful pipeline.
+#[derive(Clone)]
+pub struct StoreFactory(
+    pub std::sync::Arc<dyn Fn(i32, usize) -> Box<dyn KeyedStore> + Send + Sync>,
+);
+
+impl StoreFactory {
+    /// A factory calling `make(partition, limit)`.
+    pub fn new(make: impl Fn(i32, usize) -> Box<dyn KeyedStore> + Send + Sync + 'static) -> Self {
+        StoreFactory(std::sync::Arc::new(make))
+    }
+
+    /// [`MemoryStore`]s (the default).
+    pub fn memory() -> Self {
+        StoreFactory::new(|_, limit| Box::new(MemoryStore::new(limit)))
+    }
+
+    /// The store of task `partition`.
+    pub fn make(&self, partition: i32, limit: usize) -> Box<dyn KeyedStore> {
+        (self.0)(partition, limit)
+    }
+}
+
+impl std::fmt::Debug for StoreFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreFactory")
+    }
+}
+
 /// The changelog topic of `store` in `application`.
 pub fn changelog_topic(application: &str, store: &str) -> String {
     format!("{application}-{store}-changelog")

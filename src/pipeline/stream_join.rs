@@ -8,7 +8,8 @@
 //!   one state, read by one member (the pipeline asks the group for the range assignor) and
 //!   one lane. A record whose key sits in another partition of the other input meets nothing.
 //! - **State**: each task's buffered records ([`super::join_state`] says which, and for how
-//!   long) are kept in a bounded in-memory [`KeyedStore`](super::state::KeyedStore), logged to
+//!   long) are kept in a [`KeyedStore`] (bounded, in memory unless
+//!   [`StreamJoin::store_with`] plugs in another), logged to
 //!   the compacted changelog `<application>-<store>-changelog` and restored from it, as a
 //!   windowed aggregation's are; under exactly-once the changelog records go in the
 //!   transaction with the output and the offsets.
@@ -25,7 +26,7 @@ use super::event_time::{json_string, EventTime, KeySource};
 use super::join_state::{JoinState, JoinType, Joined, Side};
 use super::kernels::is_json_value;
 use super::run::Tp;
-use super::state::{changelog_topic, MemoryStore, StoreError};
+use super::state::{changelog_topic, KeyedStore, StoreError, StoreFactory};
 use super::stateful::{LateRecord, OutputRecord, Restorer, Step};
 use super::Batch;
 use crate::cluster::Client;
@@ -61,6 +62,9 @@ pub struct StreamJoin {
     /// Where late records go (as they left the operators), in the same transaction as the
     /// output; `None`: only counted.
     pub late_to: Option<String>,
+    /// Makes each task's store (default: a [`MemoryStore`](super::state::MemoryStore)
+    /// bounded by `max_state_bytes`).
+    pub stores: StoreFactory,
 }
 
 impl StreamJoin {
@@ -78,6 +82,7 @@ impl StreamJoin {
             join: JoinType::Inner,
             max_state_bytes: 256 << 20,
             late_to: None,
+            stores: StoreFactory::memory(),
         }
     }
 
@@ -105,6 +110,13 @@ impl StreamJoin {
         self
     }
 
+    /// Keeps each task's buffered records in the store `stores` makes (given the task's
+    /// partition and `max_state_bytes`) instead of in memory.
+    pub fn store_with(mut self, stores: StoreFactory) -> Self {
+        self.stores = stores;
+        self
+    }
+
     /// The changelog topic, for the application id or else `group`.
     pub fn changelog(&self, group: &str) -> String {
         changelog_topic(self.application.as_deref().unwrap_or(group), &self.store)
@@ -117,7 +129,7 @@ pub(super) struct JoinLane {
     changelog: Arc<str>,
     client: Client,
     restore_config: ConsumerConfig,
-    tasks: HashMap<i32, JoinState<MemoryStore>>,
+    tasks: HashMap<i32, JoinState<Box<dyn KeyedStore>>>,
 }
 
 impl JoinLane {
@@ -155,9 +167,9 @@ impl JoinLane {
         }
     }
 
-    fn fresh(&self) -> JoinState<MemoryStore> {
+    fn fresh(&self, partition: i32) -> JoinState<Box<dyn KeyedStore>> {
         JoinState::new(
-            MemoryStore::new(self.spec.max_state_bytes),
+            self.spec.stores.make(partition, self.spec.max_state_bytes),
             self.spec.window,
             self.spec.lateness,
             self.spec.join,
@@ -165,10 +177,13 @@ impl JoinLane {
     }
 
     /// Task `partition`'s state, restored from the changelog if this lane holds none.
-    async fn task(&mut self, partition: i32) -> Result<(&mut JoinState<MemoryStore>, u64), Error> {
+    async fn task(
+        &mut self,
+        partition: i32,
+    ) -> Result<(&mut JoinState<Box<dyn KeyedStore>>, u64), Error> {
         let mut restored = 0;
         if !self.tasks.contains_key(&partition) {
-            let mut state = self.fresh();
+            let mut state = self.fresh(partition);
             let restorer = Restorer {
                 client: &self.client,
                 config: &self.restore_config,
