@@ -96,7 +96,8 @@ async fn fill(cluster: &MockCluster, input: &[Rec]) {
 /// The reference's results (`key,left_time,left_id,right_time,right_id`, sorted) and late
 /// count.
 fn reference(input: &[Rec], join: &str) -> (Vec<String>, u64) {
-    let path = std::env::temp_dir().join(format!("spate-join-{}-{join}.csv", std::process::id()));
+    // One file per call: the tests of this file run at once.
+    let path = std::env::temp_dir().join(format!("{}.csv", support::unique_topic("spate-join")));
     let csv: String = input
         .iter()
         .map(|r| {
