@@ -74,9 +74,10 @@ async fn fill(cluster: &MockCluster, input: &[(String, i64, i64)]) {
 
 /// The reference over the whole input as one stream: `key,start,end,value`, sorted.
 fn reference(input: &[(String, i64, i64)], window: &str) -> Vec<String> {
+    // One file per call: the tests of this file run at once.
     let path = std::env::temp_dir().join(format!(
-        "spate-repartition-{}-{}.csv",
-        std::process::id(),
+        "{}-{}.csv",
+        support::unique_topic("spate-repartition"),
         window.replace(':', "-")
     ));
     let csv: String = input
