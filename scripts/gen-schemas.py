@@ -28,7 +28,7 @@ APIS = [
     "ListGroups", "SaslHandshake", "ApiVersions", "CreateTopics", "DeleteTopics",
     "InitProducerId", "OffsetForLeaderEpoch", "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn",
     "TxnOffsetCommit", "DescribeConfigs", "SaslAuthenticate", "ConsumerGroupHeartbeat",
-    "ShareGroupHeartbeat", "ShareFetch", "ShareAcknowledge",
+    "ShareGroupHeartbeat", "ShareFetch", "ShareAcknowledge", "DeleteRecords",
 ]
 # Other messages: the consumer protocol's member metadata and the request header.
 DATA = ["ConsumerProtocolSubscription", "ConsumerProtocolAssignment", "RequestHeader"]

@@ -1,15 +1,18 @@
 //! Administration on the embedded cluster (`--features mock`), each behaviour checked first
 //! with librdkafka's AdminClient (confluent-kafka) as the independent client, then with spate:
-//! CreateTopics creates what it may and refuses, per topic, what Apache Kafka refuses.
+//! CreateTopics creates what it may and refuses, per topic, what Apache Kafka refuses;
+//! DeleteRecords moves log start offsets as Kafka does.
 
 mod support;
 
-use spate::cluster::{Client, NewTopic, Topics};
+use spate::cluster::{Client, NewTopic, OffsetSpec, Topics};
+use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 use spate::error::codes::{
-    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION, POLICY_VIOLATION,
-    TOPIC_ALREADY_EXISTS,
+    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION, OFFSET_OUT_OF_RANGE,
+    POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
 };
 use spate::mock::MockCluster;
+use spate::producer::{Producer, ProducerConfig, Record};
 use spate::ClientConfig;
 
 fn librdkafka_creates(bootstrap: &str, args: &[&str]) -> Vec<String> {
@@ -125,4 +128,137 @@ async fn create_topics_creates_and_refuses_as_kafka_does() {
             .expect_err(topic);
         assert_eq!(e.code().map(|c| c.0), Some(code), "{topic}: {e}");
     }
+}
+
+fn librdkafka_deletes(bootstrap: String, args: &'static [&'static str]) -> Vec<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/delete_records.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&bootstrap)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "delete_records.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Ten records in each partition of `topic`, in batches of two.
+async fn ten_each(bootstrap: &str, topic: &str, partitions: i32) {
+    let producer = Producer::new(ProducerConfig::new(bootstrap))
+        .await
+        .expect("producer");
+    for p in 0..partitions {
+        for pair in 0..5 {
+            let values: Vec<String> = (0..2).map(|i| format!("{p}-{pair}-{i}")).collect();
+            let rows = values
+                .iter()
+                .map(|v| Record::new(topic).value(v.as_bytes()).partition(p));
+            producer
+                .send_batch(topic, rows)
+                .await
+                .expect("send")
+                .wait()
+                .await
+                .expect("written");
+        }
+    }
+    producer.close().await.expect("close");
+}
+
+/// DeleteRecords moves a partition's log start offset as Kafka does (`-1` is the high
+/// watermark, never backwards, refused past the high watermark and on a compacted topic), and
+/// consumers then start there. librdkafka first, then spate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_as_kafka_does() {
+    let cluster = MockCluster::start(2).await.expect("cluster");
+    let bootstrap = cluster.bootstrap();
+    let client = Client::connect(ClientConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    client
+        .create_topics(&[
+            NewTopic::new("logs", 2, 1),
+            NewTopic::new("table", 1, 1).config("cleanup.policy", "compact"),
+        ])
+        .await
+        .unwrap();
+    ten_each(&bootstrap, "logs", 2).await;
+    ten_each(&bootstrap, "table", 1).await;
+    // librdkafka first: the judge of what the cluster answers.
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        librdkafka_deletes(b, &["logs:0:4", "logs:1:-1", "table:0:2"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        got,
+        [
+            "logs-0 low 4",
+            "logs-1 low 10",
+            "table-0 POLICY_VIOLATION",
+            "logs-0 watermarks 4 10",
+            "logs-0 first 4",
+            "logs-1 watermarks 10 10",
+            "logs-1 first none",
+        ]
+    );
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || librdkafka_deletes(b, &["logs:0:11"]))
+        .await
+        .unwrap();
+    assert_eq!(got, ["logs-0 OFFSET_OUT_OF_RANGE"]);
+
+    // Then spate.
+    assert_eq!(
+        client.delete_records("logs", &[(0, 6)]).await.unwrap(),
+        [(0, 6)]
+    );
+    assert_eq!(
+        client.delete_records("logs", &[(0, 2)]).await.unwrap(),
+        [(0, 6)],
+        "the log start never moves back"
+    );
+    let refused = |e: spate::Error| e.code().map(|c| c.0);
+    assert_eq!(
+        refused(client.delete_records("logs", &[(0, 11)]).await.unwrap_err()),
+        Some(OFFSET_OUT_OF_RANGE)
+    );
+    assert_eq!(
+        refused(client.delete_records("table", &[(0, 1)]).await.unwrap_err()),
+        Some(POLICY_VIOLATION)
+    );
+    let earliest = client
+        .list_offsets("logs", &[0], OffsetSpec::Earliest)
+        .await
+        .unwrap();
+    assert_eq!(earliest[0].offset, 6);
+    let mut consumer = Consumer::with_client(
+        client.clone(),
+        ConsumerConfig {
+            client: client.config().clone(),
+            ..ConsumerConfig::default()
+        },
+    );
+    consumer.assign(&[("logs", 0, Offset::Beginning)]).unwrap();
+    let first = loop {
+        if let Event::Batch(b) = consumer.next().await.unwrap() {
+            break b.records().next().expect("a record").offset();
+        }
+    };
+    assert_eq!(
+        first, 6,
+        "a consumer from the beginning starts at the log start"
+    );
+    consumer.close().await.unwrap();
 }

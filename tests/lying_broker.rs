@@ -84,6 +84,7 @@ async fn send(conn: &Connection, api: ApiKey, version: i16) -> Result<(), Error>
         ShareGroupHeartbeat => ShareGroupHeartbeatRequest,
         ShareFetch => ShareFetchRequest,
         ShareAcknowledge => ShareAcknowledgeRequest,
+        DeleteRecords => DeleteRecordsRequest,
     )
 }
 

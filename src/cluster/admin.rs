@@ -1,4 +1,5 @@
-//! Admin operations: create and delete topics, list offsets, describe the cluster and topics.
+//! Admin operations: create and delete topics, list offsets, delete records, describe the
+//! cluster and topics.
 //!
 //! Each call retries by itself (through [`Client::with_retry`]) on errors that a retry can fix:
 //! a moved controller or leader, a lost connection, a broker still loading.
@@ -6,9 +7,12 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest,
+    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, ListOffsetsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -204,24 +208,7 @@ impl Client {
         read_committed: bool,
     ) -> Result<Vec<ListedOffset>, Error> {
         let mut out = Vec::with_capacity(partitions.len());
-        // One request per leader, all that leader's partitions in it.
-        let metadata = self.topic_metadata(topic).await?;
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for &p in partitions {
-            let leader = metadata
-                .partitions
-                .iter()
-                .find(|m| m.partition == p)
-                .map(|m| m.leader)
-                .ok_or_else(|| {
-                    Error::kafka(
-                        KafkaCode(crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION),
-                        format!("list offsets {topic}-{p}"),
-                        None,
-                    )
-                })?;
-            by_leader.entry(leader).or_default().push(p);
-        }
+        let by_leader = self.by_leader(topic, partitions, "list offsets").await?;
         for group in by_leader.values() {
             let first = group[0];
             let listed = self
@@ -266,6 +253,89 @@ impl Client {
             out.extend(listed);
         }
         out.sort_by_key(|o| o.partition);
+        Ok(out)
+    }
+
+    /// `partitions` of `topic` grouped by their leader: one request per leader, all that
+    /// leader's partitions in it.
+    async fn by_leader(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        what: &str,
+    ) -> Result<BTreeMap<i32, Vec<i32>>, Error> {
+        let metadata = self.topic_metadata(topic).await?;
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for &p in partitions {
+            let leader = metadata
+                .partitions
+                .iter()
+                .find(|m| m.partition == p)
+                .map(|m| m.leader)
+                .ok_or_else(|| {
+                    Error::kafka(
+                        KafkaCode(crate::error::codes::UNKNOWN_TOPIC_OR_PARTITION),
+                        format!("{what} {topic}-{p}"),
+                        None,
+                    )
+                })?;
+            by_leader.entry(leader).or_default().push(p);
+        }
+        Ok(by_leader)
+    }
+
+    /// Deletes the records of `topic` below the given offsets (`(partition, offset)`; offset
+    /// -1: the high watermark, everything), asking each partition's leader, as Java's
+    /// `Admin.deleteRecords`: the log start offset moves there, and consumers can no longer
+    /// read below it. Returns each partition's new low watermark (log start offset), in
+    /// partition order. Refused with OFFSET_OUT_OF_RANGE past the high watermark, and
+    /// POLICY_VIOLATION on a topic whose `cleanup.policy` lacks `delete`.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<Vec<(i32, i64)>, Error> {
+        let partitions: Vec<i32> = offsets.iter().map(|(p, _)| *p).collect();
+        let by_leader = self.by_leader(topic, &partitions, "delete records").await?;
+        let mut out = Vec::with_capacity(offsets.len());
+        for group in by_leader.values() {
+            let first = group[0];
+            let deleted = self
+                .with_retry("delete records", &[topic], || async {
+                    let request = DeleteRecordsRequest::default()
+                        .with_timeout_ms(millis_i32(self.config().request_timeout))
+                        .with_topics(vec![DeleteRecordsTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(
+                                offsets
+                                    .iter()
+                                    .filter(|(p, _)| group.contains(p))
+                                    .map(|&(p, offset)| {
+                                        DeleteRecordsPartition::default()
+                                            .with_partition_index(p)
+                                            .with_offset(offset)
+                                    })
+                                    .collect(),
+                            )]);
+                    // The leader may have moved since the grouping: ask the current one.
+                    let response = self.leader(topic, first).await?.request(&request).await?;
+                    let mut deleted = Vec::new();
+                    for t in &response.topics {
+                        for p in &t.partitions {
+                            check(
+                                p.error_code,
+                                || format!("delete records {topic}-{}", p.partition_index),
+                                None,
+                            )?;
+                            deleted.push((p.partition_index, p.low_watermark));
+                        }
+                    }
+                    Ok(deleted)
+                })
+                .await?;
+            out.extend(deleted);
+        }
+        out.sort_unstable();
         Ok(out)
     }
 

@@ -7,19 +7,30 @@
 //! nothing. A request that would write more than 10,000 metadata records (a topic record, one
 //! per partition and one per config, for the topics it creates) fails whole with
 //! POLICY_VIOLATION, as the controller's bounded record batch does: so a lying partition
-//! count costs nothing. Any broker answers (KRaft brokers forward to the controller). Topic
-//! configs are accepted and not kept: the mock has no compaction or retention.
+//! count costs nothing. Any broker answers (KRaft brokers forward to the controller). Of the
+//! topic configs only `cleanup.policy` is kept (DeleteRecords refuses a topic without
+//! `delete`); the mock has no compaction or retention.
+//!
+//! DeleteRecords, as Kafka's `ReplicaManager.deleteRecords`: each partition at its leader
+//! (NOT_LEADER_OR_FOLLOWER elsewhere), UNKNOWN_TOPIC_OR_PARTITION for one that does not exist,
+//! POLICY_VIOLATION for a topic whose `cleanup.policy` lacks `delete`, OFFSET_OUT_OF_RANGE
+//! for an offset below 0 (other than -1, the high watermark) or past the high watermark;
+//! otherwise the log start offset moves up to the offset and the answer is the new low
+//! watermark.
 
 use std::collections::HashSet;
 
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::State;
 use crate::error::codes::{
     INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REQUEST, INVALID_TOPIC_EXCEPTION,
-    POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
+    NOT_LEADER_OR_FOLLOWER, POLICY_VIOLATION, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// Kafka's `QuorumController.MAX_RECORDS_PER_USER_OP`.
@@ -139,10 +150,67 @@ pub(super) fn create_topics(
                 if !request.validate_only {
                     state.create_topic(name, partitions);
                     result.topic_id = uuid::Uuid::from_u128(state.topic_ids[name]);
+                    if let Some(policy) = topic
+                        .configs
+                        .iter()
+                        .find(|c| c.name.as_str() == "cleanup.policy")
+                        .and_then(|c| c.value.as_ref())
+                    {
+                        state.policies.insert(name.to_owned(), policy.to_string());
+                    }
                 }
             }
         }
         results.push(result);
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+pub(super) fn delete_records(
+    state: &mut State,
+    broker: i32,
+    request: &DeleteRecordsRequest,
+    error: Option<i16>,
+) -> DeleteRecordsResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str();
+            // Kafka's LogConfig.delete: the policy lists `delete` (the default).
+            let deletable = state
+                .policies
+                .get(name)
+                .is_none_or(|p| p.split(',').any(|p| p.trim() == "delete"));
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let log = state
+                        .topics
+                        .get_mut(name)
+                        .and_then(|logs| logs.get_mut(p.partition_index.max(0) as usize))
+                        .filter(|_| p.partition_index >= 0);
+                    let code = match (error, log) {
+                        (Some(code), _) => code,
+                        (None, None) => UNKNOWN_TOPIC_OR_PARTITION,
+                        (None, Some(log)) if log.leader != broker => NOT_LEADER_OR_FOLLOWER,
+                        (None, Some(_)) if !deletable => POLICY_VIOLATION,
+                        (None, Some(log)) => match log.delete_records(p.offset) {
+                            Ok(low) => return answer.with_low_watermark(low),
+                            Err(code) => code,
+                        },
+                    };
+                    answer.with_error_code(code)
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
 }

@@ -473,6 +473,7 @@ fn partition(
             return answer
                 .with_high_watermark(log.next_offset)
                 .with_last_stable_offset(log.last_stable_offset())
+                .with_log_start_offset(log.log_start)
                 .with_diverging_epoch(
                     EpochEndOffset::default()
                         .with_epoch(epoch)
@@ -498,6 +499,7 @@ fn partition(
             answer
                 .with_high_watermark(read.high_watermark)
                 .with_last_stable_offset(read.last_stable_offset)
+                .with_log_start_offset(log.log_start)
                 .with_aborted_transactions(aborted)
                 .with_records(Some(read.records))
         }

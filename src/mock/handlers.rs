@@ -53,6 +53,7 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ShareFetch, 1),
     (ApiKey::ShareAcknowledge, 1),
     (ApiKey::CreateTopics, 7),
+    (ApiKey::DeleteRecords, 2),
 ];
 
 /// How to answer.
@@ -400,6 +401,10 @@ pub(super) fn handle(
         ApiKey::CreateTopics => {
             let request = decode!(CreateTopicsRequest);
             admin::create_topics(&mut lock(state), &request, error).encode(out, version)
+        }
+        ApiKey::DeleteRecords => {
+            let request = decode!(DeleteRecordsRequest);
+            admin::delete_records(&mut lock(state), broker, &request, error).encode(out, version)
         }
         _ => return Err(format!("{api:?} is not served by the mock")),
     };

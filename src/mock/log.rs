@@ -65,6 +65,8 @@ pub(super) struct PartitionLog {
     epochs: Vec<(i32, i64)>,
     pub batches: Vec<StoredBatch>,
     pub next_offset: i64,
+    /// The log start offset: records below it were deleted (DeleteRecords).
+    pub log_start: i64,
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions: producer id → first offset written in it.
     ongoing: HashMap<i64, i64>,
@@ -87,6 +89,7 @@ impl PartitionLog {
             epochs: vec![(0, 0)],
             batches: Vec::new(),
             next_offset: 0,
+            log_start: 0,
             producers: HashMap::new(),
             ongoing: HashMap::new(),
             aborted: Vec::new(),
@@ -121,7 +124,10 @@ impl PartitionLog {
     /// there. Returns the new log end.
     pub fn truncate_and_elect(&mut self, offset: i64) -> i64 {
         self.batches.retain(|b| b.next_offset() <= offset);
-        self.next_offset = self.batches.last().map_or(0, StoredBatch::next_offset);
+        self.next_offset = self
+            .batches
+            .last()
+            .map_or(self.log_start, StoredBatch::next_offset);
         let end = self.next_offset;
         self.epochs.retain(|(_, start)| *start <= end);
         self.producers.clear();
@@ -277,11 +283,34 @@ impl PartitionLog {
         }
     }
 
+    /// Deletes the records below `offset` (-1: the high watermark), as Kafka's
+    /// `Partition.deleteRecordsOnLeader` and `UnifiedLog.maybeIncrementLogStartOffset`: the log
+    /// start offset moves there (never back), whole batches below it go, and a batch that
+    /// straddles it stays (a fetch from the start returns it, as Kafka returns its segment).
+    /// Returns the new log start offset (the low watermark); OFFSET_OUT_OF_RANGE for an
+    /// offset below 0 or past the high watermark.
+    pub fn delete_records(&mut self, offset: i64) -> Result<i64, i16> {
+        const OFFSET_OUT_OF_RANGE: i16 = 1;
+        let offset = if offset == -1 {
+            self.next_offset
+        } else {
+            offset
+        };
+        if offset < 0 || offset > self.next_offset {
+            return Err(OFFSET_OUT_OF_RANGE);
+        }
+        if offset > self.log_start {
+            self.log_start = offset;
+            self.batches.retain(|b| b.next_offset() > offset);
+        }
+        Ok(self.log_start)
+    }
+
     /// Batches from `offset` on, up to `max_bytes` (at least one batch), below the last
     /// stable offset if `committed_only`. `Err` if `offset` is out of range.
     pub fn read(&self, offset: i64, max_bytes: usize, committed_only: bool) -> Result<Read, i16> {
         const OFFSET_OUT_OF_RANGE: i16 = 1;
-        if offset < 0 || offset > self.next_offset {
+        if offset < self.log_start || offset > self.next_offset {
             return Err(OFFSET_OUT_OF_RANGE);
         }
         let lso = self.last_stable_offset();
@@ -327,7 +356,7 @@ impl PartitionLog {
     /// when `committed_only`), else the first batch with a timestamp at or after it.
     pub fn offset_for(&self, timestamp: i64, committed_only: bool) -> i64 {
         match timestamp {
-            -2 => 0,
+            -2 => self.log_start,
             -1 if committed_only => self.last_stable_offset(),
             -1 => self.next_offset,
             ts => self

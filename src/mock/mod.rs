@@ -102,6 +102,8 @@ struct State {
     requests: HashMap<i16, u64>,
     /// Transactions by transactional id.
     transactions: HashMap<String, txn::Transaction>,
+    /// Topics' `cleanup.policy`, where one was given at creation (else `delete`).
+    policies: HashMap<String, String>,
     /// Committed offsets by (group, topic, partition).
     offsets: HashMap<(String, String, i32), i64>,
     /// The leader epoch committed with each (KIP-320), where one was.
@@ -146,6 +148,7 @@ impl State {
             next_producer_id: 1000,
             requests: HashMap::new(),
             transactions: HashMap::new(),
+            policies: HashMap::new(),
             offsets: HashMap::new(),
             offset_epochs: HashMap::new(),
             groups: HashMap::new(),

@@ -1610,6 +1610,57 @@ pub(super) static SHARE_ACKNOWLEDGE_RESPONSE: MessageSchema = MessageSchema {
     ],
 };
 
+pub(super) static DELETE_RECORDS_REQUEST: MessageSchema = MessageSchema {
+    name: "DeleteRecordsRequest",
+    api_key: Some(21),
+    valid: V(0, 2),
+    flexible: V(2, MAX),
+    fields: &[
+        f(
+            "topics",
+            Ty::Array(&Ty::Struct(&[
+                f("name", Ty::String, V(0, MAX)),
+                f(
+                    "partitions",
+                    Ty::Array(&Ty::Struct(&[
+                        f("partition_index", Ty::Int32, V(0, MAX)),
+                        f("offset", Ty::Int64, V(0, MAX)),
+                    ])),
+                    V(0, MAX),
+                ),
+            ])),
+            V(0, MAX),
+        ),
+        f("timeout_ms", Ty::Int32, V(0, MAX)),
+    ],
+};
+
+pub(super) static DELETE_RECORDS_RESPONSE: MessageSchema = MessageSchema {
+    name: "DeleteRecordsResponse",
+    api_key: Some(21),
+    valid: V(0, 2),
+    flexible: V(2, MAX),
+    fields: &[
+        f("throttle_time_ms", Ty::Int32, V(0, MAX)),
+        f(
+            "topics",
+            Ty::Array(&Ty::Struct(&[
+                f("name", Ty::String, V(0, MAX)),
+                f(
+                    "partitions",
+                    Ty::Array(&Ty::Struct(&[
+                        f("partition_index", Ty::Int32, V(0, MAX)),
+                        f("low_watermark", Ty::Int64, V(0, MAX)),
+                        f("error_code", Ty::Int16, V(0, MAX)),
+                    ])),
+                    V(0, MAX),
+                ),
+            ])),
+            V(0, MAX),
+        ),
+    ],
+};
+
 pub(super) static CONSUMER_PROTOCOL_SUBSCRIPTION: MessageSchema = MessageSchema {
     name: "ConsumerProtocolSubscription",
     api_key: None,
@@ -1683,6 +1734,7 @@ pub(super) static REQUESTS: &[(i16, &MessageSchema)] = &[
     (18, &API_VERSIONS_REQUEST),
     (19, &CREATE_TOPICS_REQUEST),
     (20, &DELETE_TOPICS_REQUEST),
+    (21, &DELETE_RECORDS_REQUEST),
     (22, &INIT_PRODUCER_ID_REQUEST),
     (23, &OFFSET_FOR_LEADER_EPOCH_REQUEST),
     (24, &ADD_PARTITIONS_TO_TXN_REQUEST),
@@ -1716,6 +1768,7 @@ pub(super) static RESPONSES: &[(i16, &MessageSchema)] = &[
     (18, &API_VERSIONS_RESPONSE),
     (19, &CREATE_TOPICS_RESPONSE),
     (20, &DELETE_TOPICS_RESPONSE),
+    (21, &DELETE_RECORDS_RESPONSE),
     (22, &INIT_PRODUCER_ID_RESPONSE),
     (23, &OFFSET_FOR_LEADER_EPOCH_RESPONSE),
     (24, &ADD_PARTITIONS_TO_TXN_RESPONSE),
