@@ -10,6 +10,8 @@
 //!   input partition): the test could fail.
 //! - With it, exactly-once, killed (SIGKILL) mid-run and started again: the results equal the
 //!   reference exactly, and the state was restored from the changelog.
+//! - Repartition records read and committed are deleted (DeleteRecords) as the second stage
+//!   commits, never one it has not committed; the results are unchanged.
 
 mod support;
 
@@ -186,7 +188,14 @@ async fn a_killed_repartitioned_pipeline_gives_the_reference_results() {
         for api in [ApiKey::Produce, ApiKey::Fetch] {
             cluster.inject(api, Fault::Delay(Duration::from_millis(10)), usize::MAX);
         }
-        let static_member = ["--repartition", "-X", "group.instance.id=one"];
+        // Nothing purged: the repartition topic is read whole below.
+        let static_member = [
+            "--repartition",
+            "--repartition-purge-interval",
+            "never",
+            "-X",
+            "group.instance.id=one",
+        ];
         let slow = ["-X", "max.partition.fetch.bytes=1024"];
         let mut first = spawn_pipe(
             &bootstrap,
@@ -231,4 +240,40 @@ async fn a_killed_repartitioned_pipeline_gives_the_reference_results() {
             "{window}: repartitioned once each"
         );
     }
+}
+
+/// With a short purge interval, the second stage deletes the repartition records it has
+/// committed as it goes (the log start offsets move up), never past what it committed, and
+/// the results still equal the reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_repartition_records_are_purged() {
+    let cluster = MockCluster::start(1).await.expect("cluster");
+    cluster.create_topic("clicks", PARTITIONS);
+    cluster.create_topic("counts", PARTITIONS);
+    let input = input(20_000);
+    fill(&cluster, &input).await;
+    let expected = reference(&input, "tumbling:10000");
+    let bootstrap = cluster.bootstrap();
+    // Small fetches: many commits, so purges happen during the run.
+    let extra = [
+        "--repartition",
+        "--repartition-purge-interval",
+        "1ms",
+        "-X",
+        "max.partition.fetch.bytes=4096",
+        "-e",
+    ];
+    finish(spawn_pipe(&bootstrap, "counts", "tumbling:10s", &extra)).await;
+    let mut purged = 0;
+    for p in 0..PARTITIONS {
+        let start = cluster.log_start(REPARTITION, p);
+        let committed = cluster.committed(REPARTITION, REPARTITION, p).unwrap_or(0);
+        assert!(
+            start <= committed,
+            "partition {p}: deleted up to {start}, committed only {committed}"
+        );
+        purged += start;
+    }
+    assert!(purged > 0, "consumed repartition records were deleted");
+    assert_eq!(committed_output(&bootstrap, "counts"), expected);
 }

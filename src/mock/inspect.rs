@@ -39,8 +39,17 @@ impl MockCluster {
             .topics
             .get(topic)
             .and_then(|t| t.get(partition as usize))
-            .and_then(|l| l.batches.last())
-            .map_or(0, StoredBatch::next_offset)
+            .map_or(0, |l| l.next_offset)
+    }
+
+    /// A partition's log start offset (records below it were deleted; 0 for an unknown
+    /// partition).
+    pub fn log_start(&self, topic: &str, partition: i32) -> i64 {
+        self.state()
+            .topics
+            .get(topic)
+            .and_then(|t| t.get(partition as usize))
+            .map_or(0, |l| l.log_start)
     }
 
     /// The batches stored for a partition, in offset order.

@@ -79,6 +79,16 @@ pub(super) struct Driver {
     /// A stateful pipeline: partition `p` of every input is one task (one state), so all of
     /// them go to one lane.
     pub(super) by_task: bool,
+    /// An input whose committed records are deleted now and then.
+    pub(super) purge: Option<Purge>,
+}
+
+/// Deleting an input's records once they are committed (a repartition topic's, as Kafka
+/// Streams does): nobody reads them again.
+pub(super) struct Purge {
+    pub(super) topic: Arc<str>,
+    pub(super) every: Duration,
+    pub(super) last: std::time::Instant,
 }
 
 /// The offsets a pipeline must read up to before it may stop at the end of its input.
@@ -329,7 +339,42 @@ impl Driver {
         self.committed.extend(offsets);
         self.stats.commits += 1;
         self.failed_in_a_row = 0;
+        self.purge_committed().await;
         Ok(())
+    }
+
+    /// Deletes the purged input's records below the committed offsets, if it is time. A
+    /// failure is only logged: the records stay until the next purge or their retention.
+    async fn purge_committed(&mut self) {
+        let Some(purge) = &mut self.purge else { return };
+        if purge.last.elapsed() < purge.every {
+            return;
+        }
+        purge.last = std::time::Instant::now();
+        let offsets: Vec<(i32, i64)> = self
+            .committed
+            .iter()
+            .filter(|((t, _), _)| *t == purge.topic)
+            .map(|((_, p), o)| (*p, *o))
+            .collect();
+        let Some(producer) = &self.producer else {
+            return;
+        };
+        if offsets.is_empty() {
+            return;
+        }
+        match producer
+            .client()
+            .delete_records(&purge.topic, &offsets)
+            .await
+        {
+            Ok(low) => {
+                tracing::debug!(topic = %purge.topic, ?low, "pipeline: consumed records purged")
+            }
+            Err(e) => {
+                tracing::warn!(topic = %purge.topic, error = %e, "pipeline: purging consumed records failed")
+            }
+        }
     }
 
     async fn commit_transaction(&mut self, offsets: &[(Tp, i64)]) -> Result<(), Error> {

@@ -161,6 +161,9 @@ pub struct Pipeline {
     stop_at_end: bool,
     windowed: Option<Arc<Windowed>>,
     joined: Option<Arc<StreamJoin>>,
+    /// An input whose records are deleted once committed, at most this often (the second
+    /// stage of a repartitioned pipeline: its repartition topic).
+    purge: Option<(String, Duration)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -192,6 +195,7 @@ impl Pipeline {
             stop_at_end: false,
             windowed: None,
             joined: None,
+            purge: None,
         }
     }
 

@@ -85,6 +85,7 @@ pub(super) async fn run(
         repartition: false,
         ..(*windowed).clone()
     }));
+    second.purge = windowed.purge_interval.map(|every| (topic.clone(), every));
     second.consumer.group_id = Some(topic.clone());
     second.consumer.auto_offset_reset = OffsetReset::Earliest;
     if let Some(instance) = &mut second.consumer.group_instance_id {

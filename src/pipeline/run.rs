@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, Notify};
 
-use super::driver::{Driver, EndGate, Stop};
+use super::driver::{Driver, EndGate, Purge, Stop};
 use super::stateful::{ensure_topic, LaneState, StateSpec, Step};
 use super::{Batch, Chain, Guarantee, Partitioning, Pipeline, Sink, Stats};
 use crate::config::ConfigError;
@@ -146,6 +146,7 @@ pub(super) async fn run_stage(
         stop_at_end,
         windowed,
         joined,
+        purge,
     } = pipeline;
     let sink = sink.ok_or_else(|| missing("an output (to_topic or to_fn)"))?;
     if inputs.is_empty() {
@@ -326,6 +327,11 @@ pub(super) async fn run_stage(
         ended: HashMap::new(),
         end_at,
         by_task: changelog.is_some(),
+        purge: purge.map(|(topic, every)| Purge {
+            topic: Arc::from(topic.as_str()),
+            every,
+            last: std::time::Instant::now(),
+        }),
     };
     tokio::pin!(shutdown);
     let result = loop {

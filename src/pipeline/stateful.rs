@@ -73,6 +73,11 @@ pub struct Windowed {
     /// Re-key the input through a repartition topic first, so every record of a key reaches
     /// one partition's state whatever partitioned the input ([`super::repartition`]).
     pub repartition: bool,
+    /// With `repartition`: how often the repartition records already consumed and committed
+    /// are deleted (DeleteRecords up to the committed offsets), as Kafka Streams'
+    /// `repartition.purge.interval.ms`; `None`: never (the topic's retention applies).
+    /// Default 30 s.
+    pub purge_interval: Option<std::time::Duration>,
 }
 
 impl Windowed {
@@ -95,6 +100,7 @@ impl Windowed {
             late_to: None,
             max_open_windows: 10_000_000,
             repartition: false,
+            purge_interval: Some(std::time::Duration::from_secs(30)),
         }
     }
 
@@ -102,6 +108,12 @@ impl Windowed {
     /// first: for input not partitioned by the grouping key ([`super::repartition`]).
     pub fn repartition(mut self) -> Self {
         self.repartition = true;
+        self
+    }
+
+    /// How often consumed repartition records are deleted (see the field).
+    pub fn purge_interval(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.purge_interval = interval;
         self
     }
 

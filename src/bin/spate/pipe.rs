@@ -115,6 +115,11 @@ pub struct Args {
     /// a key then meets the same state. Read back by the group `<group>-windows-repartition`.
     #[arg(long = "repartition")]
     pub repartition: bool,
+    /// With --repartition: how often the repartition records already read and committed are
+    /// deleted (DeleteRecords), like 30s (the default, as Kafka Streams), or `never` (the
+    /// topic's retention applies).
+    #[arg(long = "repartition-purge-interval")]
+    pub purge_interval: Option<String>,
     /// Transactions: the output and the committed offsets go together (needs -G). Each member
     /// gets its own transactional.id, `<prefix>-<group.instance.id>` for a static member (a
     /// restart fences its predecessor) or `<prefix>-<random>`; the prefix is
@@ -261,6 +266,10 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
             ("--emit", args.emit.is_some()),
             ("--max-open-windows", args.max_open_windows.is_some()),
             ("--repartition", args.repartition),
+            (
+                "--repartition-purge-interval",
+                args.purge_interval.is_some(),
+            ),
         ];
         return match stray.iter().find(|(_, given)| *given) {
             Some((flag, _)) => Err(format!("{flag} needs --window")),
@@ -296,6 +305,16 @@ fn windowed(args: &Args) -> Result<Option<Windowed>, String> {
     }
     if args.repartition {
         windowed = windowed.repartition();
+    }
+    match (args.purge_interval.as_deref(), args.repartition) {
+        (None, _) => {}
+        (Some(_), false) => return Err("--repartition-purge-interval needs --repartition".into()),
+        (Some("never"), true) => windowed = windowed.purge_interval(None),
+        (Some(every), true) => {
+            let ms =
+                parse_duration(every).map_err(|e| format!("--repartition-purge-interval: {e}"))?;
+            windowed = windowed.purge_interval(Some(Duration::from_millis(ms as u64)));
+        }
     }
     windowed.validate().map_err(|e| format!("--window: {e}"))?;
     Ok(Some(windowed))
