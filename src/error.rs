@@ -98,6 +98,8 @@ pub mod codes {
     pub const INVALID_REQUEST: i16 = 42;
     /// GROUP_ID_NOT_FOUND.
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// NON_EMPTY_GROUP: a group with members cannot be deleted.
+    pub const NON_EMPTY_GROUP: i16 = 68;
     /// GROUP_MAX_SIZE_REACHED.
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     /// FENCED_MEMBER_EPOCH (KIP-848): abandon every partition and join again.

@@ -85,6 +85,7 @@ async fn send(conn: &Connection, api: ApiKey, version: i16) -> Result<(), Error>
         ShareFetch => ShareFetchRequest,
         ShareAcknowledge => ShareAcknowledgeRequest,
         DeleteRecords => DeleteRecordsRequest,
+        DeleteGroups => DeleteGroupsRequest,
     )
 }
 

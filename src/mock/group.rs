@@ -53,6 +53,8 @@ enum Phase {
 #[derive(Debug)]
 struct Member {
     instance_id: Option<String>,
+    /// The `client.id` it joined with.
+    client_id: String,
     protocols: Vec<(String, Bytes)>,
     session_timeout: Duration,
     rebalance_timeout: Duration,
@@ -109,7 +111,62 @@ pub struct GroupInfo {
     pub instances: BTreeMap<String, String>,
 }
 
+/// A member as DescribeGroups shows it: id, instance id, client id, and (in a stable group)
+/// its metadata for the group's protocol and its assignment.
+pub(super) type DescribedMember = (String, Option<String>, String, Bytes, Bytes);
+
 impl Group {
+    /// The state's name, as Kafka's `ClassicGroupState`.
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Empty => "Empty",
+            Phase::Preparing { .. } => "PreparingRebalance",
+            Phase::Completing => "CompletingRebalance",
+            Phase::Stable => "Stable",
+        }
+    }
+
+    pub(super) fn protocol_type(&self) -> &str {
+        &self.protocol_type
+    }
+
+    /// Whether it has no members (and may be deleted, or take admin offset commits).
+    pub(super) fn is_empty(&self) -> bool {
+        self.phase == Phase::Empty
+    }
+
+    /// Its protocol (in a stable group) and members, as Kafka's `GroupMetadataManager
+    /// .describeGroups`: metadata and assignments only once stable.
+    pub(super) fn describe(&self) -> (Option<String>, Vec<DescribedMember>) {
+        let stable = self.phase == Phase::Stable;
+        let protocol = self.protocol.clone().filter(|_| stable);
+        let members = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let (metadata, assignment) = match &protocol {
+                    Some(p) => (
+                        m.protocols
+                            .iter()
+                            .find(|(name, _)| name == p)
+                            .map(|(_, meta)| meta.clone())
+                            .unwrap_or_default(),
+                        m.assignment.clone(),
+                    ),
+                    None => (Bytes::new(), Bytes::new()),
+                };
+                (
+                    id.clone(),
+                    m.instance_id.clone(),
+                    m.client_id.clone(),
+                    metadata,
+                    assignment,
+                )
+            })
+            .collect();
+        (protocol, members)
+    }
+
     pub(super) fn info(&self) -> GroupInfo {
         GroupInfo {
             generation: self.generation,
@@ -405,6 +462,7 @@ pub(super) fn join(
         .entry(member_id.clone())
         .or_insert_with(|| Member {
             instance_id: instance_id.clone(),
+            client_id: client_id.to_owned(),
             protocols: protocols.clone(),
             session_timeout,
             rebalance_timeout,
@@ -606,8 +664,16 @@ pub(super) fn offset_commit(
             )
         })
         .flatten();
+    let admin =
+        generation < 0 && request.member_id.is_empty() && request.group_instance_id.is_none();
     if let Some(modern) = modern {
         code = modern;
+    } else if code == 0 && admin {
+        // As Kafka's ClassicGroup.validateOffsetCommit: a commit from outside the group (an
+        // admin client, a consumer without group management) only while it has no members.
+        if state.groups.get(&group_id).is_some_and(|g| !g.is_empty()) {
+            code = UNKNOWN_MEMBER_ID;
+        }
     } else if code == 0 && generation >= 0 {
         code = match state.groups.get_mut(&group_id) {
             None => ILLEGAL_GENERATION,

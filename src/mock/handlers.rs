@@ -18,7 +18,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{admin, consumer_group, fetch, group, lock, share, share_fetch, txn, State};
+use super::{
+    admin, consumer_group, fetch, group, group_admin, lock, share, share_fetch, txn, State,
+};
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
     NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
@@ -54,6 +56,9 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ShareAcknowledge, 1),
     (ApiKey::CreateTopics, 7),
     (ApiKey::DeleteRecords, 2),
+    (ApiKey::ListGroups, 4),
+    (ApiKey::DescribeGroups, 5),
+    (ApiKey::DeleteGroups, 2),
 ];
 
 /// How to answer.
@@ -402,6 +407,20 @@ pub(super) fn handle(
             let request = decode!(CreateTopicsRequest);
             admin::create_topics(&mut lock(state), &request, error).encode(out, version)
         }
+        ApiKey::ListGroups => {
+            let request = decode!(ListGroupsRequest);
+            group_admin::list_groups(&lock(state), broker, &request, version, error)
+                .encode(out, version)
+        }
+        ApiKey::DescribeGroups => {
+            let request = decode!(DescribeGroupsRequest);
+            group_admin::describe_groups(&lock(state), broker, &request, error).encode(out, version)
+        }
+        ApiKey::DeleteGroups => {
+            let request = decode!(DeleteGroupsRequest);
+            group_admin::delete_groups(&mut lock(state), broker, &request, error)
+                .encode(out, version)
+        }
         ApiKey::DeleteRecords => {
             let request = decode!(DeleteRecordsRequest);
             admin::delete_records(&mut lock(state), broker, &request, error).encode(out, version)
@@ -692,18 +711,37 @@ fn offset_fetch(
     error: Option<i16>,
 ) -> OffsetFetchResponse {
     let group = request.group_id.0.to_string();
-    let topics = request
-        .topics
+    // No topics: every offset the group has committed, as Kafka answers.
+    let all: Vec<(TopicName, Vec<i32>)> = match &request.topics {
+        Some(topics) => topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+            .collect(),
+        None => {
+            let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+            for (g, t, p) in state.offsets.keys() {
+                if *g == group {
+                    by_topic.entry(t).or_default().push(*p);
+                }
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, mut ps)| {
+                    ps.sort_unstable();
+                    (topic_name(t), ps)
+                })
+                .collect()
+        }
+    };
+    let topics = all
         .iter()
-        .flatten()
-        .map(|t| {
-            let partitions = t
-                .partition_indexes
+        .map(|(name, partition_indexes)| {
+            let partitions = partition_indexes
                 .iter()
                 .map(|p| {
-                    let key = (group.clone(), t.name.0.to_string(), *p);
+                    let key = (group.clone(), name.0.to_string(), *p);
                     let unstable = request.require_stable
-                        && txn::offset_pending(state, &group, t.name.0.as_str(), *p);
+                        && txn::offset_pending(state, &group, name.0.as_str(), *p);
                     let code = match error {
                         Some(code) => code,
                         None if unstable => UNSTABLE_OFFSET_COMMIT,
@@ -717,7 +755,7 @@ fn offset_fetch(
                 })
                 .collect();
             OffsetFetchResponseTopic::default()
-                .with_name(t.name.clone())
+                .with_name(name.clone())
                 .with_partitions(partitions)
         })
         .collect();

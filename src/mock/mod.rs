@@ -39,6 +39,7 @@ mod admin;
 mod consumer_group;
 mod fetch;
 mod group;
+mod group_admin;
 mod handlers;
 mod inspect;
 mod log;

@@ -78,6 +78,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::ShareFetch, r(1, 1)),
     (ApiKey::ShareAcknowledge, r(1, 1)),
     (ApiKey::DeleteRecords, r(0, 2)),
+    (ApiKey::DeleteGroups, r(0, 2)),
 ];
 
 /// The versions spate speaks for `api`, if it speaks it at all.

@@ -2,6 +2,7 @@
 //! membership state machine) and the KIP-848 protocol (`group.protocol=consumer`, the
 //! coordinator assigns), each sans-IO with an async driver.
 
+pub mod admin;
 pub mod assignor;
 pub(crate) mod driver;
 pub mod membership;

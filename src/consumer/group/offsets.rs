@@ -104,6 +104,23 @@ pub(crate) async fn fetch(
                     .with_partition_indexes(indexes)
             })
             .collect();
+    fetch_topics(client, group, Some(topics), require_stable).await
+}
+
+/// Every offset `group` has committed (OffsetFetch without topics), as [`fetch`] gives them.
+pub(crate) async fn fetch_all(
+    client: &Client,
+    group: &str,
+) -> Result<Vec<(TopicPartition, Option<(i64, i32)>)>, Error> {
+    fetch_topics(client, group, None, false).await
+}
+
+async fn fetch_topics(
+    client: &Client,
+    group: &str,
+    topics: Option<Vec<OffsetFetchRequestTopic>>,
+    require_stable: bool,
+) -> Result<Vec<(TopicPartition, Option<(i64, i32)>)>, Error> {
     client
         .with_retry(
             &format!("fetch committed offsets of group {group}"),
@@ -114,7 +131,7 @@ pub(crate) async fn fetch(
                 let version = conn.version(ApiKey::OffsetFetch)?.min(7);
                 let request = OffsetFetchRequest::default()
                     .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-                    .with_topics(Some(topics.clone()))
+                    .with_topics(topics.clone())
                     .with_require_stable(require_stable && version >= 7);
                 let response = conn.request_at(&request, version).await?;
                 KafkaCode::check(response.error_code).map_err(|code| {

@@ -1661,6 +1661,32 @@ pub(super) static DELETE_RECORDS_RESPONSE: MessageSchema = MessageSchema {
     ],
 };
 
+pub(super) static DELETE_GROUPS_REQUEST: MessageSchema = MessageSchema {
+    name: "DeleteGroupsRequest",
+    api_key: Some(42),
+    valid: V(0, 2),
+    flexible: V(2, MAX),
+    fields: &[f("groups_names", Ty::Array(&Ty::String), V(0, MAX))],
+};
+
+pub(super) static DELETE_GROUPS_RESPONSE: MessageSchema = MessageSchema {
+    name: "DeleteGroupsResponse",
+    api_key: Some(42),
+    valid: V(0, 2),
+    flexible: V(2, MAX),
+    fields: &[
+        f("throttle_time_ms", Ty::Int32, V(0, MAX)),
+        f(
+            "results",
+            Ty::Array(&Ty::Struct(&[
+                f("group_id", Ty::String, V(0, MAX)),
+                f("error_code", Ty::Int16, V(0, MAX)),
+            ])),
+            V(0, MAX),
+        ),
+    ],
+};
+
 pub(super) static CONSUMER_PROTOCOL_SUBSCRIPTION: MessageSchema = MessageSchema {
     name: "ConsumerProtocolSubscription",
     api_key: None,
@@ -1743,6 +1769,7 @@ pub(super) static REQUESTS: &[(i16, &MessageSchema)] = &[
     (28, &TXN_OFFSET_COMMIT_REQUEST),
     (32, &DESCRIBE_CONFIGS_REQUEST),
     (36, &SASL_AUTHENTICATE_REQUEST),
+    (42, &DELETE_GROUPS_REQUEST),
     (68, &CONSUMER_GROUP_HEARTBEAT_REQUEST),
     (76, &SHARE_GROUP_HEARTBEAT_REQUEST),
     (78, &SHARE_FETCH_REQUEST),
@@ -1777,6 +1804,7 @@ pub(super) static RESPONSES: &[(i16, &MessageSchema)] = &[
     (28, &TXN_OFFSET_COMMIT_RESPONSE),
     (32, &DESCRIBE_CONFIGS_RESPONSE),
     (36, &SASL_AUTHENTICATE_RESPONSE),
+    (42, &DELETE_GROUPS_RESPONSE),
     (68, &CONSUMER_GROUP_HEARTBEAT_RESPONSE),
     (76, &SHARE_GROUP_HEARTBEAT_RESPONSE),
     (78, &SHARE_FETCH_RESPONSE),

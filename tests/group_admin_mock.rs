@@ -1,0 +1,223 @@
+//! Group administration on the embedded cluster (`--features mock`): ListGroups,
+//! DescribeGroups, DeleteGroups and administrative offset commits behave as Apache Kafka's
+//! group coordinator (see `src/mock/group_admin.rs`), checked first with librdkafka's
+//! AdminClient (confluent-kafka) as the independent client, then with spate's
+//! `consumer::group::admin`.
+
+mod support;
+
+use std::time::Duration;
+
+use spate::cluster::Client;
+use spate::consumer::group::admin;
+use spate::consumer::{Consumer, ConsumerConfig, Event, OffsetReset};
+use spate::error::codes::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, UNKNOWN_MEMBER_ID};
+use spate::mock::MockCluster;
+use spate::producer::{Producer, ProducerConfig, Record};
+use spate::ClientConfig;
+
+fn librdkafka(bootstrap: String, commands: Vec<&'static str>) -> Vec<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/group_admin.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&bootstrap)
+        .args(&commands)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "group_admin.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A cluster with `events` (3 partitions, 10 records each) and the group `busy`: one spate
+/// member that owns every partition and has committed 3, 4 and 5. The member is returned
+/// (it keeps heartbeating while the test runs).
+async fn busy_cluster() -> (MockCluster, Consumer) {
+    let cluster = MockCluster::start(2).await.expect("cluster");
+    cluster.create_topic("events", 3);
+    let bootstrap = cluster.bootstrap();
+    let producer = Producer::new(ProducerConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    for p in 0..3 {
+        let rows = (0..10).map(|_| Record::new("events").value(b"e").partition(p));
+        producer
+            .send_batch("events", rows)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let mut config = ConsumerConfig::new(&bootstrap)
+        .group_id("busy")
+        .auto_offset_reset(OffsetReset::Earliest);
+    config.client = config.client.client_id("busy-member");
+    config.enable_auto_commit = false;
+    let mut member = Consumer::new(config).await.unwrap();
+    member.subscribe(&["events"]).unwrap();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), member.next())
+            .await
+            .expect("the member is assigned")
+            .unwrap();
+        if matches!(event, Event::Assigned(_)) {
+            break;
+        }
+    }
+    member
+        .commit_offsets(&[
+            ("events".into(), 0, 3),
+            ("events".into(), 1, 4),
+            ("events".into(), 2, 5),
+        ])
+        .await
+        .unwrap();
+    support::wait_for("the group to be stable", || {
+        cluster.group("busy").is_some_and(|g| g.stable)
+    })
+    .await;
+    (cluster, member)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_listed_described_reset_and_deleted_as_kafka_does() {
+    let (cluster, member) = busy_cluster().await;
+    let bootstrap = cluster.bootstrap();
+    // librdkafka first: the judge of what the cluster answers.
+    let commands = vec![
+        "alter:idle:events:0:7",
+        "list",
+        "describe:busy",
+        "offsets:busy",
+        "describe:idle",
+        "alter:busy:events:0:1",
+        "delete:busy",
+        "delete:nope",
+        "delete:idle",
+        "list",
+    ];
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || librdkafka(b, commands))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        [
+            "idle alter ok",
+            "group busy STABLE",
+            "group idle EMPTY",
+            "busy state STABLE assignor range members 1",
+            "busy member busy-member /127.0.0.1 events-0,events-1,events-2",
+            "busy offset events-0 3",
+            "busy offset events-1 4",
+            "busy offset events-2 5",
+            "idle state EMPTY assignor - members 0",
+            "busy alter UNKNOWN_MEMBER_ID",
+            "busy delete NON_EMPTY_GROUP",
+            "nope delete GROUP_ID_NOT_FOUND",
+            "idle delete ok",
+            "group busy STABLE",
+        ]
+    );
+
+    // Then spate, the same steps.
+    let client = Client::connect(ClientConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    admin::alter_offsets(&client, "idle", &[(("events".into(), 0), 7)])
+        .await
+        .unwrap();
+    let listed: Vec<(String, Option<String>)> = admin::list_groups(&client)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.group_id, g.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("busy".to_owned(), Some("Stable".to_owned())),
+            ("idle".to_owned(), Some("Empty".to_owned())),
+        ]
+    );
+    let busy = admin::describe_group(&client, "busy").await.unwrap();
+    assert_eq!(
+        (busy.state.as_str(), busy.protocol.as_str()),
+        ("Stable", "range")
+    );
+    assert_eq!(busy.members.len(), 1);
+    assert_eq!(busy.members[0].client_id, "busy-member");
+    assert_eq!(busy.members[0].host, "/127.0.0.1");
+    let mut owned = busy.members[0].assignment.clone();
+    owned.sort();
+    assert_eq!(
+        owned,
+        [
+            ("events".to_owned(), 0),
+            ("events".to_owned(), 1),
+            ("events".to_owned(), 2)
+        ]
+    );
+    let lag = admin::describe_lag(&client, "busy").await.unwrap();
+    let rows: Vec<(i32, Option<i64>, i64, Option<i64>, bool)> = lag
+        .iter()
+        .map(|l| {
+            (
+                l.partition,
+                l.committed,
+                l.log_end,
+                l.lag,
+                l.member.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, Some(3), 10, Some(7), true),
+            (1, Some(4), 10, Some(6), true),
+            (2, Some(5), 10, Some(5), true),
+        ]
+    );
+    let idle = admin::describe_group(&client, "idle").await.unwrap();
+    assert_eq!((idle.state.as_str(), idle.members.len()), ("Empty", 0));
+    let refused = admin::alter_offsets(&client, "busy", &[(("events".into(), 0), 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.0), Some(UNKNOWN_MEMBER_ID));
+    let deleted = admin::delete_groups(&client, &["busy", "nope", "idle"]).await;
+    let codes: Vec<Option<i16>> = deleted
+        .iter()
+        .map(|(_, r)| r.as_ref().err().map(|e| e.code().map_or(-1, |c| c.0)))
+        .collect();
+    assert_eq!(
+        codes,
+        [Some(NON_EMPTY_GROUP), Some(GROUP_ID_NOT_FOUND), None]
+    );
+    let left: Vec<String> = admin::list_groups(&client)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.group_id)
+        .collect();
+    assert_eq!(left, ["busy"]);
+    assert!(
+        admin::committed_offsets(&client, "idle")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a deleted group's offsets go with it"
+    );
+    member.close().await.unwrap();
+}
