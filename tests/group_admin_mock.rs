@@ -170,7 +170,8 @@ async fn groups_are_listed_described_reset_and_deleted_as_kafka_does() {
         ]
     );
     let lag = admin::describe_lag(&client, "busy").await.unwrap();
-    let rows: Vec<(i32, Option<i64>, i64, Option<i64>, bool)> = lag
+    type Row = (i32, Option<i64>, i64, Option<i64>, bool);
+    let rows: Vec<Row> = lag
         .iter()
         .map(|l| {
             (

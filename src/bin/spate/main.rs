@@ -6,6 +6,7 @@ mod consume;
 mod cpu;
 mod dump;
 mod format;
+mod group;
 mod metadata;
 mod pipe;
 mod produce;
@@ -35,6 +36,12 @@ enum Command {
     Consume(consume::Args),
     /// Decode Kafka log segments (`*.log`) or files of raw record batches.
     Dump(dump::Args),
+    /// List, describe, reset the offsets of, or delete consumer groups (like
+    /// kafka-consumer-groups.sh).
+    Group {
+        #[command(subcommand)]
+        action: group::Action,
+    },
     /// Show brokers, topics, partitions and leaders (like `kcat -L`).
     Metadata(metadata::Args),
     /// Read a topic, transform every record (uppercase, filter, JSON field, join with a table,
@@ -57,6 +64,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Consume(args) => consume::run(&args),
         Command::Dump(args) => dump::run(&args),
+        Command::Group { action } => group::run(&action).map(|()| ExitCode::SUCCESS),
         Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Pipe(args) => pipe::run(&args),
         Command::Produce(args) => produce::run(&args),
