@@ -222,6 +222,10 @@ pub struct ClientConfig {
     pub sasl: SaslConfig,
     /// TLS settings, when `security.protocol` uses TLS.
     pub tls: TlsConfig,
+    /// Whether metadata requests for a topic that does not exist ask the broker to create it
+    /// (`allow.auto.create.topics`; the broker's `auto.create.topics.enable` decides). `None`:
+    /// the client's default, yes for a producer (as Java's and librdkafka's), no otherwise.
+    pub allow_auto_create_topics: Option<bool>,
 }
 
 impl Default for ClientConfig {
@@ -241,6 +245,7 @@ impl Default for ClientConfig {
             security_protocol: SecurityProtocol::Plaintext,
             sasl: SaslConfig::default(),
             tls: TlsConfig::default(),
+            allow_auto_create_topics: None,
         }
     }
 }
@@ -290,6 +295,9 @@ impl ClientConfig {
                 self.max_response_size = parse::<usize>(key, v)?
             }
             "security.protocol" => self.security_protocol = parse_with(key, v)?,
+            "allow.auto.create.topics" => {
+                self.allow_auto_create_topics = Some(parse::<bool>(key, v)?)
+            }
             "sasl.mechanism" | "sasl.mechanisms" => self.sasl.mechanism = parse_with(key, v)?,
             "sasl.username" => self.sasl.username = v.to_owned(),
             "sasl.password" => self.sasl.password = value.to_owned(),

@@ -253,7 +253,10 @@ impl Client {
         if self.metadata_refreshes() != seen && matches!(topics, Topics::None) {
             return Ok(current);
         }
-        let request = metadata_request(topics);
+        let request = metadata_request(
+            topics,
+            self.inner.config.allow_auto_create_topics.unwrap_or(false),
+        );
         let mut tried = Vec::new();
         let mut last = None;
         let mut rebootstrap = false;
@@ -560,7 +563,7 @@ fn no_leader(metadata: &ClusterMetadata, topic: &str, partition: i32) -> Error {
     }
 }
 
-fn metadata_request(topics: Topics<'_>) -> MetadataRequest {
+fn metadata_request(topics: Topics<'_>, auto_create: bool) -> MetadataRequest {
     let topics = match topics {
         Topics::All => None,
         Topics::None => Some(Vec::new()),
@@ -576,7 +579,7 @@ fn metadata_request(topics: Topics<'_>) -> MetadataRequest {
     };
     MetadataRequest::default()
         .with_topics(topics)
-        .with_allow_auto_topic_creation(false)
+        .with_allow_auto_topic_creation(auto_create)
 }
 
 /// Shortens a duration to whole milliseconds for request fields.

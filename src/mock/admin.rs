@@ -37,7 +37,7 @@ use crate::error::codes::{
 const MAX_RECORDS_PER_REQUEST: i64 = 10_000;
 
 /// Kafka's `Topic.validate`: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn name_error(name: &str) -> Option<String> {
+pub(super) fn name_error(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("Topic name is illegal, it can't be empty".into());
     }

@@ -22,7 +22,7 @@ use super::{
     admin, consumer_group, fetch, group, group_admin, lock, share, share_fetch, txn, State,
 };
 use crate::error::codes::{
-    FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, NOT_COORDINATOR,
+    FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, LEADER_NOT_AVAILABLE, NOT_COORDINATOR,
     NOT_LEADER_OR_FOLLOWER, REBOOTSTRAP_REQUIRED, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
     UNSTABLE_OFFSET_COMMIT, UNSUPPORTED_VERSION,
 };
@@ -184,7 +184,7 @@ pub(super) fn handle(
             let response = if rebootstrap {
                 MetadataResponse::default().with_error_code(REBOOTSTRAP_REQUIRED)
             } else {
-                metadata(&lock(state), &request, error)
+                metadata(&mut lock(state), &request, error)
             };
             response.encode(out, version)
         }
@@ -441,7 +441,23 @@ fn not_coordinator(state: &State, broker: i32) -> Option<i16> {
     (state.coordinator != broker).then_some(NOT_COORDINATOR)
 }
 
-fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> MetadataResponse {
+fn metadata(state: &mut State, request: &MetadataRequest, error: Option<i16>) -> MetadataResponse {
+    // Topics created by this request: Kafka answers them LEADER_NOT_AVAILABLE until their
+    // creation is done (the client asks again).
+    let mut created = Vec::new();
+    if let (Some(partitions), Some(topics), None) = (state.auto_create, &request.topics, error) {
+        if request.allow_auto_topic_creation {
+            for t in topics {
+                let Some(name) = &t.name else { continue };
+                let name = name.0.as_str();
+                if !state.topics.contains_key(name) && admin::name_error(name).is_none() {
+                    state.create_topic(name, partitions);
+                    created.push(name.to_owned());
+                }
+            }
+        }
+    }
+    let state = &*state;
     let brokers = state
         .brokers
         .iter()
@@ -485,6 +501,9 @@ fn metadata(state: &State, request: &MetadataRequest, error: Option<i16>) -> Met
                 .with_topic_id(uuid::Uuid::from_u128(id));
             match (state.topics.get(&topic), error) {
                 (_, Some(code)) => response.with_error_code(code),
+                (Some(_), None) if created.contains(&topic) => {
+                    response.with_error_code(LEADER_NOT_AVAILABLE)
+                }
                 (None, None) => response.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
                 (Some(logs), None) => response.with_partitions(
                     logs.iter()

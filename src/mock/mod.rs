@@ -103,6 +103,9 @@ struct State {
     requests: HashMap<i16, u64>,
     /// Transactions by transactional id.
     transactions: HashMap<String, txn::Transaction>,
+    /// Topics named in a Metadata request that allows it are created with this many
+    /// partitions (`auto.create.topics.enable`); `None`: never.
+    auto_create: Option<i32>,
     /// Topics' `cleanup.policy`, where one was given at creation (else `delete`).
     policies: HashMap<String, String>,
     /// Committed offsets by (group, topic, partition).
@@ -149,6 +152,7 @@ impl State {
             next_producer_id: 1000,
             requests: HashMap::new(),
             transactions: HashMap::new(),
+            auto_create: None,
             policies: HashMap::new(),
             offsets: HashMap::new(),
             offset_epochs: HashMap::new(),
@@ -248,9 +252,21 @@ impl Drop for MockCluster {
 impl MockCluster {
     /// Starts `brokers` brokers (ids 0..n) on free loopback ports.
     pub async fn start(brokers: usize) -> std::io::Result<MockCluster> {
+        MockCluster::start_at(brokers, 0).await
+    }
+
+    /// Starts `brokers` brokers (ids 0..n) on loopback, broker `i` on port `first_port + i`
+    /// (free ports for `first_port` 0).
+    pub async fn start_at(brokers: usize, first_port: u16) -> std::io::Result<MockCluster> {
         let mut listeners = Vec::new();
-        for _ in 0..brokers.max(1) {
-            listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+        for i in 0..brokers.max(1) {
+            let port = match first_port {
+                0 => 0,
+                p => p.checked_add(i as u16).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, "port out of range")
+                })?,
+            };
+            listeners.push(TcpListener::bind(("127.0.0.1", port)).await?);
         }
         let state = Arc::new(Mutex::new(State::new(
             listeners
@@ -370,6 +386,15 @@ impl MockCluster {
     /// Creates a topic; partition `p`'s leader is broker `p % brokers`.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         self.state().create_topic(name, partitions);
+    }
+
+    /// Creates topics on first use, as Apache Kafka does by default
+    /// (`auto.create.topics.enable=true`, `num.partitions`): a Metadata request that names a
+    /// topic that does not exist and allows auto-creation creates it with `partitions`
+    /// partitions, and is answered LEADER_NOT_AVAILABLE for it (the client asks again), as
+    /// Kafka answers while the creation completes. `None` turns it off (the default here).
+    pub fn auto_create_topics(&self, partitions: Option<i32>) {
+        self.state().auto_create = partitions.map(|p| p.max(1));
     }
 
     /// Grows a topic to `partitions` (as an administrator's CreatePartitions does); the new

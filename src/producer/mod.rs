@@ -291,7 +291,10 @@ impl Producer {
     /// sender task. Must be called within a tokio runtime.
     pub async fn new(config: ProducerConfig) -> Result<Producer, Error> {
         config.validate()?;
-        let client = Client::connect(config.client.clone()).await?;
+        let mut client_config = config.client.clone();
+        // A producer asks for a topic it writes to be created if the broker allows it.
+        client_config.allow_auto_create_topics.get_or_insert(true);
+        let client = Client::connect(client_config).await?;
         Producer::with_client(client, config).await
     }
 

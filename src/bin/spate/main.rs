@@ -10,6 +10,7 @@ mod group;
 mod metadata;
 mod pipe;
 mod produce;
+mod serve;
 mod share_consume;
 mod topic;
 
@@ -49,6 +50,9 @@ enum Command {
     Pipe(Box<pipe::Args>),
     /// Produce messages from stdin or files, one per line (like `kcat -P`).
     Produce(produce::Args),
+    /// Serve the embedded cluster as a standalone broker on 127.0.0.1 (a Kafka for tests of
+    /// other services; memory only); prints the bootstrap list first.
+    Serve(serve::Args),
     /// Read as a member of a share group (KIP-932): records shared out among members.
     ShareConsume(share_consume::Args),
     /// Create, delete or list topics.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Metadata(args) => metadata::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Pipe(args) => pipe::run(&args),
         Command::Produce(args) => produce::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::ShareConsume(args) => share_consume::run(&args),
         Command::Topic { action } => topic::run(&action).map(|()| ExitCode::SUCCESS),
     };
