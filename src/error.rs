@@ -124,6 +124,8 @@ pub mod codes {
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// The number of partitions is not a legal one.
     pub const INVALID_PARTITIONS: i16 = 37;
+    /// Replica assignments that do not fit the request.
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     /// The replication factor is larger than the brokers, or not a legal one.
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     /// The request breaks a broker policy (for example, a batch too large for the controller).

@@ -262,3 +262,99 @@ async fn delete_records_moves_the_log_start_as_kafka_does() {
     );
     consumer.close().await.unwrap();
 }
+
+fn librdkafka_grows(bootstrap: String, args: &'static [&'static str]) -> Vec<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/create_partitions.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&bootstrap)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "create_partitions.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// CreatePartitions grows a topic and refuses what Kafka refuses (no increase, an unknown
+/// topic, more new partitions than the controller takes at once); validate_only changes nothing; new
+/// partitions take records. librdkafka first, then spate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_partitions_grows_and_refuses_as_kafka_does() {
+    let cluster = MockCluster::start(2).await.expect("cluster");
+    for t in ["a", "b", "c", "d"] {
+        cluster.create_topic(t, 2);
+    }
+    let bootstrap = cluster.bootstrap();
+    let b = bootstrap.clone();
+    let got =
+        tokio::task::spawn_blocking(move || librdkafka_grows(b, &["a:4", "b:2", "c:1", "nope:3"]))
+            .await
+            .unwrap();
+    assert_eq!(
+        got,
+        [
+            "a ok",
+            "b INVALID_PARTITIONS",
+            "c INVALID_PARTITIONS",
+            "nope UNKNOWN_TOPIC_OR_PART",
+            "a partitions 4",
+            "b partitions 2",
+            "c partitions 2",
+        ]
+    );
+    // More new partitions than the controller writes in one operation: refused whole.
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || librdkafka_grows(b, &["d:50000"]))
+        .await
+        .unwrap();
+    assert_eq!(got, ["d POLICY_VIOLATION", "d partitions 2"]);
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || librdkafka_grows(b, &["b:5", "--validate-only"]))
+        .await
+        .unwrap();
+    assert_eq!(got, ["b ok", "b partitions 2"]);
+
+    // Then spate.
+    let client = Client::connect(ClientConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    client.create_partitions(&[("b", 3)]).await.unwrap();
+    assert_eq!(client.partition_count("b").await.unwrap(), 3);
+    let refused = |e: spate::Error| e.code().map(|c| c.0);
+    assert_eq!(
+        refused(client.create_partitions(&[("b", 3)]).await.unwrap_err()),
+        Some(INVALID_PARTITIONS)
+    );
+    assert_eq!(
+        refused(
+            client
+                .create_partitions(&[("d", i32::MAX)])
+                .await
+                .unwrap_err()
+        ),
+        Some(POLICY_VIOLATION)
+    );
+    // The new partition takes records.
+    let producer = Producer::new(ProducerConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    producer
+        .send(Record::new("b").value(b"new").partition(2))
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    producer.close().await.unwrap();
+    assert_eq!(cluster.log_end("b", 2), 1);
+}

@@ -86,6 +86,7 @@ async fn send(conn: &Connection, api: ApiKey, version: i16) -> Result<(), Error>
         ShareAcknowledge => ShareAcknowledgeRequest,
         DeleteRecords => DeleteRecordsRequest,
         DeleteGroups => DeleteGroupsRequest,
+        CreatePartitions => CreatePartitionsRequest,
     )
 }
 

@@ -97,6 +97,35 @@ async fn real_clients_use_spate_serve() {
     assert_eq!(value, b"hello");
     consumer.close().await.unwrap();
 
+    // The CLI's admin commands against it.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let grown = cli(&[
+        "topic",
+        "add-partitions",
+        "-b",
+        &bootstrap,
+        "-t",
+        "auto-spate",
+        "--partitions",
+        "5",
+    ]);
+    assert_eq!(grown.trim(), "topic auto-spate now has 5 partitions");
+    let listed = cli(&["topic", "list", "-b", &bootstrap]);
+    assert!(listed.lines().any(|l| l == "auto-spate\t5"), "{listed}");
+    let groups = cli(&["group", "list", "-b", &bootstrap]);
+    assert!(groups.lines().any(|l| l == "shared"), "{groups}");
+
     support::sigterm(&serve);
     let status = serve.wait().unwrap();
     assert!(status.success(), "a clean stop on SIGTERM: {status}");

@@ -6,13 +6,15 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, ListOffsetsRequest,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, ListOffsetsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -149,6 +151,46 @@ impl Client {
             )?;
         }
         tracing::info!(topics = ?topics.iter().map(|t| &t.name).collect::<Vec<_>>(), "topics created");
+        Ok(())
+    }
+
+    /// Grows each `(topic, partitions)` to that many partitions in total (on the controller),
+    /// as Java's `Admin.createPartitions`. Fails with the first topic's error, if any:
+    /// INVALID_PARTITIONS for a count that is not an increase.
+    pub async fn create_partitions(&self, topics: &[(&str, i32)]) -> Result<(), Error> {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(millis_i32(self.config().request_timeout))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(name, count)| {
+                        CreatePartitionsTopic::default()
+                            .with_name(topic_name(name))
+                            .with_count(*count)
+                            .with_assignments(None)
+                    })
+                    .collect(),
+            );
+        let response = self
+            .with_retry("create partitions", &[], || async {
+                let response = self.controller().await?.request(&request).await?;
+                sent_to_old_controller(
+                    response.results.iter().map(|t| t.error_code),
+                    "create partitions",
+                )?;
+                Ok(response)
+            })
+            .await?;
+        for t in &response.results {
+            check(
+                t.error_code,
+                || format!("create partitions of {}", t.name.0),
+                t.error_message.as_ref(),
+            )?;
+        }
+        // The next lookups see the new partitions.
+        let names: Vec<&str> = topics.iter().map(|(n, _)| *n).collect();
+        self.refresh_metadata(Topics::Only(&names)).await?;
         Ok(())
     }
 

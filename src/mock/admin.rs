@@ -11,6 +11,13 @@
 //! topic configs only `cleanup.policy` is kept (DeleteRecords refuses a topic without
 //! `delete`); the mock has no compaction or retention.
 //!
+//! CreatePartitions, as KRaft's `ReplicationControlManager.createPartitions`: a topic named
+//! twice is INVALID_REQUEST, an unknown one UNKNOWN_TOPIC_OR_PARTITION, a count not above the
+//! current one INVALID_PARTITIONS, assignments of the wrong length INVALID_REPLICA_ASSIGNMENT;
+//! `validate_only` changes nothing; more than 10,000 new partitions in one request fail with
+//! POLICY_VIOLATION (the controller's bounded record batch), so a lying count costs nothing.
+//! New partitions' leaders follow the creation rule (partition `p` on broker `p % brokers`).
+//!
 //! DeleteRecords, as Kafka's `ReplicaManager.deleteRecords`: each partition at its leader
 //! (NOT_LEADER_OR_FOLLOWER elsewhere), UNKNOWN_TOPIC_OR_PARTITION for one that does not exist,
 //! POLICY_VIOLATION for a topic whose `cleanup.policy` lacks `delete`, OFFSET_OUT_OF_RANGE
@@ -20,6 +27,7 @@
 
 use std::collections::HashSet;
 
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -29,8 +37,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::State;
 use crate::error::codes::{
-    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REQUEST, INVALID_TOPIC_EXCEPTION,
-    NOT_LEADER_OR_FOLLOWER, POLICY_VIOLATION, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION,
+    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REPLICA_ASSIGNMENT, INVALID_REQUEST,
+    INVALID_TOPIC_EXCEPTION, NOT_LEADER_OR_FOLLOWER, POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// Kafka's `QuorumController.MAX_RECORDS_PER_USER_OP`.
@@ -213,4 +222,88 @@ pub(super) fn delete_records(
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+pub(super) fn create_partitions(
+    state: &mut State,
+    request: &CreatePartitionsRequest,
+    error: Option<i16>,
+) -> CreatePartitionsResponse {
+    let mut seen = HashSet::new();
+    let duplicated: HashSet<&str> = request
+        .topics
+        .iter()
+        .filter(|t| !seen.insert(t.name.0.as_str()))
+        .map(|t| t.name.0.as_str())
+        .collect();
+    let mut added: i64 = 0;
+    let mut checked = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.name.0.as_str();
+        let current = state.topics.get(name).map(|logs| logs.len() as i32);
+        let wanted = topic.count;
+        let refused: Option<(i16, String)> = match (error, current) {
+            (Some(code), _) => Some((code, "injected".into())),
+            _ if duplicated.contains(name) => {
+                Some((INVALID_REQUEST, "Duplicate topic in request.".into()))
+            }
+            (None, None) => Some((
+                UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.".into(),
+            )),
+            (None, Some(n)) if wanted == n => Some((
+                INVALID_PARTITIONS,
+                format!("Topic already has {n} partition(s)."),
+            )),
+            (None, Some(n)) if wanted < n => Some((
+                INVALID_PARTITIONS,
+                format!(
+                    "The topic {name} currently has {n} partition(s); {wanted} would not be an \
+                     increase."
+                ),
+            )),
+            (None, Some(n)) => match &topic.assignments {
+                Some(a) if a.len() as i64 != i64::from(wanted - n) => Some((
+                    INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "Attempted to add {} additional partition(s), but only {} assignment(s) \
+                         were specified.",
+                        wanted - n,
+                        a.len()
+                    ),
+                )),
+                _ => {
+                    added += i64::from(wanted - n);
+                    None
+                }
+            },
+        };
+        checked.push((topic, refused));
+    }
+    let too_large = added > MAX_RECORDS_PER_REQUEST;
+    let results = checked
+        .into_iter()
+        .map(|(topic, refused)| {
+            let refused = match refused {
+                None if too_large => Some((
+                    POLICY_VIOLATION,
+                    "Unable to perform excessively large batch operation.".to_owned(),
+                )),
+                other => other,
+            };
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+            match refused {
+                Some((code, message)) => result
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message))),
+                None => {
+                    if !request.validate_only {
+                        state.grow_topic(topic.name.0.as_str(), topic.count);
+                    }
+                    result
+                }
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
 }

@@ -59,6 +59,7 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::ListGroups, 4),
     (ApiKey::DescribeGroups, 5),
     (ApiKey::DeleteGroups, 2),
+    (ApiKey::CreatePartitions, 3),
 ];
 
 /// How to answer.
@@ -420,6 +421,10 @@ pub(super) fn handle(
             let request = decode!(DeleteGroupsRequest);
             group_admin::delete_groups(&mut lock(state), broker, &request, error)
                 .encode(out, version)
+        }
+        ApiKey::CreatePartitions => {
+            let request = decode!(CreatePartitionsRequest);
+            admin::create_partitions(&mut lock(state), &request, error).encode(out, version)
         }
         ApiKey::DeleteRecords => {
             let request = decode!(DeleteRecordsRequest);

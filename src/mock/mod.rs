@@ -179,6 +179,16 @@ impl State {
         self.topic_ids.insert(name.to_owned(), fastrand::u128(1..));
     }
 
+    /// Grows a topic to `partitions`, new leaders as at creation.
+    fn grow_topic(&mut self, name: &str, partitions: i32) {
+        let n = self.brokers.len() as i32;
+        if let Some(logs) = self.topics.get_mut(name) {
+            for p in logs.len() as i32..partitions {
+                logs.push(PartitionLog::new(p % n));
+            }
+        }
+    }
+
     /// The topic an id names, if any.
     fn topic_by_id(&self, id: u128) -> Option<&str> {
         self.topic_ids
@@ -400,13 +410,7 @@ impl MockCluster {
     /// Grows a topic to `partitions` (as an administrator's CreatePartitions does); the new
     /// partitions' leaders follow [`create_topic`](Self::create_topic)'s rule.
     pub fn add_partitions(&self, name: &str, partitions: i32) {
-        let mut state = self.state();
-        let n = state.brokers.len() as i32;
-        if let Some(logs) = state.topics.get_mut(name) {
-            for p in logs.len() as i32..partitions {
-                logs.push(PartitionLog::new(p % n));
-            }
-        }
+        self.state().grow_topic(name, partitions);
     }
 
     /// The version of the last request of `api`.

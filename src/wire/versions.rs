@@ -79,6 +79,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::ShareAcknowledge, r(1, 1)),
     (ApiKey::DeleteRecords, r(0, 2)),
     (ApiKey::DeleteGroups, r(0, 2)),
+    (ApiKey::CreatePartitions, r(0, 3)),
 ];
 
 /// The versions spate speaks for `api`, if it speaks it at all.

@@ -432,6 +432,7 @@ fn honest(api: ApiKey, version: i16, mut request: Bytes, port: u16) -> BytesMut 
         ApiKey::ShareAcknowledge => ShareAcknowledgeResponse::default().encode(&mut out, version),
         ApiKey::DeleteRecords => DeleteRecordsResponse::default().encode(&mut out, version),
         ApiKey::DeleteGroups => DeleteGroupsResponse::default().encode(&mut out, version),
+        ApiKey::CreatePartitions => CreatePartitionsResponse::default().encode(&mut out, version),
         other => panic!("the liar does not answer {other:?}"),
     };
     result.unwrap();

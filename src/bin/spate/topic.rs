@@ -1,4 +1,4 @@
-//! `spate topic create|delete|list`.
+//! `spate topic create|delete|add-partitions|list`.
 
 use spate::cluster::NewTopic;
 
@@ -30,6 +30,17 @@ pub enum Action {
         /// Topic name (repeatable).
         #[arg(short = 't', long = "topic", required = true)]
         topics: Vec<String>,
+    },
+    /// Grow a topic to this many partitions in total (kafka-topics.sh --alter --partitions).
+    AddPartitions {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The new total.
+        #[arg(long)]
+        partitions: i32,
     },
     /// List topic names, one per line, with their partition counts.
     List {
@@ -76,6 +87,19 @@ pub fn run(action: &Action) -> Result<(), String> {
             for name in topics {
                 println!("deleted topic {name}");
             }
+        }
+        Action::AddPartitions {
+            conn,
+            topic,
+            partitions,
+        } => {
+            conn.run(|client| async move {
+                client
+                    .create_partitions(&[(topic, *partitions)])
+                    .await
+                    .map_err(|e| e.to_string())
+            })?;
+            println!("topic {topic} now has {partitions} partitions");
         }
         Action::List { conn } => {
             let topics =

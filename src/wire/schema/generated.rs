@@ -1687,6 +1687,54 @@ pub(super) static DELETE_GROUPS_RESPONSE: MessageSchema = MessageSchema {
     ],
 };
 
+pub(super) static CREATE_PARTITIONS_REQUEST: MessageSchema = MessageSchema {
+    name: "CreatePartitionsRequest",
+    api_key: Some(37),
+    valid: V(0, 3),
+    flexible: V(2, MAX),
+    fields: &[
+        f(
+            "topics",
+            Ty::Array(&Ty::Struct(&[
+                f("name", Ty::String, V(0, MAX)),
+                f("count", Ty::Int32, V(0, MAX)),
+                f(
+                    "assignments",
+                    Ty::Array(&Ty::Struct(&[f(
+                        "broker_ids",
+                        Ty::Array(&Ty::Int32),
+                        V(0, MAX),
+                    )])),
+                    V(0, MAX),
+                )
+                .nullable(V(0, MAX)),
+            ])),
+            V(0, MAX),
+        ),
+        f("timeout_ms", Ty::Int32, V(0, MAX)),
+        f("validate_only", Ty::Bool, V(0, MAX)),
+    ],
+};
+
+pub(super) static CREATE_PARTITIONS_RESPONSE: MessageSchema = MessageSchema {
+    name: "CreatePartitionsResponse",
+    api_key: Some(37),
+    valid: V(0, 3),
+    flexible: V(2, MAX),
+    fields: &[
+        f("throttle_time_ms", Ty::Int32, V(0, MAX)),
+        f(
+            "results",
+            Ty::Array(&Ty::Struct(&[
+                f("name", Ty::String, V(0, MAX)),
+                f("error_code", Ty::Int16, V(0, MAX)),
+                f("error_message", Ty::String, V(0, MAX)).nullable(V(0, MAX)),
+            ])),
+            V(0, MAX),
+        ),
+    ],
+};
+
 pub(super) static CONSUMER_PROTOCOL_SUBSCRIPTION: MessageSchema = MessageSchema {
     name: "ConsumerProtocolSubscription",
     api_key: None,
@@ -1769,6 +1817,7 @@ pub(super) static REQUESTS: &[(i16, &MessageSchema)] = &[
     (28, &TXN_OFFSET_COMMIT_REQUEST),
     (32, &DESCRIBE_CONFIGS_REQUEST),
     (36, &SASL_AUTHENTICATE_REQUEST),
+    (37, &CREATE_PARTITIONS_REQUEST),
     (42, &DELETE_GROUPS_REQUEST),
     (68, &CONSUMER_GROUP_HEARTBEAT_REQUEST),
     (76, &SHARE_GROUP_HEARTBEAT_REQUEST),
@@ -1804,6 +1853,7 @@ pub(super) static RESPONSES: &[(i16, &MessageSchema)] = &[
     (28, &TXN_OFFSET_COMMIT_RESPONSE),
     (32, &DESCRIBE_CONFIGS_RESPONSE),
     (36, &SASL_AUTHENTICATE_RESPONSE),
+    (37, &CREATE_PARTITIONS_RESPONSE),
     (42, &DELETE_GROUPS_RESPONSE),
     (68, &CONSUMER_GROUP_HEARTBEAT_RESPONSE),
     (76, &SHARE_GROUP_HEARTBEAT_RESPONSE),
