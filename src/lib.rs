@@ -98,6 +98,7 @@ pub mod net;
 pub mod pipeline;
 pub mod producer;
 pub mod record;
+pub mod telemetry;
 pub mod wire;
 
 pub use config::ClientConfig;

@@ -416,6 +416,9 @@ impl Consumer {
                         });
                     }
                     self.send(Command::Add(add))?;
+                    if let Some(group) = &self.config.group_id {
+                        crate::telemetry::rebalance(group);
+                    }
                     self.events.push_back(Event::Assigned(tps));
                 }
             }

@@ -439,6 +439,8 @@ impl Connection {
         encode: impl FnOnce(&RequestHeader<'_>, &mut BytesMut) -> Result<(), ProtocolError>,
     ) -> Result<Bytes, Error> {
         let (correlation_id, frame) = self.frame(api, version, encode)?;
+        let sent = frame.len();
+        let started = std::time::Instant::now();
         let span = tracing::debug_span!(
             "request",
             api = ?api,
@@ -446,10 +448,13 @@ impl Connection {
             broker = %self.broker(),
             correlation_id
         );
-        self.send_and_wait(correlation_id, frame.freeze(), api, version, timeout)
+        let result = self
+            .send_and_wait(correlation_id, frame.freeze(), api, version, timeout)
             .instrument(span)
-            .await
-            .map_err(|cause| cause.for_request(api, version).into())
+            .await;
+        let received = result.as_ref().ok().map(Bytes::len);
+        crate::telemetry::request(self.broker(), api, sent, received, started.elapsed());
+        result.map_err(|cause| cause.for_request(api, version).into())
     }
 
     async fn send_and_wait(
