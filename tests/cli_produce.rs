@@ -95,6 +95,8 @@ fn bad_arguments_and_missing_topics_are_clear_errors() {
         stderr.contains("-H novalue: expected key=value"),
         "{stderr}"
     );
+    // A producer asks the broker to create a topic it does not know (as Java's and
+    // librdkafka's do); with that turned off, a missing topic is a clear error.
     let (ok, stderr) = produce(
         &[
             "-b",
@@ -103,11 +105,16 @@ fn bad_arguments_and_missing_topics_are_clear_errors() {
             "no-such-topic",
             "-X",
             "default.api.timeout.ms=1000",
+            "-X",
+            "allow.auto.create.topics=false",
         ],
         b"x\n",
     );
     assert!(!ok);
     assert!(stderr.contains("no-such-topic"), "{stderr}");
+    let fresh = support::unique_topic("created-on-first-use");
+    let (ok, stderr) = produce(&["-b", &broker.bootstrap, "-t", &fresh], b"x\n");
+    assert!(ok, "tansu creates topics on first use: {stderr}");
     let (ok, stderr) = produce(&["-b", &broker.bootstrap, "-t", "t", "-z", "brotli"], b"");
     assert!(!ok);
     assert!(stderr.contains("brotli"), "{stderr}");
