@@ -101,6 +101,8 @@ async fn unknown_topics_and_oversized_records_are_typed_errors() {
     let config = producer_config(&broker);
     let mut config = config.max_request_size(10_000);
     config.client = config.client.api_timeout(Duration::from_secs(2));
+    // Producers ask brokers to create unknown topics by default (tansu does): not here.
+    config.client.allow_auto_create_topics = Some(false);
     let producer = Producer::new(config).await.unwrap();
     let err = producer
         .send(Record::new("no-such-topic").value(b"v"))
