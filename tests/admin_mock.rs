@@ -16,25 +16,7 @@ use spate::producer::{Producer, ProducerConfig, Record};
 use spate::ClientConfig;
 
 fn librdkafka_creates(bootstrap: &str, args: &[&str]) -> Vec<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/create_topics.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(bootstrap)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "create_topics.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut lines = support::python_lines("create_topics.py", &[&[bootstrap][..], args].concat());
     lines.sort();
     lines
 }
@@ -131,25 +113,7 @@ async fn create_topics_creates_and_refuses_as_kafka_does() {
 }
 
 fn librdkafka_deletes(bootstrap: String, args: &'static [&'static str]) -> Vec<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/delete_records.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&bootstrap)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "delete_records.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    support::python_lines("delete_records.py", &[&[&bootstrap[..]][..], args].concat())
 }
 
 /// Ten records in each partition of `topic`, in batches of two.
@@ -264,25 +228,10 @@ async fn delete_records_moves_the_log_start_as_kafka_does() {
 }
 
 fn librdkafka_grows(bootstrap: String, args: &'static [&'static str]) -> Vec<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/create_partitions.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&bootstrap)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "create_partitions.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    support::python_lines(
+        "create_partitions.py",
+        &[&[&bootstrap[..]][..], args].concat(),
+    )
 }
 
 /// CreatePartitions grows a topic and refuses what Kafka refuses (no increase, an unknown

@@ -36,24 +36,7 @@ fn ok(out: Output) -> String {
 
 /// kafka-python's `PARTITION COMMITTED LOG_END LAG` lines.
 fn kafka_python(bootstrap: &str, group: &str, topic: &str) -> Vec<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/kafka_python_group.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args([bootstrap, group, topic])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "kafka_python_group.py failed (`pip install kafka-python==3.0.12`?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    support::python_lines("kafka_python_group.py", &[bootstrap, group, topic])
 }
 
 /// `spate group describe`'s rows as `PARTITION CURRENT LOG_END LAG`.

@@ -17,25 +17,10 @@ use spate::producer::{Producer, ProducerConfig, Record};
 use spate::ClientConfig;
 
 fn librdkafka(bootstrap: String, commands: Vec<&'static str>) -> Vec<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/group_admin.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&bootstrap)
-        .args(&commands)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "group_admin.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    support::python_lines(
+        "group_admin.py",
+        &[&[&bootstrap[..]][..], &commands].concat(),
+    )
 }
 
 /// A cluster with `events` (3 partitions, 10 records each) and the group `busy`: one spate

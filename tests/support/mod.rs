@@ -267,6 +267,30 @@ pub struct PartitionDigest {
     pub sha256: String,
 }
 
+/// Runs `tests/support/<script>` under Python (`$PYTHON`, else `python3`) with `args`: its
+/// standard output's lines. Panics with its standard error if it fails.
+pub fn python_lines(script: &str, args: &[&str]) -> Vec<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(script);
+    let out = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Every value of `topic` (of `partitions`) as librdkafka reads it (`isolation`: its
 /// `isolation.level`), partition by partition in offset order, as UTF-8 lines.
 pub fn librdkafka_values(
