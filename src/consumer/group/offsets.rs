@@ -135,13 +135,13 @@ pub(crate) async fn fetch_all(
                     .map_err(|code| Error::kafka(code, what.clone(), None))?;
                 for t in &g.topics {
                     for p in &t.partitions {
-                        KafkaCode::check(p.error_code)
-                            .map_err(|code| Error::kafka(code, what.clone(), None))?;
-                        out.push((
-                            (t.name.0.to_string(), p.partition_index),
-                            (p.committed_offset >= 0)
-                                .then_some((p.committed_offset, p.committed_leader_epoch)),
-                        ));
+                        out.push(committed_entry(
+                            group,
+                            t.name.0.as_str(),
+                            p.partition_index,
+                            p.error_code,
+                            (p.committed_offset, p.committed_leader_epoch),
+                        )?);
                     }
                 }
             }
@@ -179,26 +179,39 @@ async fn fetch_topics(
                 let mut out = Vec::new();
                 for t in &response.topics {
                     for p in &t.partitions {
-                        KafkaCode::check(p.error_code).map_err(|code| {
-                            Error::kafka(
-                                code,
-                                format!(
-                                    "committed offset of {}-{} for group {group}",
-                                    t.name.0.as_str(),
-                                    p.partition_index
-                                ),
-                                None,
-                            )
-                        })?;
-                        out.push((
-                            (t.name.0.to_string(), p.partition_index),
-                            (p.committed_offset >= 0)
-                                .then_some((p.committed_offset, p.committed_leader_epoch)),
-                        ));
+                        out.push(committed_entry(
+                            group,
+                            t.name.0.as_str(),
+                            p.partition_index,
+                            p.error_code,
+                            (p.committed_offset, p.committed_leader_epoch),
+                        )?);
                     }
                 }
                 Ok(out)
             },
         )
         .await
+}
+
+/// One partition of an OffsetFetch answer: its committed offset and leader epoch (`None`:
+/// nothing committed), or its error.
+fn committed_entry(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    code: i16,
+    (offset, epoch): (i64, i32),
+) -> Result<(TopicPartition, Option<(i64, i32)>), Error> {
+    KafkaCode::check(code).map_err(|code| {
+        Error::kafka(
+            code,
+            format!("committed offset of {topic}-{partition} for group {group}"),
+            None,
+        )
+    })?;
+    Ok((
+        (topic.to_owned(), partition),
+        (offset >= 0).then_some((offset, epoch)),
+    ))
 }
