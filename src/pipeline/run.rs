@@ -155,6 +155,15 @@ pub(super) async fn run_stage(
     let stateful = match (&windowed, &joined) {
         (Some(w), None) => Some(StateSpec::Windows(w.clone())),
         (None, Some(j)) => {
+            if j.left == j.right {
+                return Err(Error::Config(ConfigError::InvalidValue {
+                    key: "join_streams".into(),
+                    value: j.left.clone(),
+                    reason: "a stream joined with itself is not supported: its two sides must \
+                             be two topics"
+                        .into(),
+                }));
+            }
             let mut sides = [j.left.as_str(), j.right.as_str()];
             let mut given: Vec<&str> = inputs.iter().map(String::as_str).collect();
             sides.sort_unstable();
