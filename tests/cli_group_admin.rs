@@ -34,9 +34,15 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// kafka-python's `PARTITION COMMITTED LOG_END LAG` lines.
-fn kafka_python(bootstrap: &str, group: &str, topic: &str) -> Vec<String> {
-    support::python_lines("kafka_python_group.py", &[bootstrap, group, topic])
+/// kafka-python's `PARTITION COMMITTED LOG_END LAG` lines (run off the runtime's threads).
+async fn kafka_python(bootstrap: &str, group: &str, topic: &str) -> Vec<String> {
+    let args = [bootstrap.to_owned(), group.to_owned(), topic.to_owned()];
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        support::python_lines("kafka_python_group.py", &args)
+    })
+    .await
+    .unwrap()
 }
 
 /// `spate group describe`'s rows as `PARTITION CURRENT LOG_END LAG`.
@@ -125,12 +131,7 @@ async fn group_describe_agrees_with_kafka_python_and_reset_moves_the_group() {
         ])
         .await
         .unwrap();
-    let theirs = tokio::task::spawn_blocking({
-        let (b, group, topic) = (b.clone(), group.clone(), topic.clone());
-        move || kafka_python(&b, &group, &topic)
-    })
-    .await
-    .unwrap();
+    let theirs = kafka_python(&b, &group, &topic).await;
     assert_eq!(theirs, ["0 3 10 7", "1 4 10 6", "2 5 10 5"]);
     assert_eq!(
         described(&b, &group, &topic),
@@ -199,12 +200,7 @@ async fn group_describe_agrees_with_kafka_python_and_reset_moves_the_group() {
         "4",
         "--execute",
     ]));
-    let theirs = tokio::task::spawn_blocking({
-        let (b, group, topic) = (b.clone(), group.clone(), topic.clone());
-        move || kafka_python(&b, &group, &topic)
-    })
-    .await
-    .unwrap();
+    let theirs = kafka_python(&b, &group, &topic).await;
     assert_eq!(theirs, ["0 7 10 3", "1 8 10 2", "2 9 10 1"]);
     // The next member starts where the reset said.
     let mut next = member(&b, &group, &topic).await;

@@ -299,29 +299,11 @@ pub fn librdkafka_values(
     partitions: i32,
     isolation: &str,
 ) -> Vec<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_topic.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args([
-            bootstrap,
-            topic,
-            &partitions.to_string(),
-            isolation,
-            "values",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "the librdkafka reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let partitions = partitions.to_string();
+    python_lines(
+        "read_topic.py",
+        &[bootstrap, topic, &partitions, isolation, "values"],
+    )
 }
 
 /// Reads `topic` from the beginning to the end with librdkafka (confluent-kafka for Python,
