@@ -5,8 +5,8 @@
 //! Output records are JSON objects `{"key": K, "start": MS, "end": MS, "value": N}` (window
 //! bounds in epoch milliseconds, end exclusive), keyed by the grouping key.
 
-use super::kernels::json_field;
 use super::window::{Aggregate, WindowResult, WindowSpec};
+use crate::json::json_field;
 use crate::record::ColumnarBatch;
 
 /// Where a record's event time comes from.

@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use super::event_time::{json_string, EventTime, KeySource};
 use super::join_state::{JoinState, JoinType, Joined, Side};
-use super::kernels::is_json_value;
 use super::run::Tp;
 use super::state::{changelog_topic, KeyedStore, StoreError, StoreFactory};
 use super::stateful::{LateRecord, OutputRecord, Restorer, Step};
@@ -32,6 +31,7 @@ use super::Batch;
 use crate::cluster::Client;
 use crate::consumer::ConsumerConfig;
 use crate::error::Error;
+use crate::json::is_json_value;
 
 /// A windowed join of two co-partitioned inputs (see the module docs).
 #[derive(Debug, Clone)]

@@ -20,12 +20,12 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::event_time::{json_string, KeySource};
-use super::kernels::{is_json_value, json_field, json_object_end};
 use super::ops::{from_fn, BoxOperator};
 use super::state::{KeyedStore, MemoryStore};
 use crate::cluster::{Client, OffsetSpec, Topics};
 use crate::consumer::{Consumer, ConsumerConfig, Event, IsolationLevel, Offset};
 use crate::error::Error;
+use crate::json::{is_json_value, json_field, json_object_end};
 
 /// Which records a join keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
