@@ -26,6 +26,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::net::oauth::{
+    parse_extensions, OidcClientCredentials, TokenProvider, TokenSource, UnsecuredJwt,
+};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 
 /// A configuration key or value was rejected.
@@ -120,6 +123,9 @@ pub enum SaslMechanism {
     ScramSha256,
     /// SCRAM-SHA-512.
     ScramSha512,
+    /// OAUTHBEARER (RFC 7628, KIP-255): a bearer token from a
+    /// [`TokenProvider`].
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -129,6 +135,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -140,7 +147,8 @@ impl FromStr for SaslMechanism {
             "PLAIN" => Ok(SaslMechanism::Plain),
             "SCRAM-SHA-256" => Ok(SaslMechanism::ScramSha256),
             "SCRAM-SHA-512" => Ok(SaslMechanism::ScramSha512),
-            _ => Err("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into()),
+            "OAUTHBEARER" => Ok(SaslMechanism::OAuthBearer),
+            _ => Err("expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER".into()),
         }
     }
 }
@@ -150,10 +158,77 @@ impl FromStr for SaslMechanism {
 pub struct SaslConfig {
     /// The mechanism.
     pub mechanism: SaslMechanism,
-    /// The user name.
+    /// The user name (PLAIN, SCRAM).
     pub username: String,
-    /// The password.
+    /// The password (PLAIN, SCRAM).
     pub password: String,
+    /// Where OAUTHBEARER tokens come from when set in code ([`ClientConfig::oauth_bearer`]);
+    /// otherwise [`SaslConfig::oauth`] says.
+    pub token_provider: Option<TokenSource>,
+    /// OAUTHBEARER settings from `sasl.oauthbearer.*` keys.
+    pub oauth: OAuthSettings,
+}
+
+/// OAUTHBEARER settings by key, librdkafka's names.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct OAuthSettings {
+    /// `sasl.oauthbearer.method`: `default` (unsecured JWTs when
+    /// `enable.sasl.oauthbearer.unsecure.jwt` is on) or `oidc`.
+    pub method: String,
+    /// `enable.sasl.oauthbearer.unsecure.jwt`.
+    pub unsecure_jwt: bool,
+    /// `sasl.oauthbearer.config` (`principal=P [scope=..] [lifeSeconds=N]`).
+    pub config: String,
+    /// `sasl.oauthbearer.client.id`.
+    pub client_id: String,
+    /// `sasl.oauthbearer.client.secret`.
+    pub client_secret: String,
+    /// `sasl.oauthbearer.token.endpoint.url`.
+    pub token_endpoint: String,
+    /// `sasl.oauthbearer.scope`.
+    pub scope: Option<String>,
+    /// `sasl.oauthbearer.extensions` (`k=v,k=v`).
+    pub extensions: String,
+}
+
+impl SaslConfig {
+    /// The OAUTHBEARER token source these settings describe: the one set in code, else an
+    /// OIDC client-credentials provider (`sasl.oauthbearer.method=oidc`), else unsecured JWTs
+    /// (`enable.sasl.oauthbearer.unsecure.jwt=true`).
+    pub fn token_source(&self, tls: &TlsConfig) -> Result<Option<TokenSource>, ConfigError> {
+        if let Some(source) = &self.token_provider {
+            return Ok(Some(source.clone()));
+        }
+        let o = &self.oauth;
+        let extensions = parse_extensions(&o.extensions)
+            .map_err(|r| invalid("sasl.oauthbearer.extensions", &o.extensions, &r))?;
+        if o.method.eq_ignore_ascii_case("oidc") {
+            for (key, value) in [
+                ("sasl.oauthbearer.token.endpoint.url", &o.token_endpoint),
+                ("sasl.oauthbearer.client.id", &o.client_id),
+            ] {
+                if value.is_empty() {
+                    return Err(ConfigError::Missing {
+                        key: key.into(),
+                        context: "when sasl.oauthbearer.method is oidc".into(),
+                    });
+                }
+            }
+            let mut oidc =
+                OidcClientCredentials::new(&o.token_endpoint, &o.client_id, &o.client_secret);
+            oidc.scope = o.scope.clone();
+            oidc.extensions = extensions;
+            oidc.tls = tls.clone();
+            return Ok(Some(TokenSource::new(oidc)));
+        }
+        if o.unsecure_jwt {
+            let mut jwt = UnsecuredJwt::from_config(&o.config)
+                .map_err(|r| invalid("sasl.oauthbearer.config", &o.config, &r))?;
+            jwt.extensions.extend(extensions);
+            return Ok(Some(TokenSource::new(jwt)));
+        }
+        Ok(None)
+    }
 }
 
 impl std::fmt::Debug for SaslConfig {
@@ -162,6 +237,8 @@ impl std::fmt::Debug for SaslConfig {
             .field("mechanism", &self.mechanism)
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("token_provider", &self.token_provider)
+            .field("oauth_method", &self.oauth.method)
             .finish()
     }
 }
@@ -306,6 +383,19 @@ impl ClientConfig {
                 self.sasl.username = user;
                 self.sasl.password = pass;
             }
+            "sasl.oauthbearer.method" => match v.to_ascii_lowercase().as_str() {
+                "default" | "oidc" => self.sasl.oauth.method = v.to_ascii_lowercase(),
+                _ => return Err(invalid(key, v, "expected default or oidc")),
+            },
+            "enable.sasl.oauthbearer.unsecure.jwt" => {
+                self.sasl.oauth.unsecure_jwt = parse::<bool>(key, v)?
+            }
+            "sasl.oauthbearer.config" => self.sasl.oauth.config = v.to_owned(),
+            "sasl.oauthbearer.client.id" => self.sasl.oauth.client_id = v.to_owned(),
+            "sasl.oauthbearer.client.secret" => self.sasl.oauth.client_secret = value.to_owned(),
+            "sasl.oauthbearer.token.endpoint.url" => self.sasl.oauth.token_endpoint = v.to_owned(),
+            "sasl.oauthbearer.scope" => self.sasl.oauth.scope = Some(v.to_owned()),
+            "sasl.oauthbearer.extensions" => self.sasl.oauth.extensions = v.to_owned(),
             "ssl.ca.location" => self.tls.ca_location = Some(v.into()),
             "ssl.certificate.location" => self.tls.certificate_location = Some(v.into()),
             "ssl.key.location" => self.tls.key_location = Some(v.into()),
@@ -337,11 +427,22 @@ impl ClientConfig {
                 reason,
             })?;
         }
-        if self.security_protocol.uses_sasl() && self.sasl.username.is_empty() {
-            return Err(ConfigError::Missing {
-                key: "sasl.username".into(),
-                context: "when security.protocol uses SASL".into(),
-            });
+        if self.security_protocol.uses_sasl() {
+            if self.sasl.mechanism == SaslMechanism::OAuthBearer {
+                if self.sasl.token_source(&self.tls)?.is_none() {
+                    return Err(ConfigError::Missing {
+                        key: "sasl.oauthbearer.method".into(),
+                        context: "OAUTHBEARER needs a token provider (oidc, \
+                                  enable.sasl.oauthbearer.unsecure.jwt, or one set in code)"
+                            .into(),
+                    });
+                }
+            } else if self.sasl.username.is_empty() {
+                return Err(ConfigError::Missing {
+                    key: "sasl.username".into(),
+                    context: "when security.protocol uses SASL".into(),
+                });
+            }
         }
         if self.security_protocol.uses_tls() && !cfg!(feature = "tls") {
             return Err(ConfigError::FeatureDisabled {
@@ -386,7 +487,22 @@ impl ClientConfig {
             mechanism,
             username: username.to_owned(),
             password: password.to_owned(),
+            ..SaslConfig::default()
         };
+        self.sasl_on()
+    }
+
+    /// Turns SASL/OAUTHBEARER on with tokens from `provider` (over TLS if TLS was already on).
+    pub fn oauth_bearer(mut self, provider: impl TokenProvider + 'static) -> Self {
+        self.sasl = SaslConfig {
+            mechanism: SaslMechanism::OAuthBearer,
+            token_provider: Some(TokenSource::new(provider)),
+            ..SaslConfig::default()
+        };
+        self.sasl_on()
+    }
+
+    fn sasl_on(mut self) -> Self {
         self.security_protocol = if self.security_protocol.uses_tls() {
             SecurityProtocol::SaslSsl
         } else {

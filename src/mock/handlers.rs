@@ -18,6 +18,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use super::security::Session;
 use super::{
     admin, consumer_group, fetch, group, group_admin, lock, share, share_fetch, txn, State,
 };
@@ -60,6 +61,8 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::DescribeGroups, 5),
     (ApiKey::DeleteGroups, 2),
     (ApiKey::CreatePartitions, 3),
+    (ApiKey::SaslHandshake, 1),
+    (ApiKey::SaslAuthenticate, 2),
 ];
 
 /// How to answer.
@@ -118,6 +121,7 @@ pub(super) fn handle(
     api: ApiKey,
     mut frame: Bytes,
     error: Option<i16>,
+    session: &mut Session,
     out: &mut BytesMut,
 ) -> Result<Reply, String> {
     let Some(&[_, _, v0, v1]) = frame.get(..4) else {
@@ -429,6 +433,14 @@ pub(super) fn handle(
         ApiKey::DeleteRecords => {
             let request = decode!(DeleteRecordsRequest);
             admin::delete_records(&mut lock(state), broker, &request, error).encode(out, version)
+        }
+        ApiKey::SaslHandshake => {
+            let request = decode!(SaslHandshakeRequest);
+            session.handshake(&request, version).encode(out, version)
+        }
+        ApiKey::SaslAuthenticate => {
+            let request = decode!(SaslAuthenticateRequest);
+            session.authenticate(&request).encode(out, version)
         }
         _ => return Err(format!("{api:?} is not served by the mock")),
     };

@@ -43,6 +43,7 @@ mod group_admin;
 mod handlers;
 mod inspect;
 mod log;
+mod security;
 mod server;
 mod server_assignor;
 mod share;
@@ -53,6 +54,7 @@ pub use consumer_group::{ConsumerGroupInfo, ConsumerMemberInfo};
 pub use group::GroupInfo;
 use log::PartitionLog;
 pub use log::StoredBatch;
+pub use security::Authentication;
 pub use share::{SharePartitionInfo, ShareSettings};
 
 use std::collections::{BTreeMap, HashMap};
@@ -139,6 +141,11 @@ struct State {
     /// Woken after every request that may have changed the state, so waiting requests (long
     /// polls) look again at once, as Kafka completes delayed fetches when a partition changes.
     changed: Arc<tokio::sync::Notify>,
+    /// SASL asked of new connections ([`MockCluster::require_authentication`]).
+    authentication: Option<Arc<Authentication>>,
+    /// TLS on new connections ([`MockCluster::serve_tls`]).
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl State {
@@ -168,6 +175,9 @@ impl State {
             transaction_version: 2,
             features_epoch: 1,
             changed: Arc::new(tokio::sync::Notify::new()),
+            authentication: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -648,6 +658,7 @@ pub fn fuzz_request(frame: &[u8]) {
         api,
         Bytes::copy_from_slice(frame),
         None,
+        &mut security::Session::default(),
         &mut out,
     );
 }

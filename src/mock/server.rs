@@ -3,9 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
+use super::security::Session;
 use super::{handlers, lock, Fault, State, MAX_REQUEST, POLL_INTERVAL};
 use crate::wire::ApiKey;
 
@@ -19,10 +20,23 @@ pub(super) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let mut stopped = stopped.clone();
         let state = state.clone();
+        #[cfg(feature = "tls")]
+        let tls = lock(&state).tls.clone();
         tokio::spawn(async move {
+            let connection = async move {
+                #[cfg(feature = "tls")]
+                if let Some(tls) = tls {
+                    match tls.accept(stream).await {
+                        Ok(stream) => serve(state, broker, stream).await,
+                        Err(e) => tracing::debug!(broker, error = %e, "mock: TLS handshake failed"),
+                    }
+                    return;
+                }
+                serve(state, broker, stream).await
+            };
             // A stopped broker's connections close wherever they are.
             tokio::select! {
-                () = serve(state, broker, stream) => {}
+                () = connection => {}
                 _ = stopped.wait_for(|s| *s) => {}
             }
         });
@@ -31,7 +45,7 @@ pub(super) async fn accept_loop(
 
 /// Reads a request body of `size` bytes, growing the buffer with what arrives rather than with
 /// what the client announced (a client that announces 64 MiB and sends nothing holds nothing).
-async fn read_body(stream: &mut TcpStream, size: usize) -> Option<Bytes> {
+async fn read_body(stream: &mut (impl AsyncRead + Unpin), size: usize) -> Option<Bytes> {
     const STEP: usize = 64 << 10;
     let mut body = BytesMut::with_capacity(size.min(STEP));
     while body.len() < size {
@@ -56,8 +70,13 @@ fn request_client_id(frame: &[u8]) -> Option<&str> {
 }
 
 /// Serves one connection: requests are answered in order.
-pub(super) async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: TcpStream) {
+pub(super) async fn serve(
+    state: Arc<Mutex<State>>,
+    broker: i32,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+) {
     let mut out = BytesMut::new();
+    let mut session = Session::new(lock(&state).authentication.clone());
     let changed = lock(&state).changed.clone();
     loop {
         let mut size = [0u8; 4];
@@ -74,6 +93,10 @@ pub(super) async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: Tcp
         let Ok(api) = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])) else {
             return;
         };
+        if let Err(e) = session.admits(api) {
+            tracing::debug!(broker, ?api, error = %e, "mock: closing");
+            return;
+        }
         let fault = {
             let mut state = lock(&state);
             state.last_request_size.insert(api as i16, frame.len());
@@ -92,13 +115,14 @@ pub(super) async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: Tcp
             _ => None,
         };
         out.clear();
-        let reply = match handlers::handle(&state, broker, api, frame, error, &mut out) {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::debug!(broker, ?api, error = %e, "mock: bad request; closing");
-                return;
-            }
-        };
+        let reply =
+            match handlers::handle(&state, broker, api, frame, error, &mut session, &mut out) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::debug!(broker, ?api, error = %e, "mock: bad request; closing");
+                    return;
+                }
+            };
         // Records appended, acknowledged or released, members joined: waiting requests look.
         changed.notify_waiters();
         if fault == Some(Fault::DropResponse) {
@@ -125,7 +149,7 @@ pub(super) async fn serve(state: Arc<Mutex<State>>, broker: i32, mut stream: Tcp
             }
             handlers::Reply::Now => {}
         }
-        if stream.write_all(&out).await.is_err() {
+        if stream.write_all(&out).await.is_err() || session.close_after_reply {
             return;
         }
     }

@@ -65,7 +65,12 @@ impl ConnectOptions {
             connect_timeout: config.connect_timeout,
             max_response_size: config.max_response_size,
             security_protocol: config.security_protocol,
-            sasl: config.sasl.clone(),
+            sasl: SaslConfig {
+                // Built once per client, so its connections share one token cache; a bad
+                // setting was refused by `ClientConfig::validate`.
+                token_provider: config.sasl.token_source(&config.tls).ok().flatten(),
+                ..config.sasl.clone()
+            },
             tls: config.tls.clone(),
         }
     }

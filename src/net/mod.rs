@@ -17,6 +17,8 @@
 //!   KIP-84 (SCRAM), KIP-511 (client software name and version).
 
 mod conn;
+mod http;
+pub mod oauth;
 pub mod sasl;
 #[cfg(feature = "tls")]
 mod tls;
@@ -128,6 +130,15 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// No OAUTHBEARER token could be had from the token provider (its endpoint down or
+    /// refusing the client's credentials); the connection is tried again later.
+    #[error("no OAUTHBEARER token for {broker}: {reason}")]
+    Token {
+        /// The address.
+        broker: String,
+        /// Why.
+        reason: String,
+    },
     /// The TLS handshake or TLS set-up failed.
     #[error("TLS with {broker}: {reason}")]
     Tls {
@@ -152,6 +163,7 @@ impl NetError {
             NetError::Connect { .. }
             | NetError::ConnectTimeout { .. }
             | NetError::Io { .. }
+            | NetError::Token { .. }
             | NetError::Closed { .. }
             | NetError::RequestTimeout { .. } => Action::Reconnect,
         }

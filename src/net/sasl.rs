@@ -1,4 +1,4 @@
-//! SASL authentication: PLAIN and SCRAM-SHA-256/512.
+//! SASL authentication: PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER.
 //!
 //! [`Scram`] is the SCRAM client as a sans-IO state machine (messages in, messages out), so it
 //! is tested against the RFC's own example exchange; [`authenticate`] drives it over a
@@ -6,7 +6,8 @@
 //!
 //! # References
 //! - RFC 4616 (PLAIN), RFC 5802 (SCRAM), RFC 7677 (SCRAM-SHA-256 test vector).
-//! - KIP-43 (SaslHandshake), KIP-84 (SCRAM in Kafka), KIP-152 (SaslAuthenticate).
+//! - KIP-43 (SaslHandshake), KIP-84 (SCRAM in Kafka), KIP-152 (SaslAuthenticate),
+//!   KIP-255 and RFC 7628 (OAUTHBEARER).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -16,6 +17,7 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use sha2::{Digest, Sha256, Sha512};
 
+use super::oauth::TokenError;
 use super::{Connection, NetError};
 use crate::config::{SaslConfig, SaslMechanism};
 use crate::error::{Error, KafkaCode};
@@ -59,7 +61,7 @@ pub async fn authenticate(conn: &Connection, config: &SaslConfig) -> Result<(), 
                 config.mechanism,
                 &config.username,
                 &config.password,
-                &client_nonce(),
+                &random_nonce(),
             )
             .map_err(fail)?;
             let server_first = exchange(conn, scram.client_first().into_bytes())
@@ -78,6 +80,37 @@ pub async fn authenticate(conn: &Connection, config: &SaslConfig) -> Result<(), 
                 .await
                 .map_err(fail)?;
             scram.handle_server_final(&server_final).map_err(fail)?;
+        }
+        SaslMechanism::OAuthBearer => {
+            let source = config.token_provider.as_ref().ok_or_else(|| {
+                fail("no token provider is configured (sasl.oauthbearer.method)".into())
+            })?;
+            // A provider that cannot give a token now (its endpoint down) fails this
+            // connection attempt, which is retried; the broker refusing the token is fatal.
+            let token = match source.token().await {
+                Ok(token) => token,
+                Err(TokenError::Refused(reason)) => return Err(fail(reason)),
+                Err(TokenError::Unavailable(reason)) => {
+                    return Err(NetError::Token {
+                        broker: conn.broker().to_owned(),
+                        reason,
+                    }
+                    .into())
+                }
+            };
+            let challenge = exchange(conn, super::oauth::initial_response(&token))
+                .await
+                .map_err(fail)?;
+            if !challenge.is_empty() {
+                // RFC 7628 §3.2.2: the server's error is a JSON challenge; the client answers
+                // with a lone separator, and the server then fails the exchange.
+                let said = String::from_utf8_lossy(&challenge).into_owned();
+                let end = exchange(conn, vec![0x01]).await.err();
+                return Err(fail(format!(
+                    "the token was refused: {said}{}",
+                    end.map(|e| format!(" ({e})")).unwrap_or_default()
+                )));
+            }
         }
     }
     tracing::debug!(broker = conn.broker(), mechanism, "authenticated");
@@ -105,7 +138,8 @@ pub fn plain_message(username: &str, password: &str) -> Vec<u8> {
     m
 }
 
-fn client_nonce() -> String {
+/// 24 random bytes in base64: a SCRAM nonce.
+pub(crate) fn random_nonce() -> String {
     let mut raw = [0u8; 24];
     if getrandom::fill(&mut raw).is_err() {
         // No OS randomness: fall back to a weaker but still unique nonce.
@@ -141,8 +175,11 @@ impl Scram {
         password: &str,
         client_nonce: &str,
     ) -> Result<Self, String> {
-        if mechanism == SaslMechanism::Plain {
-            return Err("PLAIN is not a SCRAM mechanism".into());
+        if !matches!(
+            mechanism,
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512
+        ) {
+            return Err(format!("{} is not a SCRAM mechanism", mechanism.name()));
         }
         // RFC 5802 §5.1: "=" and "," in the user name are escaped as "=3D" and "=2C".
         let user = username.replace('=', "=3D").replace(',', "=2C");
@@ -244,6 +281,70 @@ where
     (proof, hmac::<D>(&server_key, auth_message.as_bytes()))
 }
 
+/// A SCRAM credential as a server keeps it (RFC 5802 §3): `StoredKey := H(ClientKey)` and
+/// `ServerKey`, from the salted password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScramKeys {
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// The server's SCRAM credential for `password` (`mechanism` picks the hash).
+pub(crate) fn scram_keys(
+    mechanism: SaslMechanism,
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> ScramKeys {
+    fn keys<D: EagerHash + Digest>(password: &str, salt: &[u8], iterations: u32) -> ScramKeys
+    where
+        Hmac<D>: KeyInit + Mac,
+    {
+        let mut salted = vec![0u8; <D as Digest>::output_size()];
+        pbkdf2::pbkdf2_hmac::<D>(password.as_bytes(), salt, iterations, &mut salted);
+        ScramKeys {
+            stored_key: D::digest(hmac::<D>(&salted, b"Client Key")).to_vec(),
+            server_key: hmac::<D>(&salted, b"Server Key"),
+        }
+    }
+    match mechanism {
+        SaslMechanism::ScramSha512 => keys::<Sha512>(password, salt, iterations),
+        _ => keys::<Sha256>(password, salt, iterations),
+    }
+}
+
+/// The server side of a proof check: whether `proof` was made from the password behind
+/// `keys` for `auth_message`, and the server signature that proves the server knew it too.
+pub(crate) fn scram_verify(
+    mechanism: SaslMechanism,
+    keys: &ScramKeys,
+    auth_message: &str,
+    proof: &[u8],
+) -> (bool, Vec<u8>) {
+    fn verify<D: EagerHash + Digest>(
+        keys: &ScramKeys,
+        auth_message: &str,
+        proof: &[u8],
+    ) -> (bool, Vec<u8>)
+    where
+        Hmac<D>: KeyInit + Mac,
+    {
+        let client_signature = hmac::<D>(&keys.stored_key, auth_message.as_bytes());
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(&client_signature)
+            .map(|(p, s)| p ^ s)
+            .collect();
+        let ok = proof.len() == client_signature.len()
+            && D::digest(&client_key).as_slice() == keys.stored_key.as_slice();
+        (ok, hmac::<D>(&keys.server_key, auth_message.as_bytes()))
+    }
+    match mechanism {
+        SaslMechanism::ScramSha512 => verify::<Sha512>(keys, auth_message, proof),
+        _ => verify::<Sha256>(keys, auth_message, proof),
+    }
+}
+
 fn hmac<D: EagerHash>(key: &[u8], data: &[u8]) -> Vec<u8>
 where
     Hmac<D>: KeyInit + Mac,
@@ -255,7 +356,7 @@ where
 }
 
 /// The value of `name=` in a comma-separated SCRAM message.
-fn attribute(message: &str, name: char) -> Result<&str, String> {
+pub(crate) fn attribute(message: &str, name: char) -> Result<&str, String> {
     message
         .split(',')
         .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))

@@ -378,6 +378,7 @@ async fn sasl_pair(password_ok: bool) -> Result<Connection, Error> {
             mechanism: SaslMechanism::Plain,
             username: "alice".into(),
             password: "secret".into(),
+            ..SaslConfig::default()
         },
         ..options()
     };

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use spate::mock::{Fault, MockCluster};
+use spate::config::SaslMechanism;
+use spate::mock::{Authentication, Fault, MockCluster};
 use spate::wire::{ApiKey, SUPPORTED_APIS};
 
 use crate::common::Signals;
@@ -16,7 +17,12 @@ use crate::common::Signals;
 /// transactions and read_committed, fetch sessions), classic and KIP-848 consumer groups,
 /// share groups, offsets, CreateTopics, DeleteRecords and group administration. Its limits:
 /// data lives in memory only and is gone when it stops; no replication (each partition has one
-/// replica, on its leader); no compaction or retention; no authentication.
+/// replica, on its leader); no compaction or retention; no ACLs (an authenticated client may do
+/// anything).
+///
+/// With `--user`, every connection must authenticate with SASL (PLAIN, SCRAM-SHA-256,
+/// SCRAM-SHA-512 with these users; OAUTHBEARER with unsecured JWTs, as Kafka's default
+/// validator); with `--tls-cert` and `--tls-key`, connections are TLS (SASL_SSL with both).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Brokers (ids 0..N).
@@ -36,6 +42,43 @@ pub struct Args {
     /// handled), API as Kafka names it (`Produce`, `Fetch`, …). Repeatable.
     #[arg(long = "fault", value_name = "API:FAULT")]
     pub faults: Vec<String>,
+    /// A SASL user, `NAME:PASSWORD`; any turns SASL on. Repeatable.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    pub users: Vec<String>,
+    /// The SASL mechanisms enabled (`sasl.enabled.mechanisms`), comma-separated; default all
+    /// of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER.
+    #[arg(long = "sasl-mechanisms", value_name = "LIST", requires = "users")]
+    pub sasl_mechanisms: Option<String>,
+    /// Serve TLS with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// The SASL users and mechanisms of the command line, if any user was given.
+fn authentication(args: &Args) -> Result<Option<Authentication>, String> {
+    if args.users.is_empty() {
+        return Ok(None);
+    }
+    let mut auth = Authentication::new();
+    for user in &args.users {
+        let (name, password) = user
+            .split_once(':')
+            .filter(|(n, _)| !n.is_empty())
+            .ok_or_else(|| format!("--user {user}: expected NAME:PASSWORD"))?;
+        auth = auth.user(name, password);
+    }
+    if let Some(list) = &args.sasl_mechanisms {
+        let mechanisms: Vec<SaslMechanism> = list
+            .split(',')
+            .map(|m| m.trim().parse())
+            .collect::<Result<_, String>>()
+            .map_err(|e| format!("--sasl-mechanisms {list}: {e}"))?;
+        auth = auth.mechanisms(&mechanisms);
+    }
+    Ok(Some(auth))
 }
 
 /// An API by its name, case-insensitively.
@@ -81,6 +124,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     if args.partitions < 1 {
         return Err("--partitions must be at least 1".into());
     }
+    let auth = authentication(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,6 +138,18 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         if !args.no_auto_create {
             cluster.auto_create_topics(Some(args.partitions));
         }
+        let protocol = match (&auth, &args.tls_cert) {
+            (None, None) => "PLAINTEXT",
+            (Some(_), None) => "SASL_PLAINTEXT",
+            (None, Some(_)) => "SSL",
+            (Some(_), Some(_)) => "SASL_SSL",
+        };
+        if let Some(auth) = auth {
+            cluster.require_authentication(auth);
+        }
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            serve_tls(&cluster, cert, key)?;
+        }
         for (api, fault, count) in faults {
             cluster.inject(api, fault, count);
         }
@@ -103,7 +159,8 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("cannot write the bootstrap list: {e}"))?;
         drop(out);
         eprintln!(
-            "% serving {} broker(s) on {} (memory only, no replication); stop with SIGINT or SIGTERM",
+            "% serving {} broker(s) on {} ({protocol}; memory only, no replication); stop with \
+             SIGINT or SIGTERM",
             args.brokers.max(1),
             cluster.bootstrap()
         );
@@ -112,6 +169,22 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         Ok::<(), String>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "tls")]
+fn serve_tls(
+    cluster: &MockCluster,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(), String> {
+    cluster
+        .serve_tls(cert, key)
+        .map_err(|e| format!("cannot serve TLS: {e}"))
+}
+
+#[cfg(not(feature = "tls"))]
+fn serve_tls(_: &MockCluster, _: &std::path::Path, _: &std::path::Path) -> Result<(), String> {
+    Err("this spate was built without TLS (cargo feature `tls`)".into())
 }
 
 #[cfg(test)]

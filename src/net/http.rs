@@ -1,0 +1,234 @@
+//! Just enough HTTP/1.1 for a token endpoint: one POST of a form, one bounded answer.
+//!
+//! Used by the OIDC client-credentials token provider (KIP-768). `https://` needs the `tls`
+//! feature and checks the server's certificate as the client's TLS settings say.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::TlsConfig;
+
+/// The largest answer read (a token endpoint answers a few KiB).
+const MAX_RESPONSE: usize = 1 << 20;
+
+/// An HTTP answer: status code and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The body (chunked transfer decoded).
+    pub body: Vec<u8>,
+}
+
+/// POSTs `body` (`application/x-www-form-urlencoded`) to `url` with extra `headers`, within
+/// `timeout`.
+pub async fn post_form(
+    url: &str,
+    headers: &[(&str, String)],
+    body: &str,
+    tls: &TlsConfig,
+    timeout: Duration,
+) -> Result<Response, String> {
+    let (secure, authority, path) = split_url(url)?;
+    let port = if secure { 443 } else { 80 };
+    let addr = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{port}")
+    };
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    let exchange = async {
+        let tcp = TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        if secure {
+            #[cfg(feature = "tls")]
+            {
+                let tls = super::tls::connect(tcp, &addr, tls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return round_trip(tls, request.as_bytes()).await;
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                let _ = (tcp, tls);
+                return Err("https needs the `tls` feature".to_owned());
+            }
+        }
+        round_trip(tcp, request.as_bytes()).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result.map_err(|e| format!("{url}: {e}")),
+        Err(_) => Err(format!("{url}: no answer within {timeout:?}")),
+    }
+}
+
+async fn round_trip(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    request: &[u8],
+) -> Result<Response, String> {
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    let read = (&mut stream)
+        .take(MAX_RESPONSE as u64 + 1)
+        .read_to_end(&mut raw)
+        .await;
+    // A TLS peer that closes without close_notify still sent a whole answer.
+    if let Err(e) = read {
+        if raw.is_empty() {
+            return Err(e.to_string());
+        }
+    }
+    if raw.len() > MAX_RESPONSE {
+        return Err(format!("the answer is larger than {MAX_RESPONSE} bytes"));
+    }
+    parse_response(&raw)
+}
+
+/// `(https?, host[:port], path)` of an `http://` or `https://` URL.
+fn split_url(url: &str) -> Result<(bool, &str, &str), String> {
+    let (secure, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(format!("`{url}` is not an http:// or https:// URL"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok((secure, authority, path))
+}
+
+/// Reads a whole HTTP/1.1 answer: status line, headers, body (by length, chunks, or to the end).
+fn parse_response(raw: &[u8]) -> Result<Response, String> {
+    let head_end =
+        memchr::memmem::find(raw, b"\r\n\r\n").ok_or("the answer has no end of headers")?;
+    let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| "the headers are not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|_| status_line.starts_with("HTTP/1."))
+        .ok_or_else(|| format!("not an HTTP status line: `{status_line}`"))?;
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse::<usize>().map_err(|_| "a bad Content-Length")?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    let rest = &raw[head_end + 4..];
+    let body = if chunked {
+        dechunk(rest)?
+    } else if let Some(length) = length {
+        rest.get(..length)
+            .ok_or("the body is shorter than its Content-Length")?
+            .to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response { status, body })
+}
+
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = memchr::memmem::find(rest, b"\r\n").ok_or("a chunk size line is cut")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| "a bad chunk size")?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| "a bad chunk size")?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = rest.get(..size).ok_or("a chunk is cut")?;
+        body.extend_from_slice(chunk);
+        rest = rest.get(size + 2..).ok_or("a chunk is cut")?;
+    }
+}
+
+/// `application/x-www-form-urlencoded` escaping of one value.
+pub fn form_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_by_length_chunks_or_to_the_end() {
+        let by_length = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}junk";
+        assert_eq!(parse_response(by_length).unwrap().body, b"{}");
+        let chunked =
+            b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n";
+        let r = parse_response(chunked).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (201, &b"abcde"[..]));
+        assert_eq!(
+            parse_response(b"HTTP/1.0 400 Bad\r\n\r\nno").unwrap().body,
+            b"no"
+        );
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab",
+            b"SSH-2.0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n",
+        ] {
+            assert!(
+                parse_response(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn urls_and_forms() {
+        assert_eq!(
+            split_url("https://idp.example:8443/oauth2/token").unwrap(),
+            (true, "idp.example:8443", "/oauth2/token")
+        );
+        assert_eq!(split_url("http://h").unwrap(), (false, "h", "/"));
+        assert!(split_url("ftp://h/x").is_err());
+        assert_eq!(form_escape("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+}
