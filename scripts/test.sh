@@ -25,11 +25,15 @@ fi
 if ! "$PYTHON" -c "import kafka" 2>/dev/null; then
     "$PYTHON" -m pip install --quiet "kafka-python==3.0.12"
 fi
+# AWS's MSK IAM signer (with botocore): the reference spate's MSK IAM tokens are compared with.
+if ! "$PYTHON" -c "import aws_msk_iam_sasl_signer" 2>/dev/null; then
+    "$PYTHON" -m pip install --quiet "aws-msk-iam-sasl-signer-python==1.0.2"
+fi
 
-step "format and lints (default features, and with tls and mock)"
+step "format and lints (default features, and with tls, mock and aws-msk-iam)"
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
-cargo clippy --all-targets --features tls,mock -- -D warnings
+cargo clippy --all-targets --features tls,mock,aws-msk-iam -- -D warnings
 
 step "pure Rust: the default build links no C library (*-sys) and never librdkafka"
 if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
@@ -38,7 +42,7 @@ if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
 fi
 
 step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --features tls,mock
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --features tls,mock,aws-msk-iam
 
 step "fuzz smoke: ${FUZZ_SECONDS}s per target (cargo-fuzz on stable via RUSTC_BOOTSTRAP=1)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
@@ -61,5 +65,5 @@ unset RUSTC_BOOTSTRAP
 # Profile `checked`: release optimisations with overflow checks and debug assertions on, so
 # arithmetic that a plain release build would wrap fails the tests instead.
 step "tests (optimised, overflow checks on, with tls and mock): unit, property, golden, scripted and lying peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
-cargo test --profile checked --all-targets --features tls,mock
-cargo test --profile checked --doc --features tls,mock
+cargo test --profile checked --all-targets --features tls,mock,aws-msk-iam
+cargo test --profile checked --doc --features tls,mock,aws-msk-iam

@@ -173,7 +173,8 @@ pub struct SaslConfig {
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct OAuthSettings {
     /// `sasl.oauthbearer.method`: `default` (unsecured JWTs when
-    /// `enable.sasl.oauthbearer.unsecure.jwt` is on) or `oidc`.
+    /// `enable.sasl.oauthbearer.unsecure.jwt` is on), `oidc`, or `aws_msk_iam` (feature
+    /// `aws-msk-iam`).
     pub method: String,
     /// `enable.sasl.oauthbearer.unsecure.jwt`.
     pub unsecure_jwt: bool,
@@ -189,6 +190,10 @@ pub struct OAuthSettings {
     pub scope: Option<String>,
     /// `sasl.oauthbearer.extensions` (`k=v,k=v`).
     pub extensions: String,
+    /// `sasl.aws.region` (method `aws_msk_iam`; else `AWS_REGION`, `AWS_DEFAULT_REGION`).
+    pub aws_region: String,
+    /// `sasl.aws.profile` (method `aws_msk_iam`; else the standard credential chain).
+    pub aws_profile: String,
 }
 
 impl SaslConfig {
@@ -220,6 +225,24 @@ impl SaslConfig {
             oidc.extensions = extensions;
             oidc.tls = tls.clone();
             return Ok(Some(TokenSource::new(oidc)));
+        }
+        #[cfg(feature = "aws-msk-iam")]
+        if o.method == "aws_msk_iam" {
+            use crate::net::msk_iam::MskIam;
+            let region = [o.aws_region.clone()]
+                .into_iter()
+                .chain(std::env::var("AWS_REGION").ok())
+                .chain(std::env::var("AWS_DEFAULT_REGION").ok())
+                .find(|r| !r.is_empty())
+                .ok_or_else(|| ConfigError::Missing {
+                    key: "sasl.aws.region".into(),
+                    context: "(or AWS_REGION) when sasl.oauthbearer.method is aws_msk_iam".into(),
+                })?;
+            return Ok(Some(TokenSource::new(if o.aws_profile.is_empty() {
+                MskIam::new(&region)
+            } else {
+                MskIam::with_profile(&region, &o.aws_profile)
+            })));
         }
         if o.unsecure_jwt {
             let mut jwt = UnsecuredJwt::from_config(&o.config)
@@ -385,8 +408,20 @@ impl ClientConfig {
             }
             "sasl.oauthbearer.method" => match v.to_ascii_lowercase().as_str() {
                 "default" | "oidc" => self.sasl.oauth.method = v.to_ascii_lowercase(),
-                _ => return Err(invalid(key, v, "expected default or oidc")),
+                "aws_msk_iam" if cfg!(feature = "aws-msk-iam") => {
+                    self.sasl.oauth.method = v.to_ascii_lowercase()
+                }
+                "aws_msk_iam" => {
+                    return Err(ConfigError::FeatureDisabled {
+                        key: key.into(),
+                        value: v.into(),
+                        feature: "aws-msk-iam",
+                    })
+                }
+                _ => return Err(invalid(key, v, "expected default, oidc or aws_msk_iam")),
             },
+            "sasl.aws.region" => self.sasl.oauth.aws_region = v.to_owned(),
+            "sasl.aws.profile" => self.sasl.oauth.aws_profile = v.to_owned(),
             "enable.sasl.oauthbearer.unsecure.jwt" => {
                 self.sasl.oauth.unsecure_jwt = parse::<bool>(key, v)?
             }
@@ -627,6 +662,47 @@ mod tests {
         assert!(
             err(&[("bootstrap.servers", "a:1"), ("security.protocol", "tcp")]).contains("sasl_ssl")
         );
+    }
+
+    #[test]
+    fn oauthbearer_needs_a_token_source() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut c = ClientConfig::new("b:9092");
+            c.set("security.protocol", "sasl_plaintext").unwrap();
+            c.set("sasl.mechanism", "oauthbearer").unwrap();
+            for (k, v) in pairs {
+                c.set(k, v)?;
+            }
+            c.validate()
+        };
+        let missing = with(&[]).unwrap_err();
+        assert!(
+            missing.to_string().contains("sasl.oauthbearer.method"),
+            "{missing}"
+        );
+        with(&[
+            ("enable.sasl.oauthbearer.unsecure.jwt", "true"),
+            ("sasl.oauthbearer.config", "principal=alice"),
+        ])
+        .unwrap();
+        let no_principal = with(&[("enable.sasl.oauthbearer.unsecure.jwt", "true")]);
+        assert!(no_principal.is_err());
+        let oidc = with(&[("sasl.oauthbearer.method", "oidc")]).unwrap_err();
+        assert!(oidc.to_string().contains("token.endpoint.url"), "{oidc}");
+        with(&[
+            ("sasl.oauthbearer.method", "OIDC"),
+            ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+            ("sasl.oauthbearer.client.id", "id"),
+            ("sasl.oauthbearer.client.secret", "secret"),
+            ("sasl.oauthbearer.extensions", "a=1,b=2"),
+        ])
+        .unwrap();
+        let aws = with(&[
+            ("sasl.oauthbearer.method", "aws_msk_iam"),
+            ("sasl.aws.region", "r"),
+        ]);
+        assert_eq!(aws.is_ok(), cfg!(feature = "aws-msk-iam"), "{aws:?}");
+        assert!(with(&[("sasl.oauthbearer.method", "kerberos")]).is_err());
     }
 
     #[test]

@@ -18,6 +18,8 @@
 
 mod conn;
 mod http;
+#[cfg(feature = "aws-msk-iam")]
+pub mod msk_iam;
 pub mod oauth;
 pub mod sasl;
 #[cfg(feature = "tls")]
