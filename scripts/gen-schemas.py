@@ -29,7 +29,7 @@ APIS = [
     "InitProducerId", "OffsetForLeaderEpoch", "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn",
     "TxnOffsetCommit", "DescribeConfigs", "SaslAuthenticate", "ConsumerGroupHeartbeat",
     "ShareGroupHeartbeat", "ShareFetch", "ShareAcknowledge", "DeleteRecords",
-    "DeleteGroups", "CreatePartitions",
+    "DeleteGroups", "CreatePartitions", "IncrementalAlterConfigs", "OffsetDelete",
 ]
 # Other messages: the consumer protocol's member metadata and the request header.
 DATA = ["ConsumerProtocolSubscription", "ConsumerProtocolAssignment", "RequestHeader"]

@@ -102,6 +102,8 @@ pub mod codes {
     pub const INVALID_TXN_STATE: i16 = 48;
     /// INVALID_REQUEST.
     pub const INVALID_REQUEST: i16 = 42;
+    /// INVALID_CONFIG.
+    pub const INVALID_CONFIG: i16 = 40;
     /// GROUP_ID_NOT_FOUND.
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     /// NON_EMPTY_GROUP: a group with members cannot be deleted.

@@ -87,6 +87,8 @@ async fn send(conn: &Connection, api: ApiKey, version: i16) -> Result<(), Error>
         DeleteRecords => DeleteRecordsRequest,
         DeleteGroups => DeleteGroupsRequest,
         CreatePartitions => CreatePartitionsRequest,
+        IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+        OffsetDelete => OffsetDeleteRequest,
     )
 }
 

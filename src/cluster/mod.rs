@@ -26,6 +26,7 @@
 
 mod admin;
 pub mod backoff;
+mod configs;
 mod coordinator;
 pub mod metadata;
 
@@ -41,6 +42,7 @@ use kafka_protocol::protocol::StrBytes;
 
 pub use admin::{ListedOffset, NewTopic, OffsetSpec};
 pub use backoff::Backoff;
+pub use configs::{AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use coordinator::{CoordinatorType, GroupMetadata};
 pub use metadata::{BrokerMeta, ClusterMetadata, LeaderHint, PartitionMeta, TopicMeta};
 

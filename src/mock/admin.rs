@@ -7,9 +7,9 @@
 //! nothing. A request that would write more than 10,000 metadata records (a topic record, one
 //! per partition and one per config, for the topics it creates) fails whole with
 //! POLICY_VIOLATION, as the controller's bounded record batch does: so a lying partition
-//! count costs nothing. Any broker answers (KRaft brokers forward to the controller). Of the
-//! topic configs only `cleanup.policy` is kept (DeleteRecords refuses a topic without
-//! `delete`); the mock has no compaction or retention.
+//! count costs nothing. Any broker answers (KRaft brokers forward to the controller). Topic
+//! configs are checked as Kafka checks them (INVALID_CONFIG, see `configs`) and kept; the mock
+//! has no compaction or retention, but DeleteRecords reads `cleanup.policy`.
 //!
 //! CreatePartitions, as KRaft's `ReplicationControlManager.createPartitions`: a topic named
 //! twice is INVALID_REQUEST, an unknown one UNKNOWN_TOPIC_OR_PARTITION, a count not above the
@@ -37,9 +37,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::State;
 use crate::error::codes::{
-    INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REPLICA_ASSIGNMENT, INVALID_REQUEST,
-    INVALID_TOPIC_EXCEPTION, NOT_LEADER_OR_FOLLOWER, POLICY_VIOLATION, TOPIC_ALREADY_EXISTS,
-    UNKNOWN_TOPIC_OR_PARTITION,
+    INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REPLICA_ASSIGNMENT,
+    INVALID_REQUEST, INVALID_TOPIC_EXCEPTION, NOT_LEADER_OR_FOLLOWER, POLICY_VIOLATION,
+    TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION,
 };
 
 /// Kafka's `QuorumController.MAX_RECORDS_PER_USER_OP`.
@@ -104,6 +104,13 @@ pub(super) fn create_topics(
                 TOPIC_ALREADY_EXISTS,
                 format!("Topic '{name}' already exists."),
             ))
+        } else if let Err(message) = super::configs::check_new_topic(
+            topic
+                .configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_deref())),
+        ) {
+            Some((INVALID_CONFIG, message))
         } else if partitions == 0 || partitions < -1 {
             Some((
                 INVALID_PARTITIONS,
@@ -159,14 +166,14 @@ pub(super) fn create_topics(
                 if !request.validate_only {
                     state.create_topic(name, partitions);
                     result.topic_id = uuid::Uuid::from_u128(state.topic_ids[name]);
-                    if let Some(policy) = topic
-                        .configs
-                        .iter()
-                        .find(|c| c.name.as_str() == "cleanup.policy")
-                        .and_then(|c| c.value.as_ref())
-                    {
-                        state.policies.insert(name.to_owned(), policy.to_string());
-                    }
+                    let configs = super::configs::check_new_topic(
+                        topic
+                            .configs
+                            .iter()
+                            .map(|c| (c.name.as_str(), c.value.as_deref())),
+                    )
+                    .unwrap_or_default();
+                    state.topic_configs.insert(name.to_owned(), configs);
                 }
             }
         }
@@ -187,9 +194,7 @@ pub(super) fn delete_records(
         .map(|topic| {
             let name = topic.name.0.as_str();
             // Kafka's LogConfig.delete: the policy lists `delete` (the default).
-            let deletable = state
-                .policies
-                .get(name)
+            let deletable = super::configs::topic_value(state, name, "cleanup.policy")
                 .is_none_or(|p| p.split(',').any(|p| p.trim() == "delete"));
             let partitions = topic
                 .partitions

@@ -20,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::security::Session;
 use super::{
-    admin, consumer_group, fetch, group, group_admin, lock, share, share_fetch, txn, State,
+    admin, configs, consumer_group, fetch, group, group_admin, lock, share, share_fetch, txn, State,
 };
 use crate::error::codes::{
     FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, LEADER_NOT_AVAILABLE, NOT_COORDINATOR,
@@ -63,6 +63,8 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::CreatePartitions, 3),
     (ApiKey::SaslHandshake, 1),
     (ApiKey::SaslAuthenticate, 2),
+    (ApiKey::DescribeConfigs, 4),
+    (ApiKey::IncrementalAlterConfigs, 1),
 ];
 
 /// How to answer.
@@ -433,6 +435,14 @@ pub(super) fn handle(
         ApiKey::DeleteRecords => {
             let request = decode!(DeleteRecordsRequest);
             admin::delete_records(&mut lock(state), broker, &request, error).encode(out, version)
+        }
+        ApiKey::DescribeConfigs => {
+            let request = decode!(DescribeConfigsRequest);
+            configs::describe(&lock(state), broker, &request, error).encode(out, version)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let request = decode!(IncrementalAlterConfigsRequest);
+            configs::incremental_alter(&mut lock(state), &request, error).encode(out, version)
         }
         ApiKey::SaslHandshake => {
             let request = decode!(SaslHandshakeRequest);

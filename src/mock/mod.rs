@@ -36,6 +36,7 @@
 //! ```
 
 mod admin;
+mod configs;
 mod consumer_group;
 mod fetch;
 mod group;
@@ -107,8 +108,9 @@ struct State {
     /// Topics named in a Metadata request that allows it are created with this many
     /// partitions (`auto.create.topics.enable`); `None`: never.
     auto_create: Option<i32>,
-    /// Topics' `cleanup.policy`, where one was given at creation (else `delete`).
-    policies: HashMap<String, String>,
+    /// Topics' configs set at creation or by IncrementalAlterConfigs (the rest are Kafka's
+    /// defaults, `configs::topic_value`).
+    topic_configs: HashMap<String, BTreeMap<String, String>>,
     /// Committed offsets by (group, topic, partition).
     offsets: HashMap<(String, String, i32), i64>,
     /// The leader epoch committed with each (KIP-320), where one was.
@@ -159,7 +161,7 @@ impl State {
             requests: HashMap::new(),
             transactions: HashMap::new(),
             auto_create: None,
-            policies: HashMap::new(),
+            topic_configs: HashMap::new(),
             offsets: HashMap::new(),
             offset_epochs: HashMap::new(),
             groups: HashMap::new(),

@@ -80,6 +80,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, ApiVersionRange)] = &[
     (ApiKey::DeleteRecords, r(0, 2)),
     (ApiKey::DeleteGroups, r(0, 2)),
     (ApiKey::CreatePartitions, r(0, 3)),
+    (ApiKey::IncrementalAlterConfigs, r(0, 1)),
+    (ApiKey::OffsetDelete, r(0, 0)),
 ];
 
 /// The versions spate speaks for `api`, if it speaks it at all.

@@ -419,6 +419,10 @@ fn honest(api: ApiKey, version: i16, mut request: Bytes, port: u16) -> BytesMut 
         ApiKey::EndTxn => EndTxnResponse::default().encode(&mut out, version),
         ApiKey::TxnOffsetCommit => TxnOffsetCommitResponse::default().encode(&mut out, version),
         ApiKey::DescribeConfigs => DescribeConfigsResponse::default().encode(&mut out, version),
+        ApiKey::IncrementalAlterConfigs => {
+            IncrementalAlterConfigsResponse::default().encode(&mut out, version)
+        }
+        ApiKey::OffsetDelete => OffsetDeleteResponse::default().encode(&mut out, version),
         ApiKey::OffsetForLeaderEpoch => {
             OffsetForLeaderEpochResponse::default().encode(&mut out, version)
         }

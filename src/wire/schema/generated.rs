@@ -1735,6 +1735,101 @@ pub(super) static CREATE_PARTITIONS_RESPONSE: MessageSchema = MessageSchema {
     ],
 };
 
+pub(super) static INCREMENTAL_ALTER_CONFIGS_REQUEST: MessageSchema = MessageSchema {
+    name: "IncrementalAlterConfigsRequest",
+    api_key: Some(44),
+    valid: V(0, 1),
+    flexible: V(1, MAX),
+    fields: &[
+        f(
+            "resources",
+            Ty::Array(&Ty::Struct(&[
+                f("resource_type", Ty::Int8, V(0, MAX)),
+                f("resource_name", Ty::String, V(0, MAX)),
+                f(
+                    "configs",
+                    Ty::Array(&Ty::Struct(&[
+                        f("name", Ty::String, V(0, MAX)),
+                        f("config_operation", Ty::Int8, V(0, MAX)),
+                        f("value", Ty::String, V(0, MAX)).nullable(V(0, MAX)),
+                    ])),
+                    V(0, MAX),
+                ),
+            ])),
+            V(0, MAX),
+        ),
+        f("validate_only", Ty::Bool, V(0, MAX)),
+    ],
+};
+
+pub(super) static INCREMENTAL_ALTER_CONFIGS_RESPONSE: MessageSchema = MessageSchema {
+    name: "IncrementalAlterConfigsResponse",
+    api_key: Some(44),
+    valid: V(0, 1),
+    flexible: V(1, MAX),
+    fields: &[
+        f("throttle_time_ms", Ty::Int32, V(0, MAX)),
+        f(
+            "responses",
+            Ty::Array(&Ty::Struct(&[
+                f("error_code", Ty::Int16, V(0, MAX)),
+                f("error_message", Ty::String, V(0, MAX)).nullable(V(0, MAX)),
+                f("resource_type", Ty::Int8, V(0, MAX)),
+                f("resource_name", Ty::String, V(0, MAX)),
+            ])),
+            V(0, MAX),
+        ),
+    ],
+};
+
+pub(super) static OFFSET_DELETE_REQUEST: MessageSchema = MessageSchema {
+    name: "OffsetDeleteRequest",
+    api_key: Some(47),
+    valid: V(0, 0),
+    flexible: NONE,
+    fields: &[
+        f("group_id", Ty::String, V(0, MAX)),
+        f(
+            "topics",
+            Ty::Array(&Ty::Struct(&[
+                f("name", Ty::String, V(0, MAX)),
+                f(
+                    "partitions",
+                    Ty::Array(&Ty::Struct(&[f("partition_index", Ty::Int32, V(0, MAX))])),
+                    V(0, MAX),
+                ),
+            ])),
+            V(0, MAX),
+        ),
+    ],
+};
+
+pub(super) static OFFSET_DELETE_RESPONSE: MessageSchema = MessageSchema {
+    name: "OffsetDeleteResponse",
+    api_key: Some(47),
+    valid: V(0, 0),
+    flexible: NONE,
+    fields: &[
+        f("error_code", Ty::Int16, V(0, MAX)),
+        f("throttle_time_ms", Ty::Int32, V(0, MAX)),
+        f(
+            "topics",
+            Ty::Array(&Ty::Struct(&[
+                f("name", Ty::String, V(0, MAX)),
+                f(
+                    "partitions",
+                    Ty::Array(&Ty::Struct(&[
+                        f("partition_index", Ty::Int32, V(0, MAX)),
+                        f("error_code", Ty::Int16, V(0, MAX)),
+                    ])),
+                    V(0, MAX),
+                ),
+            ])),
+            V(0, MAX),
+        ),
+    ],
+};
+
 pub(super) static CONSUMER_PROTOCOL_SUBSCRIPTION: MessageSchema = MessageSchema {
     name: "ConsumerProtocolSubscription",
     api_key: None,
@@ -1819,6 +1914,8 @@ pub(super) static REQUESTS: &[(i16, &MessageSchema)] = &[
     (36, &SASL_AUTHENTICATE_REQUEST),
     (37, &CREATE_PARTITIONS_REQUEST),
     (42, &DELETE_GROUPS_REQUEST),
+    (44, &INCREMENTAL_ALTER_CONFIGS_REQUEST),
+    (47, &OFFSET_DELETE_REQUEST),
     (68, &CONSUMER_GROUP_HEARTBEAT_REQUEST),
     (76, &SHARE_GROUP_HEARTBEAT_REQUEST),
     (78, &SHARE_FETCH_REQUEST),
@@ -1855,6 +1952,8 @@ pub(super) static RESPONSES: &[(i16, &MessageSchema)] = &[
     (36, &SASL_AUTHENTICATE_RESPONSE),
     (37, &CREATE_PARTITIONS_RESPONSE),
     (42, &DELETE_GROUPS_RESPONSE),
+    (44, &INCREMENTAL_ALTER_CONFIGS_RESPONSE),
+    (47, &OFFSET_DELETE_RESPONSE),
     (68, &CONSUMER_GROUP_HEARTBEAT_RESPONSE),
     (76, &SHARE_GROUP_HEARTBEAT_RESPONSE),
     (78, &SHARE_FETCH_RESPONSE),
