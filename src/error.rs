@@ -106,6 +106,8 @@ pub mod codes {
     pub const INVALID_CONFIG: i16 = 40;
     /// GROUP_ID_NOT_FOUND.
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// GROUP_SUBSCRIBED_TO_TOPIC: a group's offsets for a topic it consumes cannot be deleted.
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     /// NON_EMPTY_GROUP: a group with members cannot be deleted.
     pub const NON_EMPTY_GROUP: i16 = 68;
     /// GROUP_MAX_SIZE_REACHED.

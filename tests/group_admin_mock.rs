@@ -11,7 +11,9 @@ use std::time::Duration;
 use spate::cluster::Client;
 use spate::consumer::group::admin;
 use spate::consumer::{Consumer, ConsumerConfig, Event, OffsetReset};
-use spate::error::codes::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, UNKNOWN_MEMBER_ID};
+use spate::error::codes::{
+    GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC, NON_EMPTY_GROUP, UNKNOWN_MEMBER_ID,
+};
 use spate::mock::MockCluster;
 use spate::producer::{Producer, ProducerConfig, Record};
 use spate::ClientConfig;
@@ -206,4 +208,150 @@ async fn groups_are_listed_described_reset_and_deleted_as_kafka_does() {
         "a deleted group's offsets go with it"
     );
     member.close().await.unwrap();
+}
+
+/// OffsetDelete (KIP-496), as Kafka's `OffsetMetadataManager.deleteOffsets`: a live consumer
+/// group keeps the offsets of topics it consumes (GROUP_SUBSCRIBED_TO_TOPIC) and loses the
+/// others; an empty group loses any; an unknown group is GROUP_ID_NOT_FOUND. kafka-python first
+/// (confluent-kafka's Python AdminClient has no OffsetDelete), then spate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_deleted_as_kafka_does() {
+    let (cluster, member) = busy_cluster().await;
+    cluster.create_topic("old", 2);
+    // The member also commits for a topic it does not consume (any member may).
+    member
+        .commit_offsets(&[("old".into(), 0, 7), ("old".into(), 1, 8)])
+        .await
+        .unwrap();
+    let bootstrap = cluster.bootstrap();
+    let client = Client::connect(ClientConfig::new(&bootstrap))
+        .await
+        .unwrap();
+    admin::alter_offsets(&client, "idle", &[(("events".into(), 0), 2)])
+        .await
+        .unwrap();
+
+    let b = bootstrap.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        support::python_lines(
+            "kafka_python_offset_delete.py",
+            &[
+                &b,
+                "busy:events:0",
+                "busy:old:0",
+                "nobody:events:0",
+                "idle:events:0",
+                "offsets:busy",
+                "offsets:idle",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen,
+        [
+            "busy deloffsets events-0 GROUP_SUBSCRIBED_TO_TOPIC",
+            "busy deloffsets old-0 ok",
+            "nobody deloffsets GROUP_ID_NOT_FOUND",
+            "idle deloffsets events-0 ok",
+            "busy offset events-0 3",
+            "busy offset events-1 4",
+            "busy offset events-2 5",
+            "busy offset old-1 8",
+        ],
+        "{seen:#?}"
+    );
+
+    // spate's client, on what is left.
+    let outcome = admin::delete_offsets(
+        &client,
+        "busy",
+        &[("old".into(), 1), ("events".into(), 1), ("old".into(), 0)],
+    )
+    .await
+    .unwrap();
+    let codes: Vec<(String, i32, Option<i16>)> = outcome
+        .iter()
+        .map(|((t, p), r)| {
+            (
+                t.clone(),
+                *p,
+                r.as_ref().err().and_then(|e| e.code()).map(|c| c.0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("old".to_owned(), 1, None),
+            ("events".to_owned(), 1, Some(GROUP_SUBSCRIBED_TO_TOPIC)),
+            // No offset left there: nothing to delete, no error.
+            ("old".to_owned(), 0, None),
+        ]
+    );
+    let left = admin::committed_offsets(&client, "busy").await.unwrap();
+    assert_eq!(
+        left.keys().cloned().collect::<Vec<_>>(),
+        [
+            ("events".to_owned(), 0),
+            ("events".to_owned(), 1),
+            ("events".to_owned(), 2)
+        ]
+    );
+    let unknown = admin::delete_offsets(&client, "nobody", &[("old".into(), 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.code().map(|c| c.0),
+        Some(GROUP_ID_NOT_FOUND),
+        "{unknown}"
+    );
+
+    // Once the member has left, the group's offsets for what it consumed can go too.
+    member.close().await.unwrap();
+    support::wait_for("the group to be empty", || {
+        cluster.group("busy").is_some_and(|g| g.members.is_empty())
+    })
+    .await;
+    #[cfg(feature = "cli")]
+    {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args([
+                "group",
+                "delete-offsets",
+                "-b",
+                &bootstrap,
+                "-G",
+                "busy",
+                "-t",
+                "events:0,2",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with("Request succeed for deleting offsets from group busy.")
+                && stdout.lines().filter(|l| l.ends_with("Successful")).count() == 2,
+            "{stdout}"
+        );
+    }
+    #[cfg(not(feature = "cli"))]
+    admin::delete_offsets(
+        &client,
+        "busy",
+        &[("events".into(), 0), ("events".into(), 2)],
+    )
+    .await
+    .unwrap();
+    let left = admin::committed_offsets(&client, "busy").await.unwrap();
+    assert_eq!(
+        left.keys().cloned().collect::<Vec<_>>(),
+        [("events".to_owned(), 1)]
+    );
 }

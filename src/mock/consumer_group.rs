@@ -157,6 +157,11 @@ impl ConsumerGroup {
         self.members.is_empty()
     }
 
+    /// The topics its members subscribe to (as of the last group epoch).
+    pub(super) fn subscribed_topics(&self) -> BTreeSet<String> {
+        self.metadata.keys().cloned().collect()
+    }
+
     /// The topics `member` subscribes to now: its names that exist, and every topic its
     /// pattern matches.
     fn member_topics(member: &Member, topics: &BTreeMap<String, i32>) -> BTreeSet<String> {

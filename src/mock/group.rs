@@ -130,6 +130,23 @@ impl Group {
         &self.protocol_type
     }
 
+    /// Each member's metadata for the protocol the group chose (`None` before it chose one).
+    pub(super) fn chosen_metadata(&self) -> Option<Vec<Bytes>> {
+        let chosen = self.protocol.as_ref()?;
+        Some(
+            self.members
+                .values()
+                .map(|m| {
+                    m.protocols
+                        .iter()
+                        .find(|(name, _)| name == chosen)
+                        .map(|(_, meta)| meta.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        )
+    }
+
     /// Whether it has no members (and may be deleted, or take admin offset commits).
     pub(super) fn is_empty(&self) -> bool {
         self.phase == Phase::Empty

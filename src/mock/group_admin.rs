@@ -17,6 +17,14 @@
 //!   committed offsets; a group with members is NON_EMPTY_GROUP, an unknown one
 //!   GROUP_ID_NOT_FOUND.
 //!
+//! - **OffsetDelete** (`OffsetMetadataManager.deleteOffsets`, `ClassicGroup
+//!   .validateOffsetDelete`): an unknown group is GROUP_ID_NOT_FOUND; a classic group with
+//!   members whose protocol type is not `consumer` is NON_EMPTY_GROUP; otherwise each asked
+//!   partition of a topic the group subscribes to is GROUP_SUBSCRIBED_TO_TOPIC and the others'
+//!   offsets are deleted (no error when there was none). The subscribed topics are those of
+//!   the members' metadata for the chosen protocol; metadata that does not read counts as
+//!   subscribed to everything, as Kafka's `isSubscribedToTopic` falls back to.
+//!
 //! Every group request at a broker that is not the coordinator is NOT_COORDINATOR.
 
 use std::collections::BTreeSet;
@@ -28,7 +36,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::State;
-use crate::error::codes::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, NOT_COORDINATOR};
+use crate::error::codes::{
+    GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC, NON_EMPTY_GROUP, NOT_COORDINATOR,
+};
 
 /// A group as ListGroups shows it: id, protocol type, state, type.
 struct Listed {
@@ -203,4 +213,103 @@ pub(super) fn delete_groups(
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// Which topics a group's offsets may not be deleted for: `None` for all of them.
+enum Subscribed {
+    Topics(BTreeSet<String>),
+    Everything,
+}
+
+impl Subscribed {
+    fn contains(&self, topic: &str) -> bool {
+        match self {
+            Subscribed::Topics(t) => t.contains(topic),
+            Subscribed::Everything => true,
+        }
+    }
+}
+
+/// The topics of consumer-protocol subscriptions (Kafka's `computeSubscribedTopics`).
+fn subscription_topics(metadata: &[bytes::Bytes]) -> Subscribed {
+    use kafka_protocol::protocol::Decodable;
+    let mut topics = BTreeSet::new();
+    for meta in metadata {
+        let Some(&[v0, v1]) = meta.get(..2) else {
+            return Subscribed::Everything;
+        };
+        let version = i16::from_be_bytes([v0, v1]).clamp(0, 3);
+        let mut body = meta.slice(2..);
+        if crate::wire::schema::consumer_subscription()
+            .check(version, &body)
+            .is_err()
+        {
+            return Subscribed::Everything;
+        }
+        match ConsumerProtocolSubscription::decode(&mut body, version) {
+            Ok(s) => topics.extend(s.topics.iter().map(|t| t.to_string())),
+            Err(_) => return Subscribed::Everything,
+        }
+    }
+    Subscribed::Topics(topics)
+}
+
+pub(super) fn offset_delete(
+    state: &mut State,
+    broker: i32,
+    request: &OffsetDeleteRequest,
+    error: Option<i16>,
+) -> OffsetDeleteResponse {
+    use kafka_protocol::messages::offset_delete_response::{
+        OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+    };
+    let group = request.group_id.0.as_str();
+    let fail = |code| OffsetDeleteResponse::default().with_error_code(code);
+    if let Some(code) = error {
+        return fail(code);
+    }
+    if state.coordinator != broker {
+        return fail(NOT_COORDINATOR);
+    }
+    let has_offsets = state.offsets.keys().any(|(g, _, _)| g == group);
+    let subscribed = match (state.groups.get(group), state.consumer_groups.get(group)) {
+        (Some(g), _) if !g.is_empty() => {
+            if g.protocol_type() != "consumer" {
+                return fail(NON_EMPTY_GROUP);
+            }
+            g.chosen_metadata()
+                .map_or(Subscribed::Everything, |m| subscription_topics(&m))
+        }
+        (_, Some(g)) => Subscribed::Topics(g.subscribed_topics()),
+        (Some(_), None) => Subscribed::Topics(BTreeSet::new()),
+        (None, None) if has_offsets => Subscribed::Topics(BTreeSet::new()),
+        (None, None) => return fail(GROUP_ID_NOT_FOUND),
+    };
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str();
+            let refused = subscribed.contains(name);
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index);
+                    if refused {
+                        return answer.with_error_code(GROUP_SUBSCRIBED_TO_TOPIC);
+                    }
+                    let key = (group.to_owned(), name.to_owned(), p.partition_index);
+                    state.offsets.remove(&key);
+                    state.offset_epochs.remove(&key);
+                    answer
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }

@@ -65,6 +65,7 @@ const SERVED: &[(ApiKey, i16)] = &[
     (ApiKey::SaslAuthenticate, 2),
     (ApiKey::DescribeConfigs, 4),
     (ApiKey::IncrementalAlterConfigs, 1),
+    (ApiKey::OffsetDelete, 0),
 ];
 
 /// How to answer.
@@ -435,6 +436,11 @@ pub(super) fn handle(
         ApiKey::DeleteRecords => {
             let request = decode!(DeleteRecordsRequest);
             admin::delete_records(&mut lock(state), broker, &request, error).encode(out, version)
+        }
+        ApiKey::OffsetDelete => {
+            let request = decode!(OffsetDeleteRequest);
+            group_admin::offset_delete(&mut lock(state), broker, &request, error)
+                .encode(out, version)
         }
         ApiKey::DescribeConfigs => {
             let request = decode!(DescribeConfigsRequest);

@@ -1,4 +1,5 @@
-//! `spate group list|describe|reset-offsets|delete`, as Kafka's `kafka-consumer-groups.sh`.
+//! `spate group list|describe|reset-offsets|delete-offsets|delete`, as Kafka's
+//! `kafka-consumer-groups.sh`.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +59,18 @@ pub enum Action {
         /// Commit the new offsets (without it, only print them).
         #[arg(long)]
         execute: bool,
+    },
+    /// Delete a group's committed offsets for topics it does not consume
+    /// (kafka-consumer-groups.sh --delete-offsets).
+    DeleteOffsets {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The group.
+        #[arg(short = 'G', long = "group", required = true)]
+        group: String,
+        /// `TOPIC` or `TOPIC:P,P,...` (repeatable).
+        #[arg(short = 't', long = "topic", required = true)]
+        topics: Vec<String>,
     },
     /// Delete groups (without members) and their committed offsets.
     Delete {
@@ -148,6 +161,40 @@ pub fn run(action: &Action) -> Result<(), String> {
                 eprintln!("(a dry run: nothing was committed; add --execute to commit)");
             }
         }
+        Action::DeleteOffsets {
+            conn,
+            group,
+            topics,
+        } => {
+            let results = conn.run(|client| async move {
+                let wanted = topic_partitions(&client, topics).await?;
+                let tps: Vec<(String, i32)> = wanted
+                    .into_iter()
+                    .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
+                    .collect();
+                admin::delete_offsets(&client, group, &tps)
+                    .await
+                    .map_err(|e| e.to_string())
+            })?;
+            let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+            if failed == 0 {
+                println!("Request succeed for deleting offsets from group {group}.");
+            } else {
+                println!("Request failed for deleting some offsets from group {group}.");
+            }
+            println!();
+            println!("{:<30} {:<15} STATUS", "TOPIC", "PARTITION");
+            for ((topic, partition), result) in &results {
+                let status = match result {
+                    Ok(()) => "Successful".to_owned(),
+                    Err(e) => format!("Error: {}", e.code().map_or(e.to_string(), |c| c.name())),
+                };
+                println!("{topic:<30} {partition:<15} {status}");
+            }
+            if failed > 0 {
+                return Err(format!("{failed} partition(s) kept their offsets"));
+            }
+        }
         Action::Delete { conn, groups } => {
             let names: Vec<&str> = groups.iter().map(String::as_str).collect();
             let results =
@@ -165,6 +212,37 @@ pub fn run(action: &Action) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `TOPIC` (every partition) or `TOPIC:P,P,...`, as kafka-consumer-groups.sh's `--topic`.
+async fn topic_partitions(
+    client: &Client,
+    specs: &[String],
+) -> Result<BTreeMap<String, Vec<i32>>, String> {
+    let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for spec in specs {
+        match spec.split_once(':') {
+            Some((t, ps)) => {
+                let ps: Vec<i32> = ps
+                    .split(',')
+                    .map(|p| {
+                        p.trim()
+                            .parse()
+                            .map_err(|_| format!("--topic {spec}: a bad partition"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                wanted.entry(t.to_owned()).or_default().extend(ps);
+            }
+            None => {
+                let count = client
+                    .partition_count(spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                wanted.entry(spec.clone()).or_default().extend(0..count);
+            }
+        }
+    }
+    Ok(wanted)
 }
 
 fn print_lag(group: &str, rows: &[PartitionLag]) {
@@ -257,24 +335,8 @@ async fn reset(
             wanted.entry(t.clone()).or_default().push(*p);
         }
     }
-    for spec in topics {
-        match spec.split_once(':') {
-            Some((t, ps)) => {
-                let ps: Vec<i32> = ps
-                    .split(',')
-                    .map(|p| {
-                        p.trim()
-                            .parse()
-                            .map_err(|_| format!("--topic {spec}: a bad partition"))
-                    })
-                    .collect::<Result<_, _>>()?;
-                wanted.entry(t.to_owned()).or_default().extend(ps);
-            }
-            None => {
-                let count = client.partition_count(spec).await.map_err(err)?;
-                wanted.entry(spec.clone()).or_default().extend(0..count);
-            }
-        }
+    for (t, ps) in topic_partitions(client, topics).await? {
+        wanted.entry(t).or_default().extend(ps);
     }
     let mut moved = BTreeMap::new();
     for (topic, partitions) in wanted {

@@ -7,14 +7,19 @@
 //! - [`alter_offsets`] commits as an administrator (generation -1, no member), which Kafka
 //!   accepts only while the group has no members (UNKNOWN_MEMBER_ID otherwise): stop the
 //!   group's consumers first, as `kafka-consumer-groups.sh --reset-offsets` requires.
+//! - [`delete_offsets`] removes committed offsets (OffsetDelete, KIP-496): refused
+//!   (GROUP_SUBSCRIBED_TO_TOPIC) for a topic the group's members consume.
 //! - [`describe_lag`] joins the committed offsets, the log end offsets (high watermarks) and
 //!   the members' assignments: per partition, what `kafka-consumer-groups.sh --describe`
 //!   prints.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -217,6 +222,67 @@ pub async fn alter_offsets(
     let committed: Vec<offsets::Committed> =
         offsets.iter().map(|(tp, o)| (tp.clone(), *o, -1)).collect();
     offsets::commit(client, group, None, &admin, &committed).await
+}
+
+/// Deletes `group`'s committed offsets for `partitions`, as Java's
+/// `Admin.deleteConsumerGroupOffsets`: each partition's own outcome, in order
+/// (GROUP_SUBSCRIBED_TO_TOPIC for a topic the group consumes; no error where there was no
+/// offset). The group's own failure (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP) is the `Err`.
+pub async fn delete_offsets(
+    client: &Client,
+    group: &str,
+    partitions: &[TopicPartition],
+) -> Result<Vec<(TopicPartition, Result<(), Error>)>, Error> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    let request = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_topics(
+            by_topic
+                .iter()
+                .map(|(t, ps)| {
+                    OffsetDeleteRequestTopic::default()
+                        .with_name(crate::wire::topic_name(t))
+                        .with_partitions(
+                            ps.iter()
+                                .map(|p| {
+                                    OffsetDeleteRequestPartition::default().with_partition_index(*p)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    let what = format!("delete offsets of group {group}");
+    let response = client
+        .with_retry(&what, &[], || async {
+            let conn = client.coordinator(CoordinatorType::Group, group).await?;
+            let response = conn.request(&request).await?;
+            group_error(response.error_code, what.clone())?;
+            Ok(response)
+        })
+        .await?;
+    let mut answers = BTreeMap::new();
+    for t in &response.topics {
+        for p in &t.partitions {
+            answers.insert((t.name.0.to_string(), p.partition_index), p.error_code);
+        }
+    }
+    Ok(partitions
+        .iter()
+        .map(|tp| {
+            let outcome = match answers.get(tp) {
+                Some(code) => group_error(*code, format!("{what}: {}-{}", tp.0, tp.1)),
+                None => Err(Error::UnknownInMetadata(format!(
+                    "{what}: no answer for {}-{}",
+                    tp.0, tp.1
+                ))),
+            };
+            (tp.clone(), outcome)
+        })
+        .collect())
 }
 
 /// Per partition the group has committed or is assigned: committed offset, log end offset,
