@@ -3,6 +3,21 @@
 //! escapes. Used by the pipeline's JSON operators, the SASL/OAUTHBEARER token handling and the
 //! embedded cluster.
 
+/// Appends `s` to `out` as a JSON string (quoted, with `"`, `\\` and control characters
+/// escaped).
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// The value of top-level field `field` in the JSON object `json`: a string's contents
 /// (unescaped), or any other value's text as written (`42`, `true`, `{"a":1}`). `None` if
 /// `json` is not an object, the field is absent, or the text is not valid JSON up to it.
@@ -217,6 +232,21 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_strings_read_back() {
+        for s in ["plain", "q\"uote", "back\\slash", "ctl\u{1}\n", "é😀"] {
+            let mut doc = String::from("{\"k\":");
+            write_string(&mut doc, s);
+            doc.push('}');
+            let mut scratch = Vec::new();
+            assert_eq!(
+                json_field(doc.as_bytes(), "k", &mut scratch),
+                Some(s.as_bytes()),
+                "{doc}"
+            );
+        }
+    }
 
     #[test]
     fn json_values_and_objects_are_told_apart() {

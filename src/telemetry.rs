@@ -17,8 +17,14 @@
 //! | `spate_consumer_lag` | gauge | `topic`, `partition` | the partition's end (high watermark; last stable offset under read_committed) minus the fetch position, at the last fetch |
 //! | `spate_transactions_total` | counter | `outcome` (`commit`, `abort`) | transactions ended |
 //! | `spate_rebalances_total` | counter | `group` | assignments a member received |
+//!
+//! The same figures are kept per client, whatever the recorder:
+//! [`Client::statistics`](crate::cluster::Client::statistics) returns a [`Statistics`] snapshot (librdkafka's
+//! statistics, as a value), which `spate consume` and `spate bench` print every
+//! `statistics.interval.ms` as a JSON line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -61,8 +67,173 @@ fn api_name(api: ApiKey) -> &'static str {
         .or_insert_with(|| Box::leak(format!("{api:?}").into_boxed_str()))
 }
 
+/// One broker's figures in a [`Statistics`] snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokerStatistics {
+    /// Requests sent, by API name (`"Produce"`).
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Requests that got no response (connection lost, timeout).
+    pub errors: u64,
+    /// Request bytes written.
+    pub bytes_sent: u64,
+    /// Response bytes read.
+    pub bytes_received: u64,
+    /// Responses received (the latency figures' count).
+    pub responses: u64,
+    /// Their summed latency.
+    pub latency_total: Duration,
+    /// The longest.
+    pub latency_max: Duration,
+}
+
+impl BrokerStatistics {
+    /// Mean request latency (zero before any response).
+    pub fn latency_mean(&self) -> Duration {
+        match self.responses {
+            0 => Duration::ZERO,
+            n => self.latency_total / n.min(u64::from(u32::MAX)) as u32,
+        }
+    }
+}
+
+/// One topic's figures in a [`Statistics`] snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicStatistics {
+    /// Records the brokers acknowledged.
+    pub produced_records: u64,
+    /// Their batches' bytes (compressed, as sent).
+    pub produced_bytes: u64,
+    /// Batches acknowledged.
+    pub produced_batches: u64,
+    /// Record batch bytes fetched (as on the wire).
+    pub fetched_bytes: u64,
+    /// Records handed to the application.
+    pub consumed_records: u64,
+}
+
+/// What a client has done so far: [`Client::statistics`](crate::cluster::Client::statistics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Statistics {
+    /// Per broker address.
+    pub brokers: BTreeMap<String, BrokerStatistics>,
+    /// Per topic.
+    pub topics: BTreeMap<String, TopicStatistics>,
+    /// Per partition fetched: its end (high watermark, or last stable offset under
+    /// read_committed) minus the fetch position, at the last fetch.
+    pub lag: BTreeMap<(String, i32), i64>,
+    /// Transactions committed.
+    pub transactions_committed: u64,
+    /// Transactions aborted.
+    pub transactions_aborted: u64,
+    /// Assignments received by group members.
+    pub rebalances: u64,
+    /// Connections opened.
+    pub connects: u64,
+    /// Metadata refreshes.
+    pub metadata_refreshes: u64,
+}
+
+impl Statistics {
+    /// Requests sent to every broker.
+    pub fn requests(&self) -> u64 {
+        self.brokers
+            .values()
+            .flat_map(|b| b.requests.values())
+            .sum()
+    }
+
+    /// The snapshot as one line of JSON (`{"brokers":{...},"topics":{...},...}`), for logs.
+    pub fn to_json(&self) -> String {
+        let mut o = String::from("{\"brokers\":{");
+        for (i, (name, b)) in self.brokers.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            crate::json::write_string(&mut o, name);
+            o.push_str(":{\"requests\":{");
+            for (j, (api, n)) in b.requests.iter().enumerate() {
+                if j > 0 {
+                    o.push(',');
+                }
+                let _ = write!(o, "\"{api}\":{n}");
+            }
+            let _ = write!(
+                o,
+                "}},\"errors\":{},\"bytes_sent\":{},\"bytes_received\":{},\
+                 \"latency_mean_us\":{},\"latency_max_us\":{}}}",
+                b.errors,
+                b.bytes_sent,
+                b.bytes_received,
+                b.latency_mean().as_micros(),
+                b.latency_max.as_micros()
+            );
+        }
+        o.push_str("},\"topics\":{");
+        for (i, (name, t)) in self.topics.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            crate::json::write_string(&mut o, name);
+            let _ = write!(
+                o,
+                ":{{\"produced_records\":{},\"produced_bytes\":{},\"produced_batches\":{},\
+                 \"fetched_bytes\":{},\"consumed_records\":{}}}",
+                t.produced_records,
+                t.produced_bytes,
+                t.produced_batches,
+                t.fetched_bytes,
+                t.consumed_records
+            );
+        }
+        o.push_str("},\"lag\":{");
+        for (i, ((topic, partition), lag)) in self.lag.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            crate::json::write_string(&mut o, &format!("{topic}-{partition}"));
+            let _ = write!(o, ":{lag}");
+        }
+        let _ = write!(
+            o,
+            "}},\"transactions_committed\":{},\"transactions_aborted\":{},\"rebalances\":{},\
+             \"connects\":{},\"metadata_refreshes\":{}}}",
+            self.transactions_committed,
+            self.transactions_aborted,
+            self.rebalances,
+            self.connects,
+            self.metadata_refreshes
+        );
+        o
+    }
+}
+
+/// A client's running figures, shared by its connections, producers and consumers.
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<Statistics>,
+}
+
+impl Stats {
+    fn with(&self, f: impl FnOnce(&mut Statistics)) {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn topic(&self, topic: &str, f: impl FnOnce(&mut TopicStatistics)) {
+        self.with(|s| match s.topics.get_mut(topic) {
+            Some(t) => f(t),
+            None => f(s.topics.entry(topic.to_owned()).or_default()),
+        });
+    }
+
+    /// A copy of the figures so far.
+    pub fn snapshot(&self) -> Statistics {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// One request: its bytes out, and its response's bytes in (`None`: no response).
 pub(crate) fn request(
+    stats: &Stats,
     broker: &str,
     api: ApiKey,
     sent: usize,
@@ -70,6 +241,23 @@ pub(crate) fn request(
     took: Duration,
 ) {
     let api = api_name(api);
+    stats.with(|s| {
+        let b = match s.brokers.get_mut(broker) {
+            Some(b) => b,
+            None => s.brokers.entry(broker.to_owned()).or_default(),
+        };
+        *b.requests.entry(api).or_default() += 1;
+        b.bytes_sent += sent as u64;
+        match received {
+            Some(bytes) => {
+                b.bytes_received += bytes as u64;
+                b.responses += 1;
+                b.latency_total += took;
+                b.latency_max = b.latency_max.max(took);
+            }
+            None => b.errors += 1,
+        }
+    });
     let broker = broker.to_owned();
     metrics::counter!(REQUESTS, "broker" => broker.clone(), "api" => api).increment(1);
     metrics::counter!(BYTES_SENT, "broker" => broker.clone()).increment(sent as u64);
@@ -84,13 +272,22 @@ pub(crate) fn request(
 }
 
 /// A record batch the brokers acknowledged.
-pub(crate) fn produced(topic: &str, records: u64, bytes: u64) {
+pub(crate) fn produced(stats: &Stats, topic: &str, records: u64, bytes: u64) {
+    stats.topic(topic, |t| {
+        t.produced_records += records;
+        t.produced_bytes += bytes;
+        t.produced_batches += 1;
+    });
     metrics::counter!(PRODUCED_RECORDS, "topic" => topic.to_owned()).increment(records);
     metrics::counter!(PRODUCED_BYTES, "topic" => topic.to_owned()).increment(bytes);
 }
 
 /// A partition's share of a fetch response: its bytes, and the lag it leaves.
-pub(crate) fn fetched(topic: &str, partition: i32, bytes: usize, lag: i64) {
+pub(crate) fn fetched(stats: &Stats, topic: &str, partition: i32, bytes: usize, lag: i64) {
+    stats.topic(topic, |t| t.fetched_bytes += bytes as u64);
+    stats.with(|s| {
+        s.lag.insert((topic.to_owned(), partition), lag.max(0));
+    });
     if bytes > 0 {
         metrics::counter!(FETCHED_BYTES, "topic" => topic.to_owned()).increment(bytes as u64);
     }
@@ -99,17 +296,23 @@ pub(crate) fn fetched(topic: &str, partition: i32, bytes: usize, lag: i64) {
 }
 
 /// Records handed to the application.
-pub(crate) fn consumed(topic: &str, records: usize) {
+pub(crate) fn consumed(stats: &Stats, topic: &str, records: usize) {
+    stats.topic(topic, |t| t.consumed_records += records as u64);
     metrics::counter!(CONSUMED_RECORDS, "topic" => topic.to_owned()).increment(records as u64);
 }
 
 /// A transaction ended.
-pub(crate) fn transaction(committed: bool) {
+pub(crate) fn transaction(stats: &Stats, committed: bool) {
+    stats.with(|s| match committed {
+        true => s.transactions_committed += 1,
+        false => s.transactions_aborted += 1,
+    });
     let outcome = if committed { "commit" } else { "abort" };
     metrics::counter!(TRANSACTIONS, "outcome" => outcome).increment(1);
 }
 
 /// A group member received an assignment.
-pub(crate) fn rebalance(group: &str) {
+pub(crate) fn rebalance(stats: &Stats, group: &str) {
+    stats.with(|s| s.rebalances += 1);
     metrics::counter!(REBALANCES, "group" => group.to_owned()).increment(1);
 }

@@ -116,3 +116,50 @@ fn bad_bench_arguments_are_clear_errors() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+/// `-X statistics.interval.ms` (librdkafka's key): the client's statistics as JSON lines on
+/// stderr while the scenarios run, with the work done so far.
+#[test]
+fn bench_prints_statistics_periodically() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args([
+            "bench",
+            "-n",
+            "200000",
+            "--scenario",
+            "consume",
+            "-X",
+            "statistics.interval.ms=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"brokers\""))
+        .map(|l| serde_json::from_str(l).expect("a statistics line is JSON"))
+        .collect();
+    assert!(!lines.is_empty(), "no statistics line: {stderr}");
+    let work: u64 = lines
+        .iter()
+        .flat_map(|s| s["topics"].as_object().unwrap().values())
+        .map(|t| t["produced_records"].as_u64().unwrap() + t["consumed_records"].as_u64().unwrap())
+        .max()
+        .unwrap_or(0);
+    assert!(work > 0, "the statistics show no work: {stderr}");
+    for s in &lines {
+        let requests: u64 = s["brokers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|b| b["requests"].as_object().unwrap().values())
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert!(requests > 0, "{s}");
+    }
+}

@@ -87,6 +87,7 @@ async fn metrics_equal_the_work_done() {
             producer.abort_transaction().await.unwrap();
         }
     }
+    let produced = producer.client().statistics();
     producer.close().await.unwrap();
 
     let mut config = ConsumerConfig::new(&bootstrap)
@@ -112,6 +113,7 @@ async fn metrics_equal_the_work_done() {
             _ => {}
         }
     }
+    let consumed = consumer.client().statistics();
     consumer.close().await.unwrap();
     assert_eq!(read, 600, "the committed records");
 
@@ -167,4 +169,59 @@ async fn metrics_equal_the_work_done() {
         requests,
         "each request answered or failed"
     );
+
+    // The same figures as each client's own snapshot (Client::statistics).
+    let m = &produced.topics["m"];
+    assert_eq!(m.produced_records, 700);
+    assert_eq!(m.produced_bytes, data_bytes as u64);
+    assert_eq!(
+        (
+            produced.transactions_committed,
+            produced.transactions_aborted
+        ),
+        (1, 1)
+    );
+    let produce_requests: u64 = produced
+        .brokers
+        .values()
+        .filter_map(|b| b.requests.get("Produce"))
+        .sum();
+    assert_eq!(produce_requests, cluster.request_count(ApiKey::Produce));
+    assert_eq!(
+        m.produced_batches, produce_requests,
+        "one batch per request here"
+    );
+    assert!(produced.connects >= 1);
+    let c = &consumed.topics["m"];
+    assert_eq!(c.consumed_records, 600);
+    assert!(c.fetched_bytes as f64 >= data_bytes as f64 * 6.0 / 7.0);
+    assert_eq!(c.produced_records, 0, "each client counts its own work");
+    assert!(consumed.rebalances >= 1);
+    assert_eq!(
+        consumed.lag,
+        [(("m".to_owned(), 0), 0), (("m".to_owned(), 1), 0)].into()
+    );
+    for b in consumed.brokers.values() {
+        let sent: u64 = b.requests.values().sum();
+        assert_eq!(
+            b.responses + b.errors,
+            sent,
+            "each request answered or failed"
+        );
+        assert!(b.latency_max >= b.latency_mean());
+    }
+    // The JSON line `spate consume` prints reads back.
+    let json = consumed.to_json();
+    let mut scratch = Vec::new();
+    let topics = spate::json::json_field(json.as_bytes(), "topics", &mut scratch)
+        .unwrap()
+        .to_vec();
+    let m_json = spate::json::json_field(&topics, "m", &mut scratch)
+        .unwrap()
+        .to_vec();
+    assert_eq!(
+        spate::json::json_field(&m_json, "consumed_records", &mut scratch),
+        Some(&b"600"[..])
+    );
+    assert!(spate::json::is_json_value(json.as_bytes()), "{json}");
 }

@@ -240,6 +240,21 @@ impl Client {
         self.inner.refreshes.load(Ordering::Relaxed)
     }
 
+    /// What this client (and the producers and consumers over it) has done so far: requests,
+    /// errors, bytes and latency per broker, records and bytes per topic, lag per partition,
+    /// transactions, rebalances, connections, metadata refreshes.
+    pub fn statistics(&self) -> crate::telemetry::Statistics {
+        let mut s = self.inner.options.stats.snapshot();
+        s.connects = self.connections_opened();
+        s.metadata_refreshes = self.metadata_refreshes();
+        s
+    }
+
+    /// The running figures [`Client::statistics`] reads.
+    pub(crate) fn stats(&self) -> &crate::telemetry::Stats {
+        &self.inner.options.stats
+    }
+
     /// Asks the cluster for fresh metadata and caches it. Tries brokers with a live connection
     /// first, then the other known brokers, then the bootstrap servers. A broker that answers
     /// REBOOTSTRAP_REQUIRED (Metadata v13+, KIP-1102) sends the client back to the bootstrap

@@ -417,7 +417,7 @@ impl Consumer {
                     }
                     self.send(Command::Add(add))?;
                     if let Some(group) = &self.config.group_id {
-                        crate::telemetry::rebalance(group);
+                        crate::telemetry::rebalance(self.client.stats(), group);
                     }
                     self.events.push_back(Event::Assigned(tps));
                 }

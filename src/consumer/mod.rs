@@ -525,7 +525,11 @@ impl Consumer {
                         if leader_epoch >= 0 {
                             view.leader_epoch = leader_epoch;
                         }
-                        crate::telemetry::consumed(&batch.topic, batch.batch.len());
+                        crate::telemetry::consumed(
+                            self.client.stats(),
+                            &batch.topic,
+                            batch.batch.len(),
+                        );
                         return Ok(Event::Batch(batch));
                     }
                     None => {

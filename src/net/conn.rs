@@ -48,6 +48,8 @@ pub struct ConnectOptions {
     pub sasl: SaslConfig,
     /// TLS settings.
     pub tls: TlsConfig,
+    /// Where the client's statistics go (shared by its connections).
+    pub stats: Arc<crate::telemetry::Stats>,
 }
 
 impl Default for ConnectOptions {
@@ -72,6 +74,7 @@ impl ConnectOptions {
                 ..config.sasl.clone()
             },
             tls: config.tls.clone(),
+            stats: Arc::default(),
         }
     }
 }
@@ -100,6 +103,7 @@ struct Inner {
     next_correlation_id: AtomicI32,
     versions: OnceLock<NegotiatedVersions>,
     writer: mpsc::Sender<Bytes>,
+    stats: Arc<crate::telemetry::Stats>,
 }
 
 impl Drop for Inner {
@@ -257,6 +261,7 @@ impl Connection {
                 next_correlation_id: AtomicI32::new(0),
                 versions: OnceLock::new(),
                 writer: tx,
+                stats: options.stats.clone(),
             }),
         }
     }
@@ -458,7 +463,14 @@ impl Connection {
             .instrument(span)
             .await;
         let received = result.as_ref().ok().map(Bytes::len);
-        crate::telemetry::request(self.broker(), api, sent, received, started.elapsed());
+        crate::telemetry::request(
+            &self.inner.stats,
+            self.broker(),
+            api,
+            sent,
+            received,
+            started.elapsed(),
+        );
         result.map_err(|cause| cause.for_request(api, version).into())
     }
 

@@ -607,7 +607,6 @@ impl Accumulator {
         {
             part.retrying = false;
         }
-        crate::telemetry::produced(&batch.topic, batch.records as u64, batch.data.len() as u64);
         batch.outcome.complete(Ok(ack));
         batch.reserved
     }

@@ -373,7 +373,9 @@ fn settle(shared: &Shared, answered: Answered) {
         Ok(None) => {
             // acks=0: written is all we will ever know.
             for batch in batches {
-                released += acc.succeeded(
+                released += succeeded(
+                    shared,
+                    &mut acc,
                     batch,
                     BatchAck {
                         base_offset: -1,
@@ -420,9 +422,11 @@ fn settle(shared: &Shared, answered: Answered) {
                     log_append_time,
                 };
                 match code {
-                    0 => released += acc.succeeded(batch, ack),
+                    0 => released += succeeded(shared, &mut acc, batch, ack),
                     // The broker already has this batch: a retry of one whose answer was lost.
-                    DUPLICATE_SEQUENCE_NUMBER => released += acc.succeeded(batch, ack),
+                    DUPLICATE_SEQUENCE_NUMBER => {
+                        released += succeeded(shared, &mut acc, batch, ack)
+                    }
                     _ => {
                         let error = Error::kafka(
                             KafkaCode(code),
@@ -547,6 +551,22 @@ fn apply_leader_hints(shared: &Shared, response: &ProduceResponse) -> HintOutcom
         })
         .collect();
     shared.client.apply_leader_hints(&hints, &endpoints)
+}
+
+/// A batch the broker accepted: counted in the client's statistics, then completed.
+fn succeeded(
+    shared: &Shared,
+    acc: &mut super::accumulator::Accumulator,
+    batch: Batch,
+    ack: BatchAck,
+) -> usize {
+    crate::telemetry::produced(
+        shared.client.stats(),
+        &batch.topic,
+        batch.records as u64,
+        batch.data.len() as u64,
+    );
+    acc.succeeded(batch, ack)
 }
 
 /// Puts a failed batch back to be sent again, or fails it for good. `now` is `None` when the

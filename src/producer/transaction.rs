@@ -576,7 +576,7 @@ impl Producer {
         shared.acc().end_txn();
         *txn.state() = State::Ready;
         tracing::debug!(transactional_id = %txn.id, commit, "transaction ended");
-        crate::telemetry::transaction(commit);
+        crate::telemetry::transaction(shared.client.stats(), commit);
         Ok(())
     }
 }

@@ -150,6 +150,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     ];
     pairs.extend(common::cli_defaults());
     pairs.extend(common::parse_pairs(&args.config)?);
+    let statistics = common::take_statistics_interval(&mut pairs)?;
     let (consumer_config, producer_config) = common::consumer_and_producer(pairs)?;
     let client_config = consumer_config.client.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -178,9 +179,9 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             args.count, args.size, args.codec, args.linger_ms, args.partitions
         );
         let mut results = Vec::new();
-        results.push(produce(args, producer_config.clone(), &topic).await?);
+        results.push(produce(args, producer_config.clone(), &topic, statistics).await?);
         if wanted("consume") {
-            results.push(consume(args, consumer_config.clone(), &topic).await?);
+            results.push(consume(args, consumer_config.clone(), &topic, statistics).await?);
         }
         let commit_interval = Duration::from_millis(args.commit_interval_ms.max(1));
         if wanted("pipe") {
@@ -321,8 +322,14 @@ async fn measured<F: std::future::Future<Output = Result<u64, String>>>(
     })
 }
 
-async fn produce(args: &Args, config: ProducerConfig, topic: &str) -> Result<Outcome, String> {
+async fn produce(
+    args: &Args,
+    config: ProducerConfig,
+    topic: &str,
+    statistics: Option<Duration>,
+) -> Result<Outcome, String> {
     let producer = Producer::new(config).await.map_err(|e| e.to_string())?;
+    let _statistics = common::print_statistics(producer.client(), statistics);
     let values = values(args.size);
     let progress = Arc::new(Progress::default());
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.count / 64 + 1)));
@@ -368,8 +375,14 @@ async fn produce(args: &Args, config: ProducerConfig, topic: &str) -> Result<Out
     Ok(outcome)
 }
 
-async fn consume(args: &Args, config: ConsumerConfig, topic: &str) -> Result<Outcome, String> {
+async fn consume(
+    args: &Args,
+    config: ConsumerConfig,
+    topic: &str,
+    statistics: Option<Duration>,
+) -> Result<Outcome, String> {
     let mut consumer = Consumer::new(config).await.map_err(|e| e.to_string())?;
+    let _statistics = common::print_statistics(consumer.client(), statistics);
     consumer
         .assign_topics(&[topic], Offset::Beginning)
         .await

@@ -24,6 +24,58 @@ pub fn parse_pairs(args: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// librdkafka's `statistics.interval.ms`, taken out of the keys (the CLI prints statistics
+/// itself): `None` when absent or 0.
+pub fn take_statistics_interval(
+    pairs: &mut Vec<(String, String)>,
+) -> Result<Option<std::time::Duration>, String> {
+    let mut interval = None;
+    let mut bad = None;
+    pairs.retain(|(k, v)| {
+        if k != "statistics.interval.ms" {
+            return true;
+        }
+        match v.trim().parse::<u64>() {
+            Ok(0) => interval = None,
+            Ok(ms) => interval = Some(std::time::Duration::from_millis(ms)),
+            Err(_) => bad = Some(format!("-X statistics.interval.ms={v}: not a number")),
+        }
+        false
+    });
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(interval),
+    }
+}
+
+/// Prints `client`'s statistics ([`Client::statistics`]) to stderr as a JSON line every
+/// `interval`, until the returned task is aborted (it is, when dropped).
+pub fn print_statistics(client: &Client, interval: Option<std::time::Duration>) -> StatsPrinter {
+    let Some(interval) = interval else {
+        return StatsPrinter(None);
+    };
+    let client = client.clone();
+    StatsPrinter(Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            eprintln!("{}", client.statistics().to_json());
+        }
+    })))
+}
+
+/// The task [`print_statistics`] runs; stopped when dropped.
+pub struct StatsPrinter(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for StatsPrinter {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
 /// A consumer and a producer configuration from one list of keys: each key goes to whichever
 /// knows it (client keys to both); a key neither knows is an error.
 pub fn consumer_and_producer(

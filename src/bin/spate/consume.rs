@@ -82,6 +82,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     .map_err(|e| format!("-f: {e}"))?;
     let mut pairs = args.conn.pairs()?;
+    let statistics = common::take_statistics_interval(&mut pairs)?;
     if let Some(group) = &args.group {
         pairs.push(("group.id".into(), group.clone()));
         // Where to start when the group has no committed offset: -o.
@@ -110,6 +111,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         tokio::pin!(stop);
         let mut commits = commits;
         let mut consumer = Consumer::new(config).await.map_err(|e| e.to_string())?;
+        let _statistics = common::print_statistics(consumer.client(), statistics);
         let topic = args.topic.as_str();
         // Partitions being read; with -G, whatever the group assigns.
         let mut reading: HashSet<i32> = HashSet::new();

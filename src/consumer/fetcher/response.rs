@@ -172,7 +172,7 @@ pub(super) fn handle_response(
                 }
             }
             if p.records.is_empty() {
-                crate::telemetry::fetched(&tp.0, tp.1, 0, end - fetched_at);
+                crate::telemetry::fetched(client.stats(), &tp.0, tp.1, 0, end - fetched_at);
                 state.failures = 0;
                 if fetched_at >= end && !state.at_end {
                     state.at_end = true;
@@ -235,7 +235,7 @@ pub(super) fn handle_response(
             let reached_end = next >= end;
             state.at_end = reached_end;
             let raw_bytes = p.records.len();
-            crate::telemetry::fetched(&tp.0, tp.1, raw_bytes, end - next);
+            crate::telemetry::fetched(client.stats(), &tp.0, tp.1, raw_bytes, end - next);
             let mut pending = Pending::new(
                 tp.clone(),
                 epoch,
