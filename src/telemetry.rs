@@ -17,6 +17,8 @@
 //! | `spate_consumer_lag` | gauge | `topic`, `partition` | the partition's end (high watermark; last stable offset under read_committed) minus the fetch position, at the last fetch |
 //! | `spate_transactions_total` | counter | `outcome` (`commit`, `abort`) | transactions ended |
 //! | `spate_rebalances_total` | counter | `group` | assignments a member received |
+//! | `spate_produce_retries_total` | counter | `topic` | batches sent again after a retriable error |
+//! | `spate_throttle_milliseconds_total` | counter | | time brokers asked the client to hold back (Produce, Fetch) |
 //!
 //! The same figures are kept per client, whatever the recorder:
 //! [`Client::statistics`](crate::cluster::Client::statistics) returns a [`Statistics`] snapshot (librdkafka's
@@ -54,6 +56,10 @@ pub const CONSUMER_LAG: &str = "spate_consumer_lag";
 pub const TRANSACTIONS: &str = "spate_transactions_total";
 /// Assignments received by a group member.
 pub const REBALANCES: &str = "spate_rebalances_total";
+/// Batches sent again.
+pub const PRODUCE_RETRIES: &str = "spate_produce_retries_total";
+/// Broker throttle time.
+pub const THROTTLE: &str = "spate_throttle_milliseconds_total";
 
 /// `api`'s name (`"Produce"`), made once per API.
 fn api_name(api: ApiKey) -> &'static str {
@@ -109,6 +115,8 @@ pub struct TopicStatistics {
     pub fetched_bytes: u64,
     /// Records handed to the application.
     pub consumed_records: u64,
+    /// Batches sent again after a retriable error.
+    pub retries: u64,
 }
 
 /// What a client has done so far: [`Client::statistics`](crate::cluster::Client::statistics).
@@ -131,6 +139,8 @@ pub struct Statistics {
     pub connects: u64,
     /// Metadata refreshes.
     pub metadata_refreshes: u64,
+    /// Time brokers asked the client to hold back (Produce and Fetch `throttle_time_ms`).
+    pub throttle_time: Duration,
 }
 
 impl Statistics {
@@ -177,12 +187,13 @@ impl Statistics {
             let _ = write!(
                 o,
                 ":{{\"produced_records\":{},\"produced_bytes\":{},\"produced_batches\":{},\
-                 \"fetched_bytes\":{},\"consumed_records\":{}}}",
+                 \"fetched_bytes\":{},\"consumed_records\":{},\"retries\":{}}}",
                 t.produced_records,
                 t.produced_bytes,
                 t.produced_batches,
                 t.fetched_bytes,
-                t.consumed_records
+                t.consumed_records,
+                t.retries
             );
         }
         o.push_str("},\"lag\":{");
@@ -196,12 +207,13 @@ impl Statistics {
         let _ = write!(
             o,
             "}},\"transactions_committed\":{},\"transactions_aborted\":{},\"rebalances\":{},\
-             \"connects\":{},\"metadata_refreshes\":{}}}",
+             \"connects\":{},\"metadata_refreshes\":{},\"throttle_ms\":{}}}",
             self.transactions_committed,
             self.transactions_aborted,
             self.rebalances,
             self.connects,
-            self.metadata_refreshes
+            self.metadata_refreshes,
+            self.throttle_time.as_millis()
         );
         o
     }
@@ -309,6 +321,21 @@ pub(crate) fn transaction(stats: &Stats, committed: bool) {
     });
     let outcome = if committed { "commit" } else { "abort" };
     metrics::counter!(TRANSACTIONS, "outcome" => outcome).increment(1);
+}
+
+/// A batch goes again after a retriable error.
+pub(crate) fn retried(stats: &Stats, topic: &str) {
+    stats.topic(topic, |t| t.retries += 1);
+    metrics::counter!(PRODUCE_RETRIES, "topic" => topic.to_owned()).increment(1);
+}
+
+/// A broker's `throttle_time_ms` in a response.
+pub(crate) fn throttled(stats: &Stats, millis: i32) {
+    if millis > 0 {
+        let d = Duration::from_millis(millis as u64);
+        stats.with(|s| s.throttle_time += d);
+        metrics::counter!(THROTTLE).increment(millis as u64);
+    }
 }
 
 /// A group member received an assignment.

@@ -731,3 +731,54 @@ async fn a_moved_leader_is_found_from_the_produce_answer() {
         "the new leader came from the answer, not from a metadata refresh"
     );
 }
+
+/// The producer's own figures under faults: each batch sent again counts as a retry in the
+/// client's statistics; while the broker is slow the batches show in flight and the buffer
+/// holds their bytes; after the flush nothing is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_buffers_show_in_the_statistics() {
+    let cluster = MockCluster::start(1).await.expect("cluster");
+    cluster.create_topic("stats", 1);
+    let producer =
+        Producer::new(ProducerConfig::new(&cluster.bootstrap()).linger(Duration::from_millis(0)))
+            .await
+            .unwrap();
+    // Two retriable refusals: the batch goes three times.
+    cluster.inject(
+        ApiKey::Produce,
+        Fault::Error(spate::error::codes::NOT_LEADER_OR_FOLLOWER),
+        2,
+    );
+    producer
+        .send(Record::new("stats").value(b"first"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let stats = producer.client().statistics();
+    assert_eq!(stats.topics["stats"].retries, 2, "{stats:?}");
+    assert_eq!(stats.topics["stats"].produced_records, 1);
+
+    cluster.inject(ApiKey::Produce, Fault::Delay(Duration::from_millis(500)), 1);
+    let pending = producer
+        .send(Record::new("stats").value(&[7u8; 1000]))
+        .await
+        .unwrap();
+    support::wait_for("the batch to be in flight", || {
+        producer.buffer_statistics().in_flight_batches == 1
+    })
+    .await;
+    let held = producer.buffer_statistics();
+    assert!(held.buffered_bytes >= 1000, "{held:?}");
+    assert_eq!((held.open_batches, held.queued_batches), (0, 0), "{held:?}");
+    pending.await.unwrap();
+    producer.flush().await.unwrap();
+    let after = producer.buffer_statistics();
+    assert_eq!(
+        (after.buffered_bytes, after.in_flight_batches),
+        (0, 0),
+        "{after:?}"
+    );
+    assert_eq!(producer.client().statistics().topics["stats"].retries, 2);
+    producer.close().await.unwrap();
+}

@@ -599,6 +599,17 @@ impl Accumulator {
         report
     }
 
+    /// Batches `(open, queued, in flight)` across every partition.
+    pub fn batch_counts(&self) -> (usize, usize, usize) {
+        self.parts.iter().fold((0, 0, 0), |(o, q, f), p| {
+            (
+                o + usize::from(p.open.is_some()),
+                q + p.queue.len(),
+                f + p.in_flight,
+            )
+        })
+    }
+
     /// A batch the broker accepted (or, for acks=0, that was written).
     pub fn succeeded(&mut self, batch: Batch, ack: BatchAck) -> usize {
         self.finish(&batch);

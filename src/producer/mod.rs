@@ -227,6 +227,21 @@ impl Drop for Handle {
     }
 }
 
+/// A producer's buffer now ([`Producer::buffer_statistics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferStatistics {
+    /// `buffer.memory`.
+    pub buffer_memory: usize,
+    /// The part of it records hold now (not yet acknowledged).
+    pub buffered_bytes: usize,
+    /// Batches still taking records.
+    pub open_batches: usize,
+    /// Batches closed, waiting to be sent (or sent again).
+    pub queued_batches: usize,
+    /// Batches sent, not yet answered.
+    pub in_flight_batches: usize,
+}
+
 /// What the producer's handles share with its sender task.
 pub(crate) struct Shared {
     pub config: ProducerConfig,
@@ -344,7 +359,21 @@ impl Producer {
         &self.handle.shared
     }
 
-    /// The cluster client underneath (metadata, admin operations).
+    /// What the producer holds now: `buffer.memory` in use, and its batches by stage.
+    pub fn buffer_statistics(&self) -> BufferStatistics {
+        let shared = self.shared();
+        let (open, queued, in_flight) = shared.acc().batch_counts();
+        let limit = shared.config.buffer_memory.min(Semaphore::MAX_PERMITS);
+        BufferStatistics {
+            buffer_memory: limit,
+            buffered_bytes: limit.saturating_sub(shared.memory.available_permits()),
+            open_batches: open,
+            queued_batches: queued,
+            in_flight_batches: in_flight,
+        }
+    }
+
+    /// The cluster client underneath (metadata, admin operations, [`Client::statistics`]).
     pub fn client(&self) -> &Client {
         &self.shared().client
     }

@@ -385,6 +385,7 @@ fn settle(shared: &Shared, answered: Answered) {
             }
         }
         Ok(Some(response)) => {
+            crate::telemetry::throttled(shared.client.stats(), response.throttle_time_ms);
             let mut answers: HashMap<(&str, i32), PartitionAnswer> = HashMap::new();
             for topic in &response.responses {
                 for p in &topic.partition_responses {
@@ -599,6 +600,7 @@ fn retry_or_fail(
             error = %error,
             "retrying batch"
         );
+        crate::telemetry::retried(shared.client.stats(), &batch.topic);
         acc.retry(batch, error, now + backoff);
         return 0;
     }

@@ -60,6 +60,7 @@ pub(super) fn handle_response(
             return vec![Chunk::Failed(e, None)];
         }
     };
+    crate::telemetry::throttled(client.stats(), response.throttle_time_ms);
     let mut chunks = Vec::new();
     let mut refresh = Vec::new();
     let mut answered: Vec<Tp> = Vec::new();
