@@ -7,33 +7,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use support::SpateServe;
+
+use std::process::Command;
 
 use spate::cluster::{AlterConfigOp, Client, ConfigResource, ConfigSource, NewTopic};
 use spate::ClientConfig;
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve() -> (Serve, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
-        .args(["serve", "--port", "0", "--partitions", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn spate serve");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    (Serve(child), first.trim().to_owned())
+fn serve() -> (SpateServe, String) {
+    let serve = SpateServe::start(&["--port", "0", "--partitions", "2"]);
+    let bootstrap = serve.bootstrap.clone();
+    (serve, bootstrap)
 }
 
 fn librdkafka(bootstrap: &str, commands: &[&str]) -> Vec<String> {

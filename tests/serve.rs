@@ -6,33 +6,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 use spate::producer::{Producer, ProducerConfig, Record};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients_use_spate_serve() {
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_spate"))
-        .args([
-            "serve",
-            "--brokers",
-            "3",
-            "--port",
-            "0",
-            "--partitions",
-            "3",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn spate serve");
-    let mut first = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let bootstrap = first.trim().to_owned();
+    let serve = support::SpateServe::start(&["--brokers", "3", "--port", "0", "--partitions", "3"]);
+    let bootstrap = serve.bootstrap.clone();
     assert_eq!(
         bootstrap.split(',').count(),
         3,
@@ -126,7 +108,5 @@ async fn real_clients_use_spate_serve() {
     let groups = cli(&["group", "list", "-b", &bootstrap]);
     assert!(groups.lines().any(|l| l == "shared"), "{groups}");
 
-    support::sigterm(&serve);
-    let status = serve.wait().unwrap();
-    assert!(status.success(), "a clean stop on SIGTERM: {status}");
+    serve.stop();
 }

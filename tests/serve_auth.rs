@@ -7,8 +7,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use support::SpateServe;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,50 +22,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const CLIENT_ID: &str = "orders-service";
 const CLIENT_SECRET: &str = "t0ken-s3cret";
 
-/// `spate serve`, stopped (SIGKILL) if the test panics before it stops it.
-struct Serve(Option<Child>);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn serve(extra: &[&str]) -> (Serve, String) {
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_spate"))
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--user",
-            "alice:s3cret",
-            "--user",
-            "bob:hunter2",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn spate serve");
-    let mut first = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(
-        !first.trim().is_empty(),
-        "spate serve printed no bootstrap list"
-    );
-    (Serve(Some(serve)), first.trim().to_owned())
-}
-
-fn stop(mut serve: Serve) {
-    let mut child = serve.0.take().unwrap();
-    support::sigterm(&child);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "a clean stop on SIGTERM: {status}");
+/// `spate serve` with two SASL users.
+fn serve(extra: &[&str]) -> (SpateServe, String) {
+    let mut args = vec![
+        "--port",
+        "0",
+        "--user",
+        "alice:s3cret",
+        "--user",
+        "bob:hunter2",
+    ];
+    args.extend_from_slice(extra);
+    let serve = SpateServe::start(&args);
+    let bootstrap = serve.bootstrap.clone();
+    (serve, bootstrap)
 }
 
 /// An OAuth 2 token endpoint (RFC 6749 §4.4, client credentials): `CLIENT_ID`/`CLIENT_SECRET`
@@ -328,7 +298,7 @@ async fn librdkafka_and_spate_authenticate_to_spate_serve() {
         Err(e) => e,
     };
     assert!(err.to_string().contains("closed the connection"), "{err}");
-    stop(serve);
+    serve.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,5 +350,5 @@ async fn sasl_over_tls() {
     // A mechanism the listener does not enable: refused, naming the ones it does.
     let plain = refused(tls("PLAIN", "s3cret")).await;
     assert!(plain.contains("SCRAM-SHA-512"), "{plain}");
-    stop(serve);
+    serve.stop();
 }

@@ -129,6 +129,19 @@ fn check(code: i16, what: String, message: Option<&StrBytes>) -> Result<(), Erro
     KafkaCode::check(code).map_err(|c| Error::kafka(c, what, message.map(|m| m.to_string())))
 }
 
+/// A passing error in an answer (a broker loading, a throttle): fail this attempt so that it is
+/// tried again. Other errors (an unknown topic, a bad config) are the answer.
+fn passing(codes: impl IntoIterator<Item = i16>, what: &str) -> Result<(), Error> {
+    for code in codes {
+        if let Err(code) = KafkaCode::check(code) {
+            if code.action() == crate::Action::Retry {
+                return Err(Error::kafka(code, what, None));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Client {
     async fn config_broker(&self, resource: &ConfigResource) -> Result<Connection, Error> {
         match resource {
@@ -155,15 +168,7 @@ impl Client {
             .with_retry(&what, &[], || async {
                 let conn = self.config_broker(resource).await?;
                 let response = conn.request(&request).await?;
-                // A passing error (a broker loading, a throttle) is tried again; an unknown
-                // topic is an answer.
-                for r in &response.results {
-                    if let Err(code) = KafkaCode::check(r.error_code) {
-                        if code.action() == crate::Action::Retry {
-                            return Err(Error::kafka(code, what.clone(), None));
-                        }
-                    }
-                }
+                passing(response.results.iter().map(|r| r.error_code), &what)?;
                 Ok(response)
             })
             .await?;
@@ -208,13 +213,7 @@ impl Client {
             .with_retry(&what, &[], || async {
                 let conn = self.config_broker(resource).await?;
                 let response = conn.request(&request).await?;
-                for r in &response.responses {
-                    if let Err(code) = KafkaCode::check(r.error_code) {
-                        if code.action() == crate::Action::Retry {
-                            return Err(Error::kafka(code, what.clone(), None));
-                        }
-                    }
-                }
+                passing(response.responses.iter().map(|r| r.error_code), &what)?;
                 Ok(response)
             })
             .await?;

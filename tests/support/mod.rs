@@ -564,6 +564,61 @@ pub fn finish(child: Child, what: &str) -> std::process::Output {
     out
 }
 
+/// `spate serve` with these arguments (`--port 0` and more), killed if the test ends without
+/// [`SpateServe::stop`].
+#[cfg(feature = "cli")]
+pub struct SpateServe {
+    child: Option<Child>,
+    /// Its bootstrap list (the first line it printed).
+    pub bootstrap: String,
+}
+
+#[cfg(feature = "cli")]
+impl SpateServe {
+    /// Starts it and reads its bootstrap list.
+    pub fn start(args: &[&str]) -> SpateServe {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn spate serve");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let bootstrap = first.trim().to_owned();
+        assert!(
+            !bootstrap.is_empty(),
+            "spate serve printed no bootstrap list"
+        );
+        SpateServe {
+            child: Some(child),
+            bootstrap,
+        }
+    }
+
+    /// Stops it with SIGTERM and checks it exits cleanly.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        sigterm(&child);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a clean stop on SIGTERM: {status}");
+    }
+}
+
+#[cfg(feature = "cli")]
+impl Drop for SpateServe {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 pub fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
