@@ -111,6 +111,9 @@ pub struct TopicStatistics {
     pub produced_bytes: u64,
     /// Batches acknowledged.
     pub produced_batches: u64,
+    /// Their bytes before compression: `produced_bytes / produced_uncompressed_bytes` is the
+    /// compression ratio.
+    pub produced_uncompressed_bytes: u64,
     /// Record batch bytes fetched (as on the wire).
     pub fetched_bytes: u64,
     /// Records handed to the application.
@@ -187,10 +190,12 @@ impl Statistics {
             let _ = write!(
                 o,
                 ":{{\"produced_records\":{},\"produced_bytes\":{},\"produced_batches\":{},\
-                 \"fetched_bytes\":{},\"consumed_records\":{},\"retries\":{}}}",
+                 \"produced_uncompressed_bytes\":{},\"fetched_bytes\":{},\"consumed_records\":{},\
+                 \"retries\":{}}}",
                 t.produced_records,
                 t.produced_bytes,
                 t.produced_batches,
+                t.produced_uncompressed_bytes,
                 t.fetched_bytes,
                 t.consumed_records,
                 t.retries
@@ -284,10 +289,11 @@ pub(crate) fn request(
 }
 
 /// A record batch the brokers acknowledged.
-pub(crate) fn produced(stats: &Stats, topic: &str, records: u64, bytes: u64) {
+pub(crate) fn produced(stats: &Stats, topic: &str, records: u64, (bytes, raw): (u64, u64)) {
     stats.topic(topic, |t| {
         t.produced_records += records;
         t.produced_bytes += bytes;
+        t.produced_uncompressed_bytes += raw;
         t.produced_batches += 1;
     });
     metrics::counter!(PRODUCED_RECORDS, "topic" => topic.to_owned()).increment(records);

@@ -174,6 +174,8 @@ async fn metrics_equal_the_work_done() {
     let m = &produced.topics["m"];
     assert_eq!(m.produced_records, 700);
     assert_eq!(m.produced_bytes, data_bytes as u64);
+    // Uncompressed (the default): the bytes before compression are the bytes sent.
+    assert_eq!(m.produced_uncompressed_bytes, m.produced_bytes);
     assert_eq!(
         (
             produced.transactions_committed,

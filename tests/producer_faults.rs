@@ -739,10 +739,13 @@ async fn a_moved_leader_is_found_from_the_produce_answer() {
 async fn retries_and_buffers_show_in_the_statistics() {
     let cluster = MockCluster::start(1).await.expect("cluster");
     cluster.create_topic("stats", 1);
-    let producer =
-        Producer::new(ProducerConfig::new(&cluster.bootstrap()).linger(Duration::from_millis(0)))
-            .await
-            .unwrap();
+    let producer = Producer::new(
+        ProducerConfig::new(&cluster.bootstrap())
+            .linger(Duration::from_millis(0))
+            .compression(spate::record::Compression::Lz4),
+    )
+    .await
+    .unwrap();
     // Two retriable refusals: the batch goes three times.
     cluster.inject(
         ApiKey::Produce,
@@ -773,12 +776,25 @@ async fn retries_and_buffers_show_in_the_statistics() {
     assert_eq!((held.open_batches, held.queued_batches), (0, 0), "{held:?}");
     pending.await.unwrap();
     producer.flush().await.unwrap();
-    let after = producer.buffer_statistics();
-    assert_eq!(
-        (after.buffered_bytes, after.in_flight_batches),
-        (0, 0),
-        "{after:?}"
+    // The sender gives the bytes back right after completing the deliveries.
+    support::wait_for("the buffer to be released", || {
+        let after = producer.buffer_statistics();
+        (after.buffered_bytes, after.in_flight_batches) == (0, 0)
+    })
+    .await;
+    let stats = producer.client().statistics();
+    let topic = &stats.topics["stats"];
+    assert_eq!(topic.retries, 2);
+    // 1,000 equal bytes compress well: the ratio shows it.
+    assert!(
+        topic.produced_bytes * 4 < topic.produced_uncompressed_bytes,
+        "{topic:?}"
     );
-    assert_eq!(producer.client().statistics().topics["stats"].retries, 2);
+    let stored: usize = cluster
+        .batches("stats", 0)
+        .iter()
+        .map(|b| b.bytes.len())
+        .sum();
+    assert_eq!(topic.produced_bytes, stored as u64);
     producer.close().await.unwrap();
 }

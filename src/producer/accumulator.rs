@@ -323,6 +323,7 @@ impl Accumulator {
                 topic: part.topic.clone(),
                 partition: part.partition,
                 records: open.builder.len() as i32,
+                uncompressed: open.builder.size_in_bytes(),
                 builder: Some(open.builder),
                 data: Bytes::new(),
                 reserved: open.reserved,

@@ -64,6 +64,8 @@ pub(crate) struct Batch {
     /// The encoded batch, once sent.
     pub data: Bytes,
     pub records: i32,
+    /// Its size before compression (header and records).
+    pub uncompressed: usize,
     /// `buffer.memory` bytes this batch holds.
     pub reserved: usize,
     pub created: Instant,

@@ -565,7 +565,7 @@ fn succeeded(
         shared.client.stats(),
         &batch.topic,
         batch.records as u64,
-        batch.data.len() as u64,
+        (batch.data.len() as u64, batch.uncompressed as u64),
     );
     acc.succeeded(batch, ack)
 }
