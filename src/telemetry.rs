@@ -17,6 +17,7 @@
 //! | `spate_consumer_lag` | gauge | `topic`, `partition` | the partition's end (high watermark; last stable offset under read_committed) minus the fetch position, at the last fetch |
 //! | `spate_transactions_total` | counter | `outcome` (`commit`, `abort`) | transactions ended |
 //! | `spate_rebalances_total` | counter | `group` | assignments a member received |
+//! | `spate_rebalance_seconds` | histogram | `group` | from subscribing or the first revocation to the assignment |
 //! | `spate_produce_retries_total` | counter | `topic` | batches sent again after a retriable error |
 //! | `spate_throttle_milliseconds_total` | counter | | time brokers asked the client to hold back (Produce, Fetch) |
 //!
@@ -56,6 +57,8 @@ pub const CONSUMER_LAG: &str = "spate_consumer_lag";
 pub const TRANSACTIONS: &str = "spate_transactions_total";
 /// Assignments received by a group member.
 pub const REBALANCES: &str = "spate_rebalances_total";
+/// How long rebalances took.
+pub const REBALANCE_SECONDS: &str = "spate_rebalance_seconds";
 /// Batches sent again.
 pub const PRODUCE_RETRIES: &str = "spate_produce_retries_total";
 /// Broker throttle time.
@@ -138,6 +141,9 @@ pub struct Statistics {
     pub transactions_aborted: u64,
     /// Assignments received by group members.
     pub rebalances: u64,
+    /// How long the last one took (from subscribing, or the first revocation, to the
+    /// assignment).
+    pub last_rebalance: Option<Duration>,
     /// Connections opened.
     pub connects: u64,
     /// Metadata refreshes.
@@ -212,10 +218,11 @@ impl Statistics {
         let _ = write!(
             o,
             "}},\"transactions_committed\":{},\"transactions_aborted\":{},\"rebalances\":{},\
-             \"connects\":{},\"metadata_refreshes\":{},\"throttle_ms\":{}}}",
+             \"last_rebalance_ms\":{},\"connects\":{},\"metadata_refreshes\":{},\"throttle_ms\":{}}}",
             self.transactions_committed,
             self.transactions_aborted,
             self.rebalances,
+            self.last_rebalance.map_or(-1, |d| d.as_millis() as i64),
             self.connects,
             self.metadata_refreshes,
             self.throttle_time.as_millis()
@@ -345,7 +352,16 @@ pub(crate) fn throttled(stats: &Stats, millis: i32) {
 }
 
 /// A group member received an assignment.
-pub(crate) fn rebalance(stats: &Stats, group: &str) {
-    stats.with(|s| s.rebalances += 1);
+pub(crate) fn rebalance(stats: &Stats, group: &str, took: Option<Duration>) {
+    stats.with(|s| {
+        s.rebalances += 1;
+        if took.is_some() {
+            s.last_rebalance = took;
+        }
+    });
+    if let Some(took) = took {
+        metrics::histogram!(REBALANCE_SECONDS, "group" => group.to_owned())
+            .record(took.as_secs_f64());
+    }
     metrics::counter!(REBALANCES, "group" => group.to_owned()).increment(1);
 }

@@ -199,6 +199,13 @@ async fn metrics_equal_the_work_done() {
     assert!(c.fetched_bytes as f64 >= data_bytes as f64 * 6.0 / 7.0);
     assert_eq!(c.produced_records, 0, "each client counts its own work");
     assert!(consumed.rebalances >= 1);
+    // The join took some time, and less than the test did.
+    let took = consumed.last_rebalance.expect("the join's duration");
+    assert!(
+        took > Duration::ZERO && took < Duration::from_secs(30),
+        "{took:?}"
+    );
+    assert!(sum(&metrics, telemetry::REBALANCE_SECONDS, ("group", "mg")) >= 1.0);
     assert_eq!(
         consumed.lag,
         [(("m".to_owned(), 0), 0), (("m".to_owned(), 1), 0)].into()

@@ -50,6 +50,7 @@ impl Consumer {
                 "already subscribed (one subscription per consumer)".into(),
             ));
         }
+        self.rebalance_started = Some(std::time::Instant::now());
         self.assign(&[])?;
         let settings = GroupSettings {
             group_id,
@@ -313,6 +314,8 @@ impl Consumer {
         while let Some(change) = self.changes.front().cloned() {
             match change {
                 Change::Revoked(tps) => {
+                    self.rebalance_started
+                        .get_or_insert_with(std::time::Instant::now);
                     // Lost later in the same news (the member left at max.poll.interval.ms
                     // before the application saw the revocation): report them lost only.
                     let lost_later: Vec<TopicPartition> = self
@@ -417,7 +420,8 @@ impl Consumer {
                     }
                     self.send(Command::Add(add))?;
                     if let Some(group) = &self.config.group_id {
-                        crate::telemetry::rebalance(self.client.stats(), group);
+                        let took = self.rebalance_started.take().map(|t| t.elapsed());
+                        crate::telemetry::rebalance(self.client.stats(), group, took);
                     }
                     self.events.push_back(Event::Assigned(tps));
                 }

@@ -221,6 +221,9 @@ pub struct Consumer {
     /// task hear (this acknowledgement) and join the rebalance.
     revoking: Vec<Tp>,
     revoke_ack: Vec<oneshot::Sender<()>>,
+    /// When the rebalance under way began (subscribing, or the first revocation), for its
+    /// duration in the statistics.
+    rebalance_started: Option<std::time::Instant>,
 }
 
 /// A subscribed consumer's group membership.
@@ -292,6 +295,7 @@ impl Consumer {
             changes: VecDeque::new(),
             changes_ack: Vec::new(),
             revoking: Vec::new(),
+            rebalance_started: None,
             revoke_ack: Vec::new(),
         }
     }
