@@ -64,6 +64,6 @@ unset RUSTC_BOOTSTRAP
 
 # Profile `checked`: release optimisations with overflow checks and debug assertions on, so
 # arithmetic that a plain release build would wrap fails the tests instead.
-step "tests (optimised, overflow checks on, with tls and mock): unit, property, golden, scripted and lying peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
+step "tests (optimised, overflow checks on, with tls, mock and aws-msk-iam): unit, property, golden, scripted and lying peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
 cargo test --profile checked --all-targets --features tls,mock,aws-msk-iam
 cargo test --profile checked --doc --features tls,mock,aws-msk-iam
