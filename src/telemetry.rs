@@ -125,6 +125,24 @@ pub struct TopicStatistics {
     pub retries: u64,
 }
 
+impl TopicStatistics {
+    fn write_json(&self, o: &mut String) {
+        let _ = write!(
+            o,
+            ":{{\"produced_records\":{},\"produced_bytes\":{},\"produced_batches\":{},\
+             \"produced_uncompressed_bytes\":{},\"fetched_bytes\":{},\"consumed_records\":{},\
+             \"retries\":{}}}",
+            self.produced_records,
+            self.produced_bytes,
+            self.produced_batches,
+            self.produced_uncompressed_bytes,
+            self.fetched_bytes,
+            self.consumed_records,
+            self.retries
+        );
+    }
+}
+
 /// What a client has done so far: [`Client::statistics`](crate::cluster::Client::statistics).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Statistics {
@@ -132,6 +150,8 @@ pub struct Statistics {
     pub brokers: BTreeMap<String, BrokerStatistics>,
     /// Per topic.
     pub topics: BTreeMap<String, TopicStatistics>,
+    /// The same figures per partition.
+    pub partitions: BTreeMap<(String, i32), TopicStatistics>,
     /// Per partition fetched: its end (high watermark, or last stable offset under
     /// read_committed) minus the fetch position, at the last fetch.
     pub lag: BTreeMap<(String, i32), i64>,
@@ -193,19 +213,15 @@ impl Statistics {
                 o.push(',');
             }
             crate::json::write_string(&mut o, name);
-            let _ = write!(
-                o,
-                ":{{\"produced_records\":{},\"produced_bytes\":{},\"produced_batches\":{},\
-                 \"produced_uncompressed_bytes\":{},\"fetched_bytes\":{},\"consumed_records\":{},\
-                 \"retries\":{}}}",
-                t.produced_records,
-                t.produced_bytes,
-                t.produced_batches,
-                t.produced_uncompressed_bytes,
-                t.fetched_bytes,
-                t.consumed_records,
-                t.retries
-            );
+            t.write_json(&mut o);
+        }
+        o.push_str("},\"partitions\":{");
+        for (i, ((topic, partition), t)) in self.partitions.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            crate::json::write_string(&mut o, &format!("{topic}-{partition}"));
+            t.write_json(&mut o);
         }
         o.push_str("},\"lag\":{");
         for (i, ((topic, partition), lag)) in self.lag.iter().enumerate() {
@@ -242,10 +258,16 @@ impl Stats {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    fn topic(&self, topic: &str, f: impl FnOnce(&mut TopicStatistics)) {
-        self.with(|s| match s.topics.get_mut(topic) {
-            Some(t) => f(t),
-            None => f(s.topics.entry(topic.to_owned()).or_default()),
+    /// Updates the topic's figures and its partition's with `f`.
+    fn topic(&self, topic: &str, partition: i32, f: impl Fn(&mut TopicStatistics)) {
+        self.with(|s| {
+            match s.topics.get_mut(topic) {
+                Some(t) => f(t),
+                None => f(s.topics.entry(topic.to_owned()).or_default()),
+            }
+            f(s.partitions
+                .entry((topic.to_owned(), partition))
+                .or_default());
         });
     }
 
@@ -296,8 +318,13 @@ pub(crate) fn request(
 }
 
 /// A record batch the brokers acknowledged.
-pub(crate) fn produced(stats: &Stats, topic: &str, records: u64, (bytes, raw): (u64, u64)) {
-    stats.topic(topic, |t| {
+pub(crate) fn produced(
+    stats: &Stats,
+    (topic, partition): (&str, i32),
+    records: u64,
+    (bytes, raw): (u64, u64),
+) {
+    stats.topic(topic, partition, |t| {
         t.produced_records += records;
         t.produced_bytes += bytes;
         t.produced_uncompressed_bytes += raw;
@@ -309,7 +336,7 @@ pub(crate) fn produced(stats: &Stats, topic: &str, records: u64, (bytes, raw): (
 
 /// A partition's share of a fetch response: its bytes, and the lag it leaves.
 pub(crate) fn fetched(stats: &Stats, topic: &str, partition: i32, bytes: usize, lag: i64) {
-    stats.topic(topic, |t| t.fetched_bytes += bytes as u64);
+    stats.topic(topic, partition, |t| t.fetched_bytes += bytes as u64);
     stats.with(|s| {
         s.lag.insert((topic.to_owned(), partition), lag.max(0));
     });
@@ -321,8 +348,8 @@ pub(crate) fn fetched(stats: &Stats, topic: &str, partition: i32, bytes: usize, 
 }
 
 /// Records handed to the application.
-pub(crate) fn consumed(stats: &Stats, topic: &str, records: usize) {
-    stats.topic(topic, |t| t.consumed_records += records as u64);
+pub(crate) fn consumed(stats: &Stats, topic: &str, partition: i32, records: usize) {
+    stats.topic(topic, partition, |t| t.consumed_records += records as u64);
     metrics::counter!(CONSUMED_RECORDS, "topic" => topic.to_owned()).increment(records as u64);
 }
 
@@ -337,8 +364,8 @@ pub(crate) fn transaction(stats: &Stats, committed: bool) {
 }
 
 /// A batch goes again after a retriable error.
-pub(crate) fn retried(stats: &Stats, topic: &str) {
-    stats.topic(topic, |t| t.retries += 1);
+pub(crate) fn retried(stats: &Stats, topic: &str, partition: i32) {
+    stats.topic(topic, partition, |t| t.retries += 1);
     metrics::counter!(PRODUCE_RETRIES, "topic" => topic.to_owned()).increment(1);
 }
 

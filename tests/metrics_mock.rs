@@ -174,6 +174,20 @@ async fn metrics_equal_the_work_done() {
     let m = &produced.topics["m"];
     assert_eq!(m.produced_records, 700);
     assert_eq!(m.produced_bytes, data_bytes as u64);
+    // Per partition: four batches of 100 went to partition 0 (rounds 0, 2, 4 of the committed
+    // transaction and the aborted one's round 0), three to partition 1; the bytes are the
+    // partition's stored data batches.
+    for (p, records) in [(0, 400), (1, 300)] {
+        let part = &produced.partitions[&("m".to_owned(), p)];
+        assert_eq!(part.produced_records, records, "partition {p}");
+        let stored: usize = cluster
+            .batches("m", p)
+            .iter()
+            .filter(|b| b.bytes[22] & 0x20 == 0)
+            .map(|b| b.bytes.len())
+            .sum();
+        assert_eq!(part.produced_bytes, stored as u64, "partition {p}");
+    }
     // Uncompressed (the default): the bytes before compression are the bytes sent.
     assert_eq!(m.produced_uncompressed_bytes, m.produced_bytes);
     assert_eq!(
@@ -194,6 +208,14 @@ async fn metrics_equal_the_work_done() {
         "one batch per request here"
     );
     assert!(produced.connects >= 1);
+    // 300 committed records on each partition reach the application.
+    for p in 0..2 {
+        assert_eq!(
+            consumed.partitions[&("m".to_owned(), p)].consumed_records,
+            300,
+            "partition {p}"
+        );
+    }
     let c = &consumed.topics["m"];
     assert_eq!(c.consumed_records, 600);
     assert!(c.fetched_bytes as f64 >= data_bytes as f64 * 6.0 / 7.0);

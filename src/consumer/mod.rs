@@ -532,6 +532,7 @@ impl Consumer {
                         crate::telemetry::consumed(
                             self.client.stats(),
                             &batch.topic,
+                            batch.partition,
                             batch.batch.len(),
                         );
                         return Ok(Event::Batch(batch));

@@ -563,7 +563,7 @@ fn succeeded(
 ) -> usize {
     crate::telemetry::produced(
         shared.client.stats(),
-        &batch.topic,
+        (&batch.topic, batch.partition),
         batch.records as u64,
         (batch.data.len() as u64, batch.uncompressed as u64),
     );
@@ -600,7 +600,7 @@ fn retry_or_fail(
             error = %error,
             "retrying batch"
         );
-        crate::telemetry::retried(shared.client.stats(), &batch.topic);
+        crate::telemetry::retried(shared.client.stats(), &batch.topic, batch.partition);
         acc.retry(batch, error, now + backoff);
         return 0;
     }
