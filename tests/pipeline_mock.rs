@@ -271,10 +271,12 @@ async fn a_pipe_stopped_by_sigterm_commits_and_exits_cleanly() {
     cluster.create_topic("out", PARTITIONS);
     fill(&cluster, "in", n).await;
     let bootstrap = cluster.bootstrap();
-    // Slow every produce request, so that the signal lands mid-run.
+    // Slow every produce request, so that the signal lands mid-run: at 80 ms a request the run
+    // takes several seconds more than the signal needs to arrive, even on a loaded machine
+    // (at 20 ms, a full test run on two cores once saw the whole input done first).
     cluster.inject(
         ApiKey::Produce,
-        Fault::Delay(Duration::from_millis(20)),
+        Fault::Delay(Duration::from_millis(80)),
         100_000,
     );
     // Small batches in a small buffer: many produce requests, each slowed, and transactions
