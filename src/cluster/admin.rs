@@ -88,7 +88,7 @@ pub struct ListedOffset {
     pub leader_epoch: Option<i32>,
 }
 
-fn check(
+pub(super) fn check(
     code: i16,
     context: impl FnOnce() -> String,
     message: Option<&StrBytes>,

@@ -11,6 +11,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::{DescribeConfigsRequest, IncrementalAlterConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 
+use super::admin::check;
 use super::Client;
 use crate::error::{Error, KafkaCode};
 use crate::net::Connection;
@@ -125,10 +126,6 @@ impl AlterConfigOp {
     }
 }
 
-fn check(code: i16, what: String, message: Option<&StrBytes>) -> Result<(), Error> {
-    KafkaCode::check(code).map_err(|c| Error::kafka(c, what, message.map(|m| m.to_string())))
-}
-
 /// A passing error in an answer (a broker loading, a throttle): fail this attempt so that it is
 /// tried again. Other errors (an unknown topic, a bad config) are the answer.
 fn passing(codes: impl IntoIterator<Item = i16>, what: &str) -> Result<(), Error> {
@@ -177,7 +174,7 @@ impl Client {
             .into_iter()
             .find(|r| r.resource_name.as_str() == name && r.resource_type == kind)
             .ok_or_else(|| Error::UnknownInMetadata(format!("{what}: no answer for it")))?;
-        check(result.error_code, what, result.error_message.as_ref())?;
+        check(result.error_code, || what, result.error_message.as_ref())?;
         let mut entries: Vec<ConfigEntry> = result
             .configs
             .into_iter()
@@ -222,7 +219,7 @@ impl Client {
             .iter()
             .find(|r| r.resource_name.as_str() == name)
             .ok_or_else(|| Error::UnknownInMetadata(format!("{what}: no answer for it")))?;
-        check(answer.error_code, what, answer.error_message.as_ref())?;
+        check(answer.error_code, || what, answer.error_message.as_ref())?;
         tracing::info!(?resource, ?ops, validate_only, "configs altered");
         Ok(())
     }
