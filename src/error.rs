@@ -386,6 +386,10 @@ pub enum Error {
         /// What the runtime said.
         reason: String,
     },
+    /// Data could not be converted, encoded or decoded (Arrow, the Schema Registry's wire
+    /// format, Avro).
+    #[error(transparent)]
+    Format(#[from] crate::formats::FormatError),
     /// A transaction call in a state that does not allow it (commit with none begun, a send
     /// after a failed batch until the transaction is aborted, …).
     #[error("transaction: {0}")]
@@ -423,6 +427,7 @@ impl Error {
             },
             Error::UnknownInMetadata(_) => Action::RefreshMetadata,
             Error::WouldBlock { .. } => Action::Retry,
+            Error::Format(crate::formats::FormatError::RegistryUnreachable(_)) => Action::Retry,
             Error::Config(_)
             | Error::Protocol(_)
             | Error::Timeout { .. }
@@ -435,6 +440,7 @@ impl Error {
             | Error::TaskFailed { .. }
             | Error::Records { .. }
             | Error::ProducerFenced { .. }
+            | Error::Format(_)
             | Error::Transaction(_) => Action::Fatal,
         }
     }

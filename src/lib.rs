@@ -92,6 +92,7 @@ pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod formats;
 pub mod json;
 #[cfg(feature = "mock")]
 pub mod mock;

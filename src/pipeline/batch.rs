@@ -270,6 +270,36 @@ impl Batch {
         self.source.headers(self.origin(row))
     }
 
+    /// The buffer every key span points into: the source's, or the replaced key column's.
+    pub fn key_data(&self) -> &Bytes {
+        self.keys.as_ref().map_or(self.source.data(), Column::data)
+    }
+
+    /// The span of `row`'s key in [`Batch::key_data`].
+    #[inline]
+    pub fn key_span(&self, row: usize) -> Span {
+        match &self.keys {
+            Some(c) => c.spans[row],
+            None => self.source.keys()[self.origin(row)],
+        }
+    }
+
+    /// The buffer every value span points into: the source's, or the replaced value column's.
+    pub fn value_data(&self) -> &Bytes {
+        self.values
+            .as_ref()
+            .map_or(self.source.data(), Column::data)
+    }
+
+    /// The span of `row`'s value in [`Batch::value_data`].
+    #[inline]
+    pub fn value_span(&self, row: usize) -> Span {
+        match &self.values {
+            Some(c) => c.spans[row],
+            None => self.source.values()[self.origin(row)],
+        }
+    }
+
     /// The values as (buffer, spans) when they are still the source's: kernels read them in
     /// place.
     pub fn source_values(&self) -> Option<(&Bytes, &[Span])> {
