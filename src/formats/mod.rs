@@ -7,6 +7,8 @@
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
+#[cfg(feature = "schema-registry")]
+pub mod registry;
 
 /// What went wrong converting, encoding or decoding data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,7 @@
-//! Just enough HTTP/1.1 for a token endpoint: one POST of a form, one bounded answer.
+//! Just enough HTTP/1.1 for a token endpoint and a schema registry: one request, one bounded
+//! answer, a connection each.
 //!
-//! Used by the OIDC client-credentials token provider (KIP-768). `https://` needs the `tls`
+//! Used by the OIDC client-credentials token provider (KIP-768) and the Schema Registry client. `https://` needs the `tls`
 //! feature and checks the server's certificate as the client's TLS settings say.
 
 use std::time::Duration;
@@ -31,7 +32,26 @@ pub async fn post_form(
     tls: &TlsConfig,
     timeout: Duration,
 ) -> Result<Response, String> {
+    let body = ("application/x-www-form-urlencoded", body.as_bytes());
+    request("POST", url, headers, Some(body), tls, timeout).await
+}
+
+/// Sends one `method` request to `url` with extra `headers` and, if given, a body with its
+/// content type; reads one bounded answer, within `timeout`. Credentials in the URL
+/// (`http://user:password@host/`) are sent as HTTP basic authentication.
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
+    tls: &TlsConfig,
+    timeout: Duration,
+) -> Result<Response, String> {
     let (secure, authority, path) = split_url(url)?;
+    let (userinfo, authority) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, authority),
+    };
     let port = if secure { 443 } else { 80 };
     let addr = if authority
         .rsplit_once(':')
@@ -41,17 +61,34 @@ pub async fn post_form(
     } else {
         format!("{authority}:{port}")
     };
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-         Connection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("accept"))
+    {
+        head.push_str("Accept: application/json\r\n");
     }
-    request.push_str("\r\n");
-    request.push_str(body);
+    if let Some(userinfo) = userinfo {
+        use base64::Engine;
+        let user = percent_decode(userinfo);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(user);
+        head.push_str(&format!("Authorization: Basic {encoded}\r\n"));
+    }
+    if let Some((content_type, body)) = body {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    if let Some((_, body)) = body {
+        request.extend_from_slice(body);
+    }
     let exchange = async {
         let tcp = TcpStream::connect(&addr)
             .await
@@ -62,7 +99,7 @@ pub async fn post_form(
                 let tls = super::tls::connect(tcp, &addr, tls)
                     .await
                     .map_err(|e| e.to_string())?;
-                return round_trip(tls, request.as_bytes()).await;
+                return round_trip(tls, &request).await;
             }
             #[cfg(not(feature = "tls"))]
             {
@@ -70,12 +107,54 @@ pub async fn post_form(
                 return Err("https needs the `tls` feature".to_owned());
             }
         }
-        round_trip(tcp, request.as_bytes()).await
+        round_trip(tcp, &request).await
+    };
+    let shown = match userinfo {
+        Some(u) => url.replacen(&format!("{u}@"), "", 1),
+        None => url.to_owned(),
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result.map_err(|e| format!("{url}: {e}")),
-        Err(_) => Err(format!("{url}: no answer within {timeout:?}")),
+        Ok(result) => result.map_err(|e| format!("{shown}: {e}")),
+        Err(_) => Err(format!("{shown}: no answer within {timeout:?}")),
     }
+}
+
+/// `%XX` escapes decoded (credentials in a URL).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Escapes one path segment of a URL (a subject name may hold any character).
+pub fn path_escape(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 async fn round_trip(

@@ -17,7 +17,7 @@
 //!   KIP-84 (SCRAM), KIP-511 (client software name and version).
 
 mod conn;
-mod http;
+pub(crate) mod http;
 #[cfg(feature = "aws-msk-iam")]
 pub mod msk_iam;
 pub mod oauth;
