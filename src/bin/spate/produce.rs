@@ -8,6 +8,19 @@ use spate::producer::{BatchDelivery, Producer, ProducerConfig, Record};
 use spate::record::Compression;
 
 use crate::common::ConnArgs;
+use spate::formats::registry::avro::AvroSerializer;
+use spate::formats::registry::Part;
+
+/// A message's key and value as `-s` encoded them (`None`: as read).
+type Encoded = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A message split at the first key delimiter into key and value.
+fn split_key<'m>(m: &'m [u8], delimiter: Option<&[u8]>) -> (Option<&'m [u8]>, &'m [u8]) {
+    match delimiter.and_then(|d| find(m, d).map(|at| (at, d))) {
+        Some((at, d)) => (Some(&m[..at]), &m[at + d.len()..]),
+        None => (None, m),
+    }
+}
 
 /// Bytes read from the input at a time; lines are handed to the producer a chunk at a time.
 const CHUNK: usize = 1 << 20;
@@ -40,6 +53,29 @@ pub struct Args {
     pub lines: bool,
     /// Files to send (default: stdin). Each file is one message unless `-l` is given.
     pub files: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub serdes: crate::serdes::SerdesArgs,
+    /// With `-s value=avro`: the Avro schema (JSON) values are written with; registered under
+    /// `<topic>-value` if it is not yet.
+    #[arg(
+        long = "value-schema",
+        value_name = "FILE",
+        conflicts_with = "value_schema_id"
+    )]
+    pub value_schema: Option<std::path::PathBuf>,
+    /// With `-s value=avro`: the registered schema id values are written with.
+    #[arg(long = "value-schema-id", value_name = "ID")]
+    pub value_schema_id: Option<u32>,
+    /// With `-s key=avro`: the Avro schema (JSON) keys are written with.
+    #[arg(
+        long = "key-schema",
+        value_name = "FILE",
+        conflicts_with = "key_schema_id"
+    )]
+    pub key_schema: Option<std::path::PathBuf>,
+    /// With `-s key=avro`: the registered schema id keys are written with.
+    #[arg(long = "key-schema-id", value_name = "ID")]
+    pub key_schema_id: Option<u32>,
 }
 
 /// What was sent.
@@ -50,8 +86,10 @@ struct Totals {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, String> {
+    let mut pairs = args.conn.pairs()?;
+    let serdes = args.serdes.parse(&mut pairs)?;
     let mut config = ProducerConfig::from_pairs(
-        args.conn.pairs()?.into_iter().chain(
+        pairs.into_iter().chain(
             args.compression
                 .map(|c| ("compression.type".into(), c.to_string())),
         ),
@@ -74,12 +112,24 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         .collect::<Result<_, _>>()?;
     args.conn.block_on(async {
         let started = Instant::now();
+        let key_serde = serdes
+            .serializer(Part::Key, args.key_schema.as_deref(), args.key_schema_id)
+            .await?;
+        let value_serde = serdes
+            .serializer(
+                Part::Value,
+                args.value_schema.as_deref(),
+                args.value_schema_id,
+            )
+            .await?;
         let producer = Producer::new(config).await.map_err(|e| e.to_string())?;
         let sender = Sender {
             producer: &producer,
             args,
             key_delimiter: key_delimiter.as_deref(),
             headers: &headers,
+            key_serde,
+            value_serde,
         };
         let mut totals = Totals {
             messages: 0,
@@ -134,6 +184,8 @@ struct Sender<'a> {
     args: &'a Args,
     key_delimiter: Option<&'a [u8]>,
     headers: &'a [(String, Vec<u8>)],
+    key_serde: Option<AvroSerializer>,
+    value_serde: Option<AvroSerializer>,
 }
 
 impl Sender<'_> {
@@ -176,20 +228,58 @@ impl Sender<'_> {
         }
     }
 
+    /// `bytes` (JSON) encoded with `serde`, if both are there; `n` numbers the message in
+    /// its chunk for errors.
+    async fn encode(
+        &self,
+        serde: Option<&AvroSerializer>,
+        part: Part,
+        bytes: Option<&[u8]>,
+        n: usize,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let (Some(serde), Some(bytes)) = (serde, bytes) else {
+            return Ok(None);
+        };
+        let line = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| format!("message {} (`{line}`): not UTF-8 JSON", n + 1))?;
+        serde
+            .serialize_json(&self.args.topic, part, text)
+            .await
+            .map(Some)
+            .map_err(|e| format!("message `{line}`: {e}"))
+    }
+
     async fn send_messages(&self, messages: &[&[u8]], totals: &mut Totals) -> Result<(), String> {
         let headers: Vec<(&str, Option<&[u8]>)> = self
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), Some(&v[..])))
             .collect();
-        let records = messages.iter().map(|m| {
-            let (key, value) = match self
-                .key_delimiter
-                .and_then(|d| find(m, d).map(|at| (at, d)))
-            {
-                Some((at, d)) => (Some(&m[..at]), &m[at + d.len()..]),
-                None => (None, *m),
-            };
+        // With -s: each key and value is JSON, encoded with its schema.
+        let mut encoded: Vec<Encoded> = Vec::new();
+        if self.key_serde.is_some() || self.value_serde.is_some() {
+            for (n, m) in messages.iter().enumerate() {
+                let (key, value) = split_key(m, self.key_delimiter);
+                let k = self
+                    .encode(self.key_serde.as_ref(), Part::Key, key, n)
+                    .await?;
+                let v = self
+                    .encode(self.value_serde.as_ref(), Part::Value, Some(value), n)
+                    .await?;
+                encoded.push((k, v));
+            }
+        }
+        let records = messages.iter().enumerate().map(|(n, m)| {
+            let (mut key, mut value) = split_key(m, self.key_delimiter);
+            if let Some((k, v)) = encoded.get(n) {
+                if let Some(k) = k {
+                    key = Some(k);
+                }
+                if let Some(v) = v {
+                    value = v;
+                }
+            }
             Record {
                 topic: &self.args.topic,
                 partition: self.args.partition,
