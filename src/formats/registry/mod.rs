@@ -11,7 +11,7 @@
 //! let bytes = serializer.serialize_json("orders", Part::Value, r#"{"id": 7}"#).await?;
 //! // … send `bytes` as a record's value; a consumer reads it back:
 //! let deserializer = AvroDeserializer::new(registry);
-//! assert_eq!(deserializer.to_json(&bytes, &[], Part::Value).await?, r#"{"id":7}"#);
+//! assert_eq!(deserializer.to_json(&bytes, [], Part::Value).await?, r#"{"id":7}"#);
 //! # Ok(()) }
 //! ```
 
