@@ -16,6 +16,8 @@
 //! ```
 
 pub mod avro;
+pub mod json_schema;
+pub mod protobuf;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -117,6 +119,19 @@ pub struct RegisteredSchema {
     pub subject: Option<String>,
     /// Its version under that subject.
     pub version: Option<i32>,
+    /// The schemas it imports (Protobuf imports, Avro named types, JSON Schema `$ref`s).
+    pub references: Vec<SchemaReference>,
+}
+
+/// A schema another one refers to, as the registry names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaReference {
+    /// The name it is imported by (a Protobuf import path, an Avro full name, a `$ref` URL).
+    pub name: String,
+    /// Its subject.
+    pub subject: String,
+    /// Its version there.
+    pub version: i32,
 }
 
 /// A version of a subject.
@@ -352,6 +367,23 @@ impl SchemaRegistry {
                 .get("version")
                 .and_then(Json::as_i64)
                 .and_then(|v| i32::try_from(v).ok()),
+            references: json
+                .get("references")
+                .and_then(Json::as_array)
+                .map(|refs| {
+                    refs.iter()
+                        .map(|r| {
+                            Some(SchemaReference {
+                                name: r.get("name")?.as_str()?.to_owned(),
+                                subject: r.get("subject")?.as_str()?.to_owned(),
+                                version: i32::try_from(r.get("version")?.as_i64()?).ok()?,
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| bad_answer("references"))
+                })
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 

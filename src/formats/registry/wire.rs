@@ -41,6 +41,62 @@ pub enum SchemaId {
     Guid(String),
 }
 
+/// Writes Protobuf's message indexes (the path of the message type in its file: top-level
+/// index, then nested indexes) as Confluent does: a zigzag varint count, then each index as a
+/// zigzag varint; the common `[0]` as one zero byte.
+pub fn write_message_indexes(indexes: &[i32], out: &mut Vec<u8>) {
+    if indexes == [0] {
+        out.push(0);
+        return;
+    }
+    write_zigzag(indexes.len() as i32, out);
+    for &i in indexes {
+        write_zigzag(i, out);
+    }
+}
+
+fn write_zigzag(n: i32, out: &mut Vec<u8>) {
+    let mut v = ((n << 1) ^ (n >> 31)) as u32;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_zigzag(data: &mut &[u8]) -> Result<i32, FormatError> {
+    let mut v: u32 = 0;
+    for shift in (0..35).step_by(7) {
+        let (&b, rest) = data
+            .split_first()
+            .ok_or_else(|| FormatError::WireFormat("the message indexes are cut".into()))?;
+        *data = rest;
+        v |= u32::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(((v >> 1) as i32) ^ -((v & 1) as i32));
+        }
+    }
+    Err(FormatError::WireFormat(
+        "a message index varint is too long".into(),
+    ))
+}
+
+/// The most message indexes read: a message nested this deep is not a schema anyone wrote.
+pub const MAX_MESSAGE_INDEXES: usize = 64;
+
+/// Reads Protobuf's message indexes off the front of `data` (see [`write_message_indexes`]).
+pub fn read_message_indexes(data: &mut &[u8]) -> Result<Vec<i32>, FormatError> {
+    let count = read_zigzag(data)?;
+    if count == 0 {
+        return Ok(vec![0]);
+    }
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|n| *n <= MAX_MESSAGE_INDEXES)
+        .ok_or_else(|| FormatError::WireFormat(format!("{count} message indexes")))?;
+    (0..count).map(|_| read_zigzag(data)).collect()
+}
+
 /// Writes the payload prefix for schema `id` into `out`.
 pub fn write_prefix(id: u32, out: &mut Vec<u8>) {
     out.push(MAGIC_ID);
@@ -57,6 +113,19 @@ pub fn guid_header(guid: &str) -> Result<Vec<u8>, FormatError> {
     Ok(out)
 }
 
+/// Where a payload says its schema is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<'a> {
+    /// The schema.
+    pub id: SchemaId,
+    /// What follows the schema id: in the payload after the prefix, or in the header after
+    /// the GUID (Protobuf's message indexes come first, then, in the payload, the data).
+    pub rest: &'a [u8],
+    /// Whether the id came from a header (then the payload is all data, and Protobuf's message
+    /// indexes are in `rest`).
+    pub in_header: bool,
+}
+
 /// The schema of `payload` (`part` of a record with `headers`) and the encoded data: the
 /// header for `part` if the record has one, else the payload prefix.
 pub fn schema_id<'a, 'h>(
@@ -64,6 +133,17 @@ pub fn schema_id<'a, 'h>(
     headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
     part: Part,
 ) -> Result<(SchemaId, &'a [u8]), FormatError> {
+    let (located, data) = locate(payload, headers, part)?;
+    Ok((located.id, data))
+}
+
+/// [`schema_id`], with what follows a header's GUID (Protobuf's message indexes); the header's
+/// bytes are copied out (they are at most a few bytes past the GUID).
+pub fn locate<'a, 'h>(
+    payload: &'a [u8],
+    headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+    part: Part,
+) -> Result<(Located<'h>, &'a [u8]), FormatError> {
     let name = header_name(part).as_bytes();
     if let Some((_, value)) = headers.into_iter().find(|(k, _)| *k == name) {
         let value = value.unwrap_or_default();
@@ -71,7 +151,12 @@ pub fn schema_id<'a, 'h>(
             [MAGIC_GUID, guid @ ..] if guid.len() >= 16 => {
                 let bytes: [u8; 16] = guid[..16].try_into().expect("16 bytes");
                 let guid = uuid::Uuid::from_bytes(bytes).hyphenated().to_string();
-                Ok((SchemaId::Guid(guid), payload))
+                let located = Located {
+                    id: SchemaId::Guid(guid),
+                    rest: &value[17..],
+                    in_header: true,
+                };
+                Ok((located, payload))
             }
             _ => Err(FormatError::WireFormat(format!(
                 "header {} is not magic byte 1 and a 16-byte GUID ({} bytes)",
@@ -82,7 +167,12 @@ pub fn schema_id<'a, 'h>(
     }
     match payload {
         [MAGIC_ID, a, b, c, d, data @ ..] => {
-            Ok((SchemaId::Id(u32::from_be_bytes([*a, *b, *c, *d])), data))
+            let located = Located {
+                id: SchemaId::Id(u32::from_be_bytes([*a, *b, *c, *d])),
+                rest: &[],
+                in_header: false,
+            };
+            Ok((located, data))
         }
         [] => Err(FormatError::WireFormat("an empty payload".into())),
         [magic, ..] if payload.len() >= PREFIX_LEN => Err(FormatError::WireFormat(format!(
@@ -120,6 +210,33 @@ mod tests {
         // The key's header does not name the value's schema.
         let headers = [(KEY_SCHEMA_ID_HEADER.as_bytes(), Some(&header[..]))];
         assert!(schema_id(b"raw", headers, Part::Value).is_err());
+    }
+
+    #[test]
+    fn message_indexes_as_confluent_writes_them() {
+        for (indexes, bytes) in [
+            (vec![0], vec![0u8]),
+            (vec![1], vec![2, 2]),
+            (vec![0, 2], vec![4, 0, 4]),
+            (vec![70], vec![2, 0x8c, 0x01]),
+        ] {
+            let mut out = Vec::new();
+            write_message_indexes(&indexes, &mut out);
+            assert_eq!(out, bytes, "{indexes:?}");
+            out.extend_from_slice(b"data");
+            let mut rest = &out[..];
+            assert_eq!(read_message_indexes(&mut rest).unwrap(), indexes);
+            assert_eq!(rest, b"data");
+        }
+        for bad in [
+            &[][..],
+            &[2],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[0x80, 0x02],
+        ] {
+            let mut rest = bad;
+            assert!(read_message_indexes(&mut rest).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
