@@ -119,6 +119,7 @@ async fn confluent_avro_prints_as_the_json_the_writer_started_from() {
             "sr_clients.py",
             &[
                 "produce",
+                "avro",
                 &broker.bootstrap,
                 &topic,
                 &registry.url,
@@ -335,7 +336,7 @@ async fn spates_avro_is_read_by_confluents_deserializer() {
 
     let got = python_lines(
         "sr_clients.py",
-        &["consume", &broker.bootstrap, &topic, &authed, "30"],
+        &["consume", "avro", &broker.bootstrap, &topic, &authed, "30"],
     );
     assert_eq!(parsed(&got), values);
 }
@@ -354,6 +355,7 @@ async fn a_reader_schema_with_a_new_field_reads_older_records() {
         "sr_clients.py",
         &[
             "produce",
+            "avro",
             &broker.bootstrap,
             &topic,
             &registry.url,
@@ -426,6 +428,7 @@ async fn a_reader_schema_with_a_new_field_reads_older_records() {
         "sr_clients.py",
         &[
             "consume",
+            "avro",
             &broker.bootstrap,
             &topic,
             &registry.url,
@@ -513,4 +516,244 @@ async fn a_pipeline_turns_avro_into_json() {
     assert_eq!(got, want);
     let lookups = registry.requests()[before..].to_vec();
     assert_eq!(lookups, ["GET /schemas/ids/1", "GET /schemas/ids/2"]);
+}
+
+/// shop.Order, the message `sr_clients.py` builds as a descriptor (what `protoc` would make of
+/// this file).
+const ORDER_PROTO: &str = r#"
+syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+message Money { string currency = 1; int64 units = 2; }
+message Order {
+  int64 id = 1;
+  string customer = 2;
+  repeated string tags = 3;
+  Money total = 4;
+  enum State { NEW = 0; PAID = 1; SHIPPED = 2; }
+  State state = 5;
+  google.protobuf.Timestamp at = 6;
+  message Line { string sku = 1; int32 qty = 2; }
+  repeated Line lines = 7;
+  map<string, int64> counts = 8;
+}
+"#;
+
+fn proto_orders(from: u64, n: u64) -> Vec<Value> {
+    (from..from + n)
+        .map(|i| {
+            let state = ["NEW", "PAID", "SHIPPED"][(i % 3) as usize];
+            serde_json::json!({
+                "id": (i * 9_007_199_254_740_993u64 % 1_000_000_000_000_000_000).to_string(),
+                "customer": format!("cüstomer {i}"),
+                "tags": (0..i % 3).map(|t| format!("t{t}")).collect::<Vec<_>>(),
+                "total": {"currency": "EUR", "units": (i * 7).to_string()},
+                "state": state,
+                "at": format!("2026-12-01T10:{:02}:00Z", i % 60),
+                "lines": [{"sku": format!("sku-{i}"), "qty": i % 5 + 1}],
+                "counts": {"a": i.to_string()},
+            })
+        })
+        .collect()
+}
+
+/// Protobuf, both ways: Confluent's ProtobufSerializer (shop.Order, the second message of its
+/// file: message indexes [1]; schema id in the prefix, then in a GUID header with the indexes
+/// after it) → `spate consume -s value=protobuf` prints what MessageToDict prints; `spate
+/// produce -s value=protobuf` from a `.proto` file → Confluent's ProtobufDeserializer reads
+/// the same messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_both_ways_with_confluents_serializers() {
+    let broker = TestBroker::start();
+    let registry = TestRegistry::start(None);
+    let topic = topic(&broker, "sr-proto").await;
+    let mut canonical = Vec::new();
+    for (values, placement) in [
+        (proto_orders(0, 20), "prefix"),
+        (proto_orders(20, 5), "header"),
+    ] {
+        let input = temp_file(&format!("proto-{placement}.jsonl"), &lines(&values));
+        let out = python_lines(
+            "sr_clients.py",
+            &[
+                "produce",
+                "protobuf",
+                &broker.bootstrap,
+                &topic,
+                &registry.url,
+                "-",
+                input.to_str().unwrap(),
+                placement,
+            ],
+        );
+        assert_eq!(out.last().unwrap(), &format!("produced {}", values.len()));
+        canonical.extend(parsed(&out[..out.len() - 1]));
+    }
+    // What MessageToDict printed is what went in, defaults (state NEW) left out.
+    assert_eq!(canonical[1], proto_orders(1, 1)[0]);
+    assert!(canonical[0].get("state").is_none());
+
+    let out = spate(
+        &[
+            "consume",
+            "-b",
+            &broker.bootstrap,
+            "-t",
+            &topic,
+            "-e",
+            "-s",
+            "value=protobuf",
+            "-r",
+            &registry.url,
+        ],
+        None,
+    );
+    let got = parsed(&out.lines().map(str::to_owned).collect::<Vec<_>>());
+    assert_eq!(got, canonical);
+
+    let back = self::topic(&broker, "sr-proto-spate").await;
+    let schema = temp_file("order.proto", ORDER_PROTO);
+    spate(
+        &[
+            "produce",
+            "-b",
+            &broker.bootstrap,
+            "-t",
+            &back,
+            "-s",
+            "value=protobuf",
+            "-r",
+            &registry.url,
+            "--value-schema",
+            schema.to_str().unwrap(),
+            "--value-message",
+            "shop.Order",
+        ],
+        Some(&lines(&canonical)),
+    );
+    let got = python_lines(
+        "sr_clients.py",
+        &[
+            "consume",
+            "protobuf",
+            &broker.bootstrap,
+            &back,
+            &registry.url,
+            "25",
+        ],
+    );
+    assert_eq!(parsed(&got), canonical);
+    assert_eq!(registry.versions(&format!("{back}-value")).len(), 1);
+}
+
+const ORDER_JSON_SCHEMA: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "Order",
+  "type": "object",
+  "properties": {
+    "id": {"type": "integer"},
+    "customer": {"type": "string"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "note": {"type": ["string", "null"]}
+  },
+  "required": ["id", "customer"]
+}"#;
+
+/// JSON Schema, both ways: Confluent's JSONSerializer → `spate consume -s value=json` (checked
+/// against the writer's schema); `spate produce -s value=json` (each value checked before it is
+/// sent) → Confluent's JSONDeserializer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_schema_both_ways_with_confluents_serializers() {
+    let broker = TestBroker::start();
+    let registry = TestRegistry::start(None);
+    let topic = topic(&broker, "sr-json").await;
+    let values: Vec<Value> = (0..15)
+        .map(|i| {
+            serde_json::json!({
+                "id": i * 1_000_003,
+                "customer": format!("c \"{i}\""),
+                "tags": (0..i % 3).map(|t| format!("t{t}")).collect::<Vec<_>>(),
+                "note": if i % 2 == 0 { Value::Null } else { Value::from("n") },
+            })
+        })
+        .collect();
+    let schema = temp_file("order.schema.json", ORDER_JSON_SCHEMA);
+    let input = temp_file("json.jsonl", &lines(&values));
+    python_lines(
+        "sr_clients.py",
+        &[
+            "produce",
+            "json",
+            &broker.bootstrap,
+            &topic,
+            &registry.url,
+            schema.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+    );
+    let out = spate(
+        &[
+            "consume",
+            "-b",
+            &broker.bootstrap,
+            "-t",
+            &topic,
+            "-e",
+            "-s",
+            "value=json",
+            "-r",
+            &registry.url,
+        ],
+        None,
+    );
+    assert_eq!(
+        parsed(&out.lines().map(str::to_owned).collect::<Vec<_>>()),
+        values
+    );
+
+    let back = self::topic(&broker, "sr-json-spate").await;
+    let args = [
+        "produce",
+        "-b",
+        &broker.bootstrap,
+        "-t",
+        &back,
+        "-s",
+        "value=json",
+        "-r",
+        &registry.url,
+        "--value-schema",
+        schema.to_str().unwrap(),
+    ];
+    spate(&args, Some(&lines(&values)));
+    // A value the schema does not allow is refused, and says where.
+    let out = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"id\": \"seven\", \"customer\": \"x\"}\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("encode:") && err.contains("/id"), "{err}");
+    let got = python_lines(
+        "sr_clients.py",
+        &[
+            "consume",
+            "json",
+            &broker.bootstrap,
+            &back,
+            &registry.url,
+            "15",
+        ],
+    );
+    assert_eq!(parsed(&got), values);
 }

@@ -8,7 +8,7 @@ use spate::producer::{BatchDelivery, Producer, ProducerConfig, Record};
 use spate::record::Compression;
 
 use crate::common::ConnArgs;
-use spate::formats::registry::avro::AvroSerializer;
+use crate::serdes::{Encoder, SchemaSource};
 use spate::formats::registry::Part;
 
 /// A message's key and value as `-s` encoded them (`None`: as read).
@@ -55,27 +55,34 @@ pub struct Args {
     pub files: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub serdes: crate::serdes::SerdesArgs,
-    /// With `-s value=avro`: the Avro schema (JSON) values are written with; registered under
-    /// `<topic>-value` if it is not yet.
+    /// With `-s value=…`: the schema values are written with (Avro JSON, a `.proto` file, a
+    /// JSON Schema); registered under `<topic>-value` if it is not yet.
     #[arg(
         long = "value-schema",
         value_name = "FILE",
         conflicts_with = "value_schema_id"
     )]
     pub value_schema: Option<std::path::PathBuf>,
-    /// With `-s value=avro`: the registered schema id values are written with.
+    /// With `-s value=…`: the registered schema id values are written with.
     #[arg(long = "value-schema-id", value_name = "ID")]
     pub value_schema_id: Option<u32>,
-    /// With `-s key=avro`: the Avro schema (JSON) keys are written with.
+    /// With `-s key=…`: the schema keys are written with.
     #[arg(
         long = "key-schema",
         value_name = "FILE",
         conflicts_with = "key_schema_id"
     )]
     pub key_schema: Option<std::path::PathBuf>,
-    /// With `-s key=avro`: the registered schema id keys are written with.
+    /// With `-s key=…`: the registered schema id keys are written with.
     #[arg(long = "key-schema-id", value_name = "ID")]
     pub key_schema_id: Option<u32>,
+    /// With `-s value=protobuf`: the message of the schema values are (full name; default: the
+    /// file's first).
+    #[arg(long = "value-message", value_name = "NAME")]
+    pub value_message: Option<String>,
+    /// With `-s key=protobuf`: the message of the schema keys are.
+    #[arg(long = "key-message", value_name = "NAME")]
+    pub key_message: Option<String>,
 }
 
 /// What was sent.
@@ -112,16 +119,18 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         .collect::<Result<_, _>>()?;
     args.conn.block_on(async {
         let started = Instant::now();
-        let key_serde = serdes
-            .serializer(Part::Key, args.key_schema.as_deref(), args.key_schema_id)
-            .await?;
-        let value_serde = serdes
-            .serializer(
-                Part::Value,
-                args.value_schema.as_deref(),
-                args.value_schema_id,
-            )
-            .await?;
+        let key_source = SchemaSource {
+            file: args.key_schema.as_deref(),
+            id: args.key_schema_id,
+            message: args.key_message.as_deref(),
+        };
+        let value_source = SchemaSource {
+            file: args.value_schema.as_deref(),
+            id: args.value_schema_id,
+            message: args.value_message.as_deref(),
+        };
+        let key_serde = serdes.serializer(Part::Key, key_source).await?;
+        let value_serde = serdes.serializer(Part::Value, value_source).await?;
         let producer = Producer::new(config).await.map_err(|e| e.to_string())?;
         let sender = Sender {
             producer: &producer,
@@ -184,8 +193,8 @@ struct Sender<'a> {
     args: &'a Args,
     key_delimiter: Option<&'a [u8]>,
     headers: &'a [(String, Vec<u8>)],
-    key_serde: Option<AvroSerializer>,
-    value_serde: Option<AvroSerializer>,
+    key_serde: Option<Encoder>,
+    value_serde: Option<Encoder>,
 }
 
 impl Sender<'_> {
@@ -232,7 +241,7 @@ impl Sender<'_> {
     /// its chunk for errors.
     async fn encode(
         &self,
-        serde: Option<&AvroSerializer>,
+        serde: Option<&Encoder>,
         part: Part,
         bytes: Option<&[u8]>,
         n: usize,
