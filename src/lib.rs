@@ -34,6 +34,10 @@
 //!   partition, at-least-once and exactly-once commits; the stateful building blocks
 //!   ([`pipeline::window`]: event-time windows; [`pipeline::state`]: keyed stores with
 //!   changelogs).
+//! - [`formats`]: at the ends of the data flow: consumed batches as Apache Arrow record batches
+//!   without copying (feature `arrow`), and the Confluent Schema Registry (feature
+//!   `schema-registry`): its wire format, a registry client, Avro, Protobuf and JSON Schema
+//!   serdes rendering values as JSON, pipeline operators.
 //! - `mock` (feature `mock`): an embedded cluster on loopback ports (the classic and KIP-848
 //!   group protocols, transactions, long-poll fetch), with fault injection and brokers that
 //!   stop and start, for hermetic tests and `spate bench`.
