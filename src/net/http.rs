@@ -143,16 +143,23 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// Escapes one path segment of a URL (a subject name may hold any character).
-#[cfg(feature = "schema-registry")]
-pub fn path_escape(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
+/// RFC 3986 percent-encoding: the unreserved `A-Z a-z 0-9 - . _ ~` kept, every other byte as
+/// `%XX`. A URL path segment (a subject name may hold any character); also SigV4's URI
+/// encoding.
+#[cfg(any(feature = "schema-registry", feature = "aws-msk-iam"))]
+pub fn percent_encode(segment: &str) -> String {
+    escape(segment, |b| matches!(b, b'-' | b'.' | b'_' | b'~'), false)
+}
+
+fn escape(text: &str, also_kept: impl Fn(u8) -> bool, space_as_plus: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || also_kept(b) {
+            out.push(b as char);
+        } else if b == b' ' && space_as_plus {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
     out
@@ -258,17 +265,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 
 /// `application/x-www-form-urlencoded` escaping of one value.
 pub fn form_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    escape(value, |b| matches!(b, b'-' | b'.' | b'_' | b'*'), true)
 }
 
 #[cfg(test)]

@@ -179,16 +179,7 @@ fn join(pairs: &[(String, String)]) -> String {
 
 /// SigV4's URI encoding: everything but `A-Z a-z 0-9 - _ . ~` as `%XX`.
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    super::http::percent_encode(s)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -283,6 +283,7 @@ where
 
 /// A SCRAM credential as a server keeps it (RFC 5802 §3): `StoredKey := H(ClientKey)` and
 /// `ServerKey`, from the salted password.
+#[cfg(feature = "mock")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScramKeys {
     pub stored_key: Vec<u8>,
@@ -290,6 +291,7 @@ pub(crate) struct ScramKeys {
 }
 
 /// The server's SCRAM credential for `password` (`mechanism` picks the hash).
+#[cfg(feature = "mock")]
 pub(crate) fn scram_keys(
     mechanism: SaslMechanism,
     password: &str,
@@ -315,6 +317,7 @@ pub(crate) fn scram_keys(
 
 /// The server side of a proof check: whether `proof` was made from the password behind
 /// `keys` for `auth_message`, and the server signature that proves the server knew it too.
+#[cfg(feature = "mock")]
 pub(crate) fn scram_verify(
     mechanism: SaslMechanism,
     keys: &ScramKeys,

@@ -9,17 +9,19 @@
 //! its symbol, `bytes` and `fixed` a string of code points U+0000 to U+00FF (Avro's JSON
 //! encoding of bytes), logical types their underlying number (a `uuid` its string).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
 use super::wire::{self, SchemaId};
-use super::{Part, RegisteredSchema, SchemaRegistry, SchemaType, SubjectNameStrategy};
+use super::{
+    cached, keep, shared, Part, RegisteredSchema, SchemaRegistry, SchemaType, Shared,
+    SubjectNameStrategy, Subjects,
+};
 use crate::formats::FormatError;
 use crate::json::write_string;
-use crate::pipeline::ops::{from_fn, BoxOperator};
+use crate::pipeline::BoxOperator;
 use crate::record::DEFAULT_MAX_DECOMPRESSED;
 
 fn schema_error(e: impl std::fmt::Display) -> FormatError {
@@ -37,9 +39,7 @@ pub struct AvroSerializer {
     registry: SchemaRegistry,
     schema: Arc<Schema>,
     text: String,
-    strategy: SubjectNameStrategy,
-    auto_register: bool,
-    fixed_id: Option<u32>,
+    subjects: Subjects,
 }
 
 impl AvroSerializer {
@@ -51,9 +51,7 @@ impl AvroSerializer {
             registry,
             schema: Arc::new(parse_schema(schema)?),
             text: schema.to_owned(),
-            strategy: SubjectNameStrategy::default(),
-            auto_register: true,
-            fixed_id: None,
+            subjects: Subjects::default(),
         })
     }
 
@@ -63,20 +61,20 @@ impl AvroSerializer {
         let registered = registry.schema_by_id(id).await?;
         avro_only(&registered)?;
         let mut serializer = Self::new(registry, &registered.schema)?;
-        serializer.fixed_id = Some(id);
+        serializer.subjects.fixed_id = Some(id);
         Ok(serializer)
     }
 
     /// How subjects are named (default: [`SubjectNameStrategy::TopicName`]).
     pub fn subject_name_strategy(mut self, strategy: SubjectNameStrategy) -> Self {
-        self.strategy = strategy;
+        self.subjects.strategy = strategy;
         self
     }
 
     /// Whether to register the schema (`true`, the default) or only look it up under its
     /// subject, failing if it is not registered there.
     pub fn auto_register(mut self, register: bool) -> Self {
-        self.auto_register = register;
+        self.subjects.lookup_only = !register;
         self
     }
 
@@ -87,20 +85,17 @@ impl AvroSerializer {
 
     /// The schema id values for `topic`'s `part` are framed with.
     pub async fn schema_id(&self, topic: &str, part: Part) -> Result<u32, FormatError> {
-        if let Some(id) = self.fixed_id {
-            return Ok(id);
-        }
         let name = self.schema.name().map(|n| n.fullname(None));
-        let subject = self.strategy.subject(topic, part, name.as_deref());
-        if self.auto_register {
-            self.registry
-                .register(&subject, SchemaType::Avro, &self.text)
-                .await
-        } else {
-            self.registry
-                .lookup(&subject, SchemaType::Avro, &self.text)
-                .await
-        }
+        self.subjects
+            .id(
+                &self.registry,
+                topic,
+                part,
+                name.as_deref(),
+                SchemaType::Avro,
+                &self.text,
+            )
+            .await
     }
 
     /// Encodes `value` (resolved against the schema: a map fills a record, a value picks its
@@ -221,7 +216,7 @@ fn avro_only(schema: &RegisteredSchema) -> Result<(), FormatError> {
 pub struct AvroDeserializer {
     registry: SchemaRegistry,
     reader: Option<Arc<Schema>>,
-    writers: Arc<Mutex<HashMap<SchemaId, Arc<Schema>>>>,
+    writers: Shared<SchemaId, Arc<Schema>>,
 }
 
 impl AvroDeserializer {
@@ -231,9 +226,9 @@ impl AvroDeserializer {
         // may decompress to (a process-wide setting: the first caller's value holds).
         apache_avro::util::max_allocation_bytes(DEFAULT_MAX_DECOMPRESSED);
         AvroDeserializer {
+            writers: shared(registry.config().cache_capacity),
             registry,
             reader: None,
-            writers: Arc::default(),
         }
     }
 
@@ -243,59 +238,35 @@ impl AvroDeserializer {
         Ok(self)
     }
 
-    fn cached(&self, id: &SchemaId) -> Option<Arc<Schema>> {
-        self.writers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-    }
-
-    async fn fetch(
-        registry: SchemaRegistry,
-        id: SchemaId,
-    ) -> Result<Arc<RegisteredSchema>, FormatError> {
-        match id {
-            SchemaId::Id(n) => registry.schema_by_id(n).await,
-            SchemaId::Guid(g) => registry.schema_by_guid(&g).await,
-        }
-    }
-
-    fn keep(
+    fn parse(
         &self,
         id: SchemaId,
         registered: &RegisteredSchema,
     ) -> Result<Arc<Schema>, FormatError> {
         avro_only(registered)?;
         let schema = Arc::new(parse_schema(&registered.schema)?);
-        let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        if writers.len() >= self.registry.config().cache_capacity.max(1) {
-            writers.clear();
-        }
-        writers.insert(id, schema.clone());
+        keep(&self.writers, id, schema.clone());
         Ok(schema)
     }
 
     async fn writer(&self, id: SchemaId) -> Result<Arc<Schema>, FormatError> {
-        if let Some(s) = self.cached(&id) {
+        if let Some(s) = cached(&self.writers, &id) {
             return Ok(s);
         }
-        let registered = Self::fetch(self.registry.clone(), id.clone()).await?;
-        self.keep(id, &registered)
+        let registered = self.registry.schema(&id).await?;
+        self.parse(id, &registered)
     }
 
     fn writer_blocking(&self, id: SchemaId) -> Result<Arc<Schema>, FormatError> {
-        if let Some(s) = self.cached(&id) {
+        if let Some(s) = cached(&self.writers, &id) {
             return Ok(s);
         }
-        let registered = super::block_on(Self::fetch(self.registry.clone(), id.clone()))??;
-        self.keep(id, &registered)
+        let registered = super::block_on(self.registry.schema(&id))??;
+        self.parse(id, &registered)
     }
 
-    fn decode(&self, writer: &Schema, mut data: &[u8]) -> Result<Value, FormatError> {
-        let value = apache_avro::from_avro_datum(writer, &mut data, self.reader.as_deref())
-            .map_err(|e| FormatError::Decode(e.to_string()))?;
-        Ok(value)
+    fn decode(&self, writer: &Schema, data: &[u8]) -> Result<Value, FormatError> {
+        decode_datum(writer, self.reader.as_deref(), data)
     }
 
     /// Decodes `payload`, the `part` of a record with `headers`.
@@ -340,39 +311,25 @@ impl AvroDeserializer {
     }
 }
 
+/// Decodes one Avro datum (the data after the wire format's prefix) written with `writer`,
+/// into `reader` if given. The datum is walked first: a count, length or nesting it cannot back
+/// with its bytes is a [`FormatError::Decode`] before anything is allocated from it.
+pub fn decode_datum(
+    writer: &Schema,
+    reader: Option<&Schema>,
+    mut data: &[u8],
+) -> Result<Value, FormatError> {
+    super::avro_bounds::check(writer, data)?;
+    apache_avro::from_avro_datum(writer, &mut data, reader)
+        .map_err(|e| FormatError::Decode(e.to_string()))
+}
+
 /// A pipeline operator that turns each selected record's registry-framed Avro `part` into
 /// JSON (see the [module docs](self)); a null stays null. A value that is not framed or does
 /// not decode stops the pipeline with a [`FormatError`].
 pub fn to_json_operator(deserializer: AvroDeserializer, part: Part) -> BoxOperator {
-    from_fn(move |mut batch| {
-        let mut failure = None;
-        let mut text = String::new();
-        let column = batch.column_over_selected(0, |row, column| {
-            let input = match part {
-                Part::Key => batch.key(row),
-                Part::Value => batch.value(row),
-            };
-            let Some(input) = input.filter(|_| failure.is_none()) else {
-                column.push_null();
-                return;
-            };
-            text.clear();
-            match deserializer.to_json_blocking(input, batch.headers(row), part, &mut text) {
-                Ok(()) => column.push(text.as_bytes()),
-                Err(e) => {
-                    failure = Some(e);
-                    column.push_null();
-                }
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
-        match part {
-            Part::Key => batch.set_keys(column.finish()),
-            Part::Value => batch.set_values(column.finish()),
-        }
-        Ok(Some(batch))
+    super::json_operator(part, move |batch, row, input, out| {
+        deserializer.to_json_blocking(input, batch.headers(row), part, out)
     })
 }
 

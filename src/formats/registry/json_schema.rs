@@ -3,14 +3,15 @@
 //! Confluent's does); the deserializer checks it against the writer's schema when asked to.
 //! Schemas with remote `$ref`s are not resolved (no network from inside a validator).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jsonschema::Validator;
 use serde_json::Value as Json;
 
 use super::wire::{self, SchemaId};
-use super::{Part, SchemaRegistry, SchemaType, SubjectNameStrategy};
+use super::{
+    cached, keep, shared, Part, SchemaRegistry, SchemaType, Shared, SubjectNameStrategy, Subjects,
+};
 use crate::formats::FormatError;
 
 fn validator(schema: &str) -> Result<Validator, FormatError> {
@@ -33,9 +34,7 @@ pub struct JsonSchemaSerializer {
     registry: SchemaRegistry,
     text: String,
     validator: Arc<Validator>,
-    strategy: SubjectNameStrategy,
-    auto_register: bool,
-    fixed_id: Option<u32>,
+    subjects: Subjects,
 }
 
 impl std::fmt::Debug for JsonSchemaSerializer {
@@ -54,9 +53,7 @@ impl JsonSchemaSerializer {
             registry,
             validator: Arc::new(validator(schema)?),
             text: schema.to_owned(),
-            strategy: SubjectNameStrategy::default(),
-            auto_register: true,
-            fixed_id: None,
+            subjects: Subjects::default(),
         })
     }
 
@@ -70,40 +67,37 @@ impl JsonSchemaSerializer {
             )));
         }
         let mut serializer = Self::new(registry, &registered.schema)?;
-        serializer.fixed_id = Some(id);
+        serializer.subjects.fixed_id = Some(id);
         Ok(serializer)
     }
 
     /// How subjects are named (the record name is the schema's `title`).
     pub fn subject_name_strategy(mut self, strategy: SubjectNameStrategy) -> Self {
-        self.strategy = strategy;
+        self.subjects.strategy = strategy;
         self
     }
 
     /// Whether to register the schema (default) or only look it up.
     pub fn auto_register(mut self, register: bool) -> Self {
-        self.auto_register = register;
+        self.subjects.lookup_only = !register;
         self
     }
 
     /// The schema id values for `topic`'s `part` are framed with.
     pub async fn schema_id(&self, topic: &str, part: Part) -> Result<u32, FormatError> {
-        if let Some(id) = self.fixed_id {
-            return Ok(id);
-        }
         let title = serde_json::from_str::<Json>(&self.text)
             .ok()
             .and_then(|s| s.get("title").and_then(Json::as_str).map(str::to_owned));
-        let subject = self.strategy.subject(topic, part, title.as_deref());
-        if self.auto_register {
-            self.registry
-                .register(&subject, SchemaType::Json, &self.text)
-                .await
-        } else {
-            self.registry
-                .lookup(&subject, SchemaType::Json, &self.text)
-                .await
-        }
+        self.subjects
+            .id(
+                &self.registry,
+                topic,
+                part,
+                title.as_deref(),
+                SchemaType::Json,
+                &self.text,
+            )
+            .await
     }
 
     /// Checks `json` against the schema and frames it (the text as given, trimmed).
@@ -130,7 +124,7 @@ impl JsonSchemaSerializer {
 pub struct JsonSchemaDeserializer {
     registry: SchemaRegistry,
     validate: bool,
-    validators: Arc<Mutex<HashMap<SchemaId, Arc<Validator>>>>,
+    validators: Shared<SchemaId, Arc<Validator>>,
 }
 
 impl std::fmt::Debug for JsonSchemaDeserializer {
@@ -145,9 +139,9 @@ impl JsonSchemaDeserializer {
     /// A deserializer that checks each value against its writer's schema.
     pub fn new(registry: SchemaRegistry) -> Self {
         JsonSchemaDeserializer {
+            validators: shared(registry.config().cache_capacity),
             registry,
             validate: true,
-            validators: Arc::default(),
         }
     }
 
@@ -159,18 +153,10 @@ impl JsonSchemaDeserializer {
     }
 
     async fn validator(&self, id: SchemaId) -> Result<Arc<Validator>, FormatError> {
-        if let Some(v) = self
-            .validators
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            return Ok(v.clone());
+        if let Some(v) = cached(&self.validators, &id) {
+            return Ok(v);
         }
-        let registered = match &id {
-            SchemaId::Id(n) => self.registry.schema_by_id(*n).await?,
-            SchemaId::Guid(g) => self.registry.schema_by_guid(g).await?,
-        };
+        let registered = self.registry.schema(&id).await?;
         if registered.schema_type != SchemaType::Json {
             return Err(FormatError::Schema(format!(
                 "schema {} is {}, not JSON Schema",
@@ -179,11 +165,7 @@ impl JsonSchemaDeserializer {
             )));
         }
         let v = Arc::new(validator(&registered.schema)?);
-        let mut validators = self.validators.lock().unwrap_or_else(|e| e.into_inner());
-        if validators.len() >= self.registry.config().cache_capacity.max(1) {
-            validators.clear();
-        }
-        validators.insert(id, v.clone());
+        keep(&self.validators, id, v.clone());
         Ok(v)
     }
 

@@ -15,7 +15,13 @@
 //! # Ok(()) }
 //! ```
 
+/// The Avro crate whose types the Avro serdes take and return.
+pub use apache_avro;
+/// The Protobuf reflection crate whose types the Protobuf serdes take and return.
+pub use prost_reflect;
+
 pub mod avro;
+pub mod avro_bounds;
 pub mod json_schema;
 pub mod protobuf;
 pub mod wire;
@@ -214,13 +220,112 @@ impl RegistryConfig {
     }
 }
 
-#[derive(Default)]
+/// A cache that starts over when full: a topic names few schemas, so forgetting them all at
+/// once when a hostile stream names too many keeps memory bounded at little cost.
+#[derive(Debug)]
+pub(crate) struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    capacity: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Bounded<K, V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.map.get(key).cloned()
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            self.map.clear();
+        }
+        self.map.insert(key, value);
+    }
+}
+
+/// A [`Bounded`] cache shared by clones of a serde.
+pub(crate) type Shared<K, V> = Arc<Mutex<Bounded<K, V>>>;
+
+pub(crate) fn shared<K: std::hash::Hash + Eq, V: Clone>(capacity: usize) -> Shared<K, V> {
+    Arc::new(Mutex::new(Bounded::new(capacity)))
+}
+
+pub(crate) fn cached<K, V, Q>(cache: &Shared<K, V>, key: &Q) -> Option<V>
+where
+    K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+    V: Clone,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    cache.lock().unwrap_or_else(|e| e.into_inner()).get(key)
+}
+
+pub(crate) fn keep<K: std::hash::Hash + Eq, V: Clone>(cache: &Shared<K, V>, key: K, value: V) {
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, value);
+}
+
 struct Caches {
-    by_id: HashMap<u32, Arc<RegisteredSchema>>,
-    by_guid: HashMap<String, Arc<RegisteredSchema>>,
-    by_version: HashMap<(String, i32), Arc<RegisteredSchema>>,
+    by_id: Bounded<u32, Arc<RegisteredSchema>>,
+    by_guid: Bounded<String, Arc<RegisteredSchema>>,
+    by_version: Bounded<(String, i32), Arc<RegisteredSchema>>,
     /// (subject, schema text) → id, from registering or looking up.
-    ids: HashMap<(String, String), u32>,
+    ids: Bounded<(String, String), u32>,
+}
+
+impl Caches {
+    fn new(capacity: usize) -> Self {
+        Caches {
+            by_id: Bounded::new(capacity),
+            by_guid: Bounded::new(capacity),
+            by_version: Bounded::new(capacity),
+            ids: Bounded::new(capacity),
+        }
+    }
+}
+
+/// How a serializer finds the schema id it frames values with: a fixed id, or its schema
+/// registered (or looked up) under the subject its strategy names.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Subjects {
+    pub(crate) strategy: SubjectNameStrategy,
+    /// Look the schema up only, instead of registering it.
+    pub(crate) lookup_only: bool,
+    pub(crate) fixed_id: Option<u32>,
+}
+
+impl Subjects {
+    /// The schema id for `topic`'s `part`; `name` is the schema's record name (for the
+    /// record-name strategies).
+    pub(crate) async fn id(
+        &self,
+        registry: &SchemaRegistry,
+        topic: &str,
+        part: Part,
+        name: Option<&str>,
+        schema_type: SchemaType,
+        text: &str,
+    ) -> Result<u32, FormatError> {
+        if let Some(id) = self.fixed_id {
+            return Ok(id);
+        }
+        let subject = self.strategy.subject(topic, part, name);
+        if self.lookup_only {
+            registry.lookup(&subject, schema_type, text).await
+        } else {
+            registry.register(&subject, schema_type, text).await
+        }
+    }
 }
 
 /// A Schema Registry client: looks schemas up by id, GUID, subject and version, registers
@@ -257,8 +362,8 @@ impl SchemaRegistry {
     /// A client with these settings.
     pub fn with_config(config: RegistryConfig) -> Self {
         SchemaRegistry {
+            caches: Arc::new(Mutex::new(Caches::new(config.cache_capacity))),
             config: Arc::new(config),
-            caches: Arc::default(),
         }
     }
 
@@ -389,21 +494,11 @@ impl SchemaRegistry {
 
     fn remember(&self, schema: &Arc<RegisteredSchema>) {
         let mut caches = self.caches();
-        let capacity = self.config.cache_capacity.max(1);
-        if caches.by_id.len() >= capacity {
-            caches.by_id.clear();
-        }
         caches.by_id.insert(schema.id, schema.clone());
         if let Some(guid) = &schema.guid {
-            if caches.by_guid.len() >= capacity {
-                caches.by_guid.clear();
-            }
             caches.by_guid.insert(guid.clone(), schema.clone());
         }
         if let (Some(subject), Some(version)) = (&schema.subject, schema.version) {
-            if caches.by_version.len() >= capacity {
-                caches.by_version.clear();
-            }
             caches
                 .by_version
                 .insert((subject.clone(), version), schema.clone());
@@ -413,7 +508,7 @@ impl SchemaRegistry {
     /// The schema with this id (`GET /schemas/ids/{id}`), cached.
     pub async fn schema_by_id(&self, id: u32) -> Result<Arc<RegisteredSchema>, FormatError> {
         if let Some(s) = self.caches().by_id.get(&id) {
-            return Ok(s.clone());
+            return Ok(s);
         }
         let json = self
             .call("GET", &format!("/schemas/ids/{id}"), None)
@@ -426,12 +521,20 @@ impl SchemaRegistry {
         Ok(schema)
     }
 
+    /// The schema a payload names, by id or GUID.
+    pub async fn schema(&self, id: &wire::SchemaId) -> Result<Arc<RegisteredSchema>, FormatError> {
+        match id {
+            wire::SchemaId::Id(n) => self.schema_by_id(*n).await,
+            wire::SchemaId::Guid(g) => self.schema_by_guid(g).await,
+        }
+    }
+
     /// The schema with this GUID (`GET /schemas/guids/{guid}`), cached.
     pub async fn schema_by_guid(&self, guid: &str) -> Result<Arc<RegisteredSchema>, FormatError> {
         if let Some(s) = self.caches().by_guid.get(guid) {
-            return Ok(s.clone());
+            return Ok(s);
         }
-        let path = format!("/schemas/guids/{}", http::path_escape(guid));
+        let path = format!("/schemas/guids/{}", http::percent_encode(guid));
         let json = self.call("GET", &path, None).await?;
         let mut schema = Self::parse_schema(&json, None)?;
         schema.guid = Some(guid.to_owned());
@@ -449,14 +552,14 @@ impl SchemaRegistry {
     ) -> Result<Arc<RegisteredSchema>, FormatError> {
         if let Version::Number(n) = version {
             if let Some(s) = self.caches().by_version.get(&(subject.to_owned(), n)) {
-                return Ok(s.clone());
+                return Ok(s);
             }
         }
         let v = match version {
             Version::Latest => "latest".to_owned(),
             Version::Number(n) => n.to_string(),
         };
-        let path = format!("/subjects/{}/versions/{v}", http::path_escape(subject));
+        let path = format!("/subjects/{}/versions/{v}", http::percent_encode(subject));
         let json = self.call("GET", &path, None).await?;
         let mut schema = Self::parse_schema(&json, None)?;
         schema.subject.get_or_insert_with(|| subject.to_owned());
@@ -485,9 +588,9 @@ impl SchemaRegistry {
     ) -> Result<u32, FormatError> {
         let key = (subject.to_owned(), schema.to_owned());
         if let Some(id) = self.caches().ids.get(&key) {
-            return Ok(*id);
+            return Ok(id);
         }
-        let path = format!("/subjects/{}/versions", http::path_escape(subject));
+        let path = format!("/subjects/{}/versions", http::percent_encode(subject));
         let json = self
             .call(
                 "POST",
@@ -514,9 +617,9 @@ impl SchemaRegistry {
     ) -> Result<u32, FormatError> {
         let key = (subject.to_owned(), schema.to_owned());
         if let Some(id) = self.caches().ids.get(&key) {
-            return Ok(*id);
+            return Ok(id);
         }
-        let path = format!("/subjects/{}", http::path_escape(subject));
+        let path = format!("/subjects/{}", http::percent_encode(subject));
         let json = self
             .call(
                 "POST",
@@ -529,6 +632,46 @@ impl SchemaRegistry {
         self.caches().ids.insert(key, found.id);
         Ok(found.id)
     }
+}
+
+/// A pipeline operator that replaces each selected record's `part` with what `decode` writes
+/// for it (JSON); a null stays null, and the first failure stops the pipeline with its error.
+pub(crate) fn json_operator(
+    part: Part,
+    mut decode: impl FnMut(&crate::pipeline::Batch, usize, &[u8], &mut String) -> Result<(), FormatError>
+        + Send
+        + 'static,
+) -> crate::pipeline::BoxOperator {
+    crate::pipeline::ops::from_fn(move |mut batch| {
+        let mut failure = None;
+        let mut text = String::new();
+        let column = batch.column_over_selected(0, |row, column| {
+            let input = match part {
+                Part::Key => batch.key(row),
+                Part::Value => batch.value(row),
+            };
+            let Some(input) = input.filter(|_| failure.is_none()) else {
+                column.push_null();
+                return;
+            };
+            text.clear();
+            match decode(&batch, row, input, &mut text) {
+                Ok(()) => column.push(text.as_bytes()),
+                Err(e) => {
+                    failure = Some(e);
+                    column.push_null();
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        match part {
+            Part::Key => batch.set_keys(column.finish()),
+            Part::Value => batch.set_values(column.finish()),
+        }
+        Ok(Some(batch))
+    })
 }
 
 /// Runs `future` to its end from synchronous code (a pipeline operator): on a thread of its

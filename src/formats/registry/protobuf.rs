@@ -7,7 +7,6 @@
 //! The wire format adds the message indexes (which message of the file) after the schema id.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use prost_reflect::prost::Message;
 use prost_reflect::prost_types::FileDescriptorProto;
@@ -15,9 +14,12 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Serialize
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::wire::{self, SchemaId};
-use super::{Part, RegisteredSchema, SchemaRegistry, SchemaType, SubjectNameStrategy, Version};
+use super::{
+    cached, keep, shared, Part, RegisteredSchema, SchemaRegistry, SchemaType, Shared,
+    SubjectNameStrategy, Subjects, Version,
+};
 use crate::formats::FormatError;
-use crate::pipeline::ops::{from_fn, BoxOperator};
+use crate::pipeline::BoxOperator;
 
 /// The name a schema is compiled under (its references keep their import names).
 const MAIN: &str = "__spate_schema__.proto";
@@ -164,9 +166,7 @@ pub struct ProtobufSerializer {
     text: String,
     message: MessageDescriptor,
     indexes: Vec<i32>,
-    strategy: SubjectNameStrategy,
-    auto_register: bool,
-    fixed_id: Option<u32>,
+    subjects: Subjects,
 }
 
 fn pick(pool: &DescriptorPool, message: Option<&str>) -> Result<MessageDescriptor, FormatError> {
@@ -198,9 +198,7 @@ impl ProtobufSerializer {
             text: schema.to_owned(),
             indexes: indexes_of(&message),
             message,
-            strategy: SubjectNameStrategy::default(),
-            auto_register: true,
-            fixed_id: None,
+            subjects: Subjects::default(),
         })
     }
 
@@ -218,21 +216,22 @@ impl ProtobufSerializer {
             text: registered.schema.clone(),
             indexes: indexes_of(&message),
             message,
-            strategy: SubjectNameStrategy::default(),
-            auto_register: false,
-            fixed_id: Some(id),
+            subjects: Subjects {
+                fixed_id: Some(id),
+                ..Subjects::default()
+            },
         })
     }
 
     /// How subjects are named.
     pub fn subject_name_strategy(mut self, strategy: SubjectNameStrategy) -> Self {
-        self.strategy = strategy;
+        self.subjects.strategy = strategy;
         self
     }
 
     /// Whether to register the schema (default) or only look it up.
     pub fn auto_register(mut self, register: bool) -> Self {
-        self.auto_register = register;
+        self.subjects.lookup_only = !register;
         self
     }
 
@@ -243,21 +242,17 @@ impl ProtobufSerializer {
 
     /// The schema id messages for `topic`'s `part` are framed with.
     pub async fn schema_id(&self, topic: &str, part: Part) -> Result<u32, FormatError> {
-        if let Some(id) = self.fixed_id {
-            return Ok(id);
-        }
-        let subject = self
-            .strategy
-            .subject(topic, part, Some(self.message.full_name()));
-        if self.auto_register {
-            self.registry
-                .register(&subject, SchemaType::Protobuf, &self.text)
-                .await
-        } else {
-            self.registry
-                .lookup(&subject, SchemaType::Protobuf, &self.text)
-                .await
-        }
+        let name = Some(self.message.full_name());
+        self.subjects
+            .id(
+                &self.registry,
+                topic,
+                part,
+                name,
+                SchemaType::Protobuf,
+                &self.text,
+            )
+            .await
     }
 
     /// Encodes a message given as JSON (Protobuf's JSON mapping) for `topic`'s `part`.
@@ -290,40 +285,21 @@ impl ProtobufSerializer {
 #[derive(Debug, Clone)]
 pub struct ProtobufDeserializer {
     registry: SchemaRegistry,
-    pools: Arc<Mutex<HashMap<SchemaId, DescriptorPool>>>,
+    pools: Shared<SchemaId, DescriptorPool>,
 }
 
 impl ProtobufDeserializer {
     /// A deserializer using `registry`.
     pub fn new(registry: SchemaRegistry) -> Self {
         ProtobufDeserializer {
+            pools: shared(registry.config().cache_capacity),
             registry,
-            pools: Arc::default(),
         }
-    }
-
-    fn cached(&self, id: &SchemaId) -> Option<DescriptorPool> {
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
     }
 
     async fn fetch(registry: SchemaRegistry, id: SchemaId) -> Result<DescriptorPool, FormatError> {
-        let registered = match &id {
-            SchemaId::Id(n) => registry.schema_by_id(*n).await?,
-            SchemaId::Guid(g) => registry.schema_by_guid(g).await?,
-        };
+        let registered = registry.schema(&id).await?;
         fetch_compiled(&registry, &registered).await
-    }
-
-    fn keep(&self, id: SchemaId, pool: &DescriptorPool) {
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        if pools.len() >= self.registry.config().cache_capacity.max(1) {
-            pools.clear();
-        }
-        pools.insert(id, pool.clone());
     }
 
     fn decode(
@@ -349,11 +325,11 @@ impl ProtobufDeserializer {
         part: Part,
     ) -> Result<DynamicMessage, FormatError> {
         let (located, data) = wire::locate(payload, headers, part)?;
-        let pool = match self.cached(&located.id) {
+        let pool = match cached(&self.pools, &located.id) {
             Some(pool) => pool,
             None => {
                 let pool = Self::fetch(self.registry.clone(), located.id.clone()).await?;
-                self.keep(located.id.clone(), &pool);
+                keep(&self.pools, located.id.clone(), pool.clone());
                 pool
             }
         };
@@ -380,17 +356,29 @@ impl ProtobufDeserializer {
         part: Part,
     ) -> Result<String, FormatError> {
         let (located, data) = wire::locate(payload, headers, part)?;
-        let pool = match self.cached(&located.id) {
+        let pool = match cached(&self.pools, &located.id) {
             Some(pool) => pool,
             None => {
                 let pool =
                     super::block_on(Self::fetch(self.registry.clone(), located.id.clone()))??;
-                self.keep(located.id.clone(), &pool);
+                keep(&self.pools, located.id.clone(), pool.clone());
                 pool
             }
         };
         json(&Self::decode(&pool, &located, data)?)
     }
+}
+
+/// Decodes a registry-framed message (`part` of a record with `headers`) with `pool`, a schema
+/// compiled by [`compile`], whatever schema id the payload names.
+pub fn decode<'h>(
+    pool: &DescriptorPool,
+    payload: &[u8],
+    headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+    part: Part,
+) -> Result<DynamicMessage, FormatError> {
+    let (located, data) = wire::locate(payload, headers, part)?;
+    ProtobufDeserializer::decode(pool, &located, data)
 }
 
 /// A message as JSON (see the [module docs](self)).
@@ -409,33 +397,9 @@ pub fn json(message: &DynamicMessage) -> Result<String, FormatError> {
 /// A pipeline operator that turns each selected record's registry-framed Protobuf `part` into
 /// JSON; a null stays null. A value that does not decode stops the pipeline with its error.
 pub fn to_json_operator(deserializer: ProtobufDeserializer, part: Part) -> BoxOperator {
-    from_fn(move |mut batch| {
-        let mut failure = None;
-        let column = batch.column_over_selected(0, |row, column| {
-            let input = match part {
-                Part::Key => batch.key(row),
-                Part::Value => batch.value(row),
-            };
-            let Some(input) = input.filter(|_| failure.is_none()) else {
-                column.push_null();
-                return;
-            };
-            match deserializer.to_json_blocking(input, batch.headers(row), part) {
-                Ok(json) => column.push(json.as_bytes()),
-                Err(e) => {
-                    failure = Some(e);
-                    column.push_null();
-                }
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
-        match part {
-            Part::Key => batch.set_keys(column.finish()),
-            Part::Value => batch.set_values(column.finish()),
-        }
-        Ok(Some(batch))
+    super::json_operator(part, move |batch, row, input, out| {
+        out.push_str(&deserializer.to_json_blocking(input, batch.headers(row), part)?);
+        Ok(())
     })
 }
 
