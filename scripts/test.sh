@@ -31,7 +31,7 @@ if ! "$PYTHON" -c "import aws_msk_iam_sasl_signer" 2>/dev/null; then
     "$PYTHON" -m pip install --quiet "aws-msk-iam-sasl-signer-python==1.0.2"
 fi
 
-step "format and lints (default features, and with tls, mock and aws-msk-iam)"
+step "format and lints (default features, and with tls, mock, aws-msk-iam, arrow and schema-registry)"
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features tls,mock,aws-msk-iam,arrow,schema-registry -- -D warnings
@@ -65,6 +65,6 @@ unset RUSTC_BOOTSTRAP
 
 # Profile `checked`: release optimisations with overflow checks and debug assertions on, so
 # arithmetic that a plain release build would wrap fails the tests instead.
-step "tests (optimised, overflow checks on, with tls, mock and aws-msk-iam): unit, property, golden, scripted and lying peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
+step "tests (optimised, overflow checks on, with tls, mock, aws-msk-iam, arrow and schema-registry): unit, property, golden, scripted and lying peers, embedded cluster, real broker, CLI, benches in test mode, doc tests"
 cargo test --profile checked --all-targets --features tls,mock,aws-msk-iam,arrow,schema-registry
 cargo test --profile checked --doc --features tls,mock,aws-msk-iam,arrow,schema-registry

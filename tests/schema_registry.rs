@@ -262,7 +262,7 @@ async fn spates_avro_is_read_by_confluents_deserializer() {
     );
     let id = registry.versions(&format!("{topic}-value"));
     assert_eq!(id.len(), 1, "registered once");
-    // By id, the schema fetched from the registry.
+    // By id, the schema fetched from the registry; the credentials as Confluent's key.
     spate(
         &[
             "produce",
@@ -273,7 +273,9 @@ async fn spates_avro_is_read_by_confluents_deserializer() {
             "-s",
             "value=avro",
             "-r",
-            &authed,
+            &registry.url,
+            "-X",
+            "schema.registry.basic.auth.user.info=ci:s3cret",
             "--value-schema-id",
             &id[0].to_string(),
         ],
@@ -756,4 +758,31 @@ async fn json_schema_both_ways_with_confluents_serializers() {
         ],
     );
     assert_eq!(parsed(&got), values);
+}
+
+/// A registry that wants a bearer token: spate's client sends the one it is given
+/// (`bearer.auth.token`), and without it the registry's 401 is the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_is_sent_when_configured() {
+    let registry = TestRegistry::start_bearer("t0ken");
+    let mut config = RegistryConfig::new(&registry.url);
+    config
+        .set("schema.registry.bearer.auth.token", "t0ken")
+        .unwrap();
+    let with = AvroSerializer::new(SchemaRegistry::with_config(config), ORDER_V1).unwrap();
+    let id = with.schema_id("bearer", Part::Value).await.unwrap();
+    assert_eq!(registry.versions("bearer-value"), [id]);
+    let without = AvroSerializer::new(SchemaRegistry::new(&registry.url), ORDER_V1).unwrap();
+    let err = without.schema_id("bearer", Part::Value).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            spate::formats::FormatError::Registry {
+                status: 401,
+                code: Some(40101),
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -37,17 +37,26 @@ impl TestRegistry {
     /// Starts a registry; with `credentials` (`user:password`), every request must carry them
     /// as HTTP basic authentication.
     pub fn start(credentials: Option<&str>) -> TestRegistry {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test registry");
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State::default()));
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        use base64::Engine;
         let auth = credentials.map(|c| {
-            use base64::Engine;
             format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(c)
             )
         });
+        Self::serve(auth)
+    }
+
+    /// Starts a registry that wants `Authorization: Bearer <token>` on every request.
+    pub fn start_bearer(token: &str) -> TestRegistry {
+        Self::serve(Some(format!("Bearer {token}")))
+    }
+
+    fn serve(auth: Option<String>) -> TestRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test registry");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let (s, r) = (state.clone(), requests.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
