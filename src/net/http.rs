@@ -69,7 +69,11 @@ pub async fn request(
     {
         head.push_str("Accept: application/json\r\n");
     }
-    if let Some(userinfo) = userinfo {
+    // Credentials in the URL, unless the caller sends its own.
+    let has_auth = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if let Some(userinfo) = userinfo.filter(|_| !has_auth) {
         use base64::Engine;
         let user = percent_decode(userinfo);
         let encoded = base64::engine::general_purpose::STANDARD.encode(user);
@@ -307,5 +311,47 @@ mod tests {
         assert_eq!(split_url("http://h").unwrap(), (false, "h", "/"));
         assert!(split_url("ftp://h/x").is_err());
         assert_eq!(form_escape("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+
+    /// The request head one `request` sends to a listener that answers 204.
+    async fn head_sent(url_userinfo: &str, headers: &[(&str, String)]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let url = format!("http://{url_userinfo}127.0.0.1:{port}/subjects");
+        let tls = TlsConfig::default();
+        let answer = request("GET", &url, headers, None, &tls, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 204);
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_url_are_basic_auth_unless_the_caller_sends_its_own() {
+        let head = head_sent("ci:s%40cret@", &[]).await;
+        // base64("ci:s@cret")
+        assert!(
+            head.contains("Authorization: Basic Y2k6c0BjcmV0\r\n"),
+            "{head}"
+        );
+        let own = [("Authorization", "Bearer t".to_owned())];
+        let head = head_sent("ci:s%40cret@", &own).await;
+        assert_eq!(head.matches("Authorization:").count(), 1, "{head}");
+        assert!(head.contains("Authorization: Bearer t\r\n"), "{head}");
+        assert!(head.starts_with("GET /subjects HTTP/1.1\r\n"), "{head}");
     }
 }

@@ -1,6 +1,7 @@
 //! The Confluent Schema Registry: its wire format ([`wire`]), an HTTP client with caches
-//! ([`SchemaRegistry`]) and Avro serializers and deserializers ([`avro`]) (feature
-//! `schema-registry`).
+//! ([`SchemaRegistry`]), and serializers and deserializers for Avro ([`avro`]), Protobuf
+//! ([`protobuf`]) and JSON Schema ([`json_schema`]), each rendering values as JSON and with a
+//! pipeline operator (feature `schema-registry`).
 //!
 //! ```no_run
 //! use spate::formats::registry::{avro::{AvroDeserializer, AvroSerializer}, Part, SchemaRegistry};
