@@ -295,6 +295,16 @@ impl Caches {
     }
 }
 
+/// A serializer's last schema id and what it was for.
+#[derive(Debug)]
+struct LastId {
+    topic: String,
+    part: Part,
+    strategy: SubjectNameStrategy,
+    lookup_only: bool,
+    id: u32,
+}
+
 /// How a serializer finds the schema id it frames values with: a fixed id, or its schema
 /// registered (or looked up) under the subject its strategy names.
 #[derive(Debug, Clone, Default)]
@@ -303,6 +313,12 @@ pub(crate) struct Subjects {
     /// Look the schema up only, instead of registering it.
     pub(crate) lookup_only: bool,
     pub(crate) fixed_id: Option<u32>,
+    /// The last topic and part asked for and their id: a serializer writes to one topic
+    /// mostly, and this spares each value the registry cache's key (the subject and the whole
+    /// schema text, copied).
+    /// (A clone changed by a builder method afterwards does not match it: the strategy and
+    /// lookup mode are part of the key.)
+    last: Arc<Mutex<Option<LastId>>>,
 }
 
 impl Subjects {
@@ -320,12 +336,31 @@ impl Subjects {
         if let Some(id) = self.fixed_id {
             return Ok(id);
         }
-        let subject = self.strategy.subject(topic, part, name);
-        if self.lookup_only {
-            registry.lookup(&subject, schema_type, text).await
-        } else {
-            registry.register(&subject, schema_type, text).await
+        let last = |slot: &Option<LastId>| {
+            slot.as_ref()
+                .filter(|l| {
+                    l.topic == topic
+                        && l.part == part
+                        && l.strategy == self.strategy
+                        && l.lookup_only == self.lookup_only
+                })
+                .map(|l| l.id)
+        };
+        if let Some(id) = last(&self.last.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(id);
         }
+        let subject = self.strategy.subject(topic, part, name);
+        let id = registry
+            .subject_id(&subject, schema_type, text, !self.lookup_only)
+            .await?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastId {
+            topic: topic.to_owned(),
+            part,
+            strategy: self.strategy,
+            lookup_only: self.lookup_only,
+            id,
+        });
+        Ok(id)
     }
 }
 
@@ -587,25 +622,7 @@ impl SchemaRegistry {
         schema_type: SchemaType,
         schema: &str,
     ) -> Result<u32, FormatError> {
-        let key = (subject.to_owned(), schema.to_owned());
-        if let Some(id) = self.caches().ids.get(&key) {
-            return Ok(id);
-        }
-        let path = format!("/subjects/{}/versions", http::percent_encode(subject));
-        let json = self
-            .call(
-                "POST",
-                &path,
-                Some(&Self::request_body(schema_type, schema)),
-            )
-            .await?;
-        let id = json
-            .get("id")
-            .and_then(Json::as_u64)
-            .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(|| bad_answer("id"))?;
-        self.caches().ids.insert(key, id);
-        Ok(id)
+        self.subject_id(subject, schema_type, schema, true).await
     }
 
     /// The registered schema under `subject` equal to `schema` (`POST /subjects/{subject}`),
@@ -616,22 +633,40 @@ impl SchemaRegistry {
         schema_type: SchemaType,
         schema: &str,
     ) -> Result<u32, FormatError> {
+        self.subject_id(subject, schema_type, schema, false).await
+    }
+
+    async fn subject_id(
+        &self,
+        subject: &str,
+        schema_type: SchemaType,
+        schema: &str,
+        register: bool,
+    ) -> Result<u32, FormatError> {
         let key = (subject.to_owned(), schema.to_owned());
         if let Some(id) = self.caches().ids.get(&key) {
             return Ok(id);
         }
-        let path = format!("/subjects/{}", http::percent_encode(subject));
-        let json = self
-            .call(
-                "POST",
-                &path,
-                Some(&Self::request_body(schema_type, schema)),
-            )
-            .await?;
-        let found = Arc::new(Self::parse_schema(&json, None)?);
-        self.remember(&found);
-        self.caches().ids.insert(key, found.id);
-        Ok(found.id)
+        let subject = http::percent_encode(subject);
+        let path = if register {
+            format!("/subjects/{subject}/versions")
+        } else {
+            format!("/subjects/{subject}")
+        };
+        let body = Self::request_body(schema_type, schema);
+        let json = self.call("POST", &path, Some(&body)).await?;
+        let id = if register {
+            json.get("id")
+                .and_then(Json::as_u64)
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| bad_answer("id"))?
+        } else {
+            let found = Arc::new(Self::parse_schema(&json, None)?);
+            self.remember(&found);
+            found.id
+        };
+        self.caches().ids.insert(key, id);
+        Ok(id)
     }
 }
 
