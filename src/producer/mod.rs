@@ -240,6 +240,9 @@ pub struct BufferStatistics {
     pub queued_batches: usize,
     /// Batches sent, not yet answered.
     pub in_flight_batches: usize,
+    /// Batches compressed while they waited for a request, beside the sender's own
+    /// (`compression.threads`), since the producer started.
+    pub batches_built_ahead: u64,
 }
 
 /// What the producer's handles share with its sender task.
@@ -362,7 +365,11 @@ impl Producer {
     /// What the producer holds now: `buffer.memory` in use, and its batches by stage.
     pub fn buffer_statistics(&self) -> BufferStatistics {
         let shared = self.shared();
-        let (open, queued, in_flight) = shared.acc().batch_counts();
+        let (open, queued, in_flight, built_ahead) = {
+            let acc = shared.acc();
+            let (open, queued, in_flight) = acc.batch_counts();
+            (open, queued, in_flight, acc.built_ahead)
+        };
         let limit = shared.config.buffer_memory.min(Semaphore::MAX_PERMITS);
         BufferStatistics {
             buffer_memory: limit,
@@ -370,6 +377,7 @@ impl Producer {
             open_batches: open,
             queued_batches: queued,
             in_flight_batches: in_flight,
+            batches_built_ahead: built_ahead,
         }
     }
 

@@ -10,6 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::compression::{self, Compression};
 use super::{RecordError, BATCH_HEADER_LEN, BATCH_LOG_OVERHEAD, MAGIC_V2};
+
+/// Where a batch's CRC starts: after base offset, length, leader epoch and magic.
+const CRC_OFFSET: usize = 8 + 4 + 4 + 1;
 use crate::wire::primitives::{put_varint, put_varlong, varint_size, varlong_size};
 
 /// A record header: a UTF-8 key and a value that may be null.
@@ -57,6 +60,20 @@ impl RecordBatchBuilder {
         let mut builder = RecordBatchBuilder::new(compression);
         builder.records.reserve(bytes);
         builder
+    }
+
+    /// A builder writing its records into `buffer` (emptied first): a producer hands back the
+    /// buffers of batches it has encoded, so new batches reuse their memory.
+    pub(crate) fn with_buffer(compression: Compression, mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        let mut builder = RecordBatchBuilder::new(compression);
+        builder.records = buffer;
+        builder
+    }
+
+    /// The record buffer, for [`with_buffer`](Self::with_buffer).
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.records
     }
 
     /// Sets the base offset (producers leave 0; the broker assigns offsets).
@@ -227,54 +244,62 @@ impl RecordBatchBuilder {
 
     /// Writes the batch. The builder is left as it was, so a failed send can be rebuilt.
     pub fn build(&self) -> Result<Bytes, RecordError> {
-        let mut out = BytesMut::new();
-        self.build_into(&mut out)?;
-        Ok(out.freeze())
+        let mut out = Vec::new();
+        self.encode(&mut out)?;
+        Ok(Bytes::from(out))
     }
 
     /// Appends the batch to `out`; returns its length.
     pub fn build_into(&self, out: &mut BytesMut) -> Result<usize, RecordError> {
+        let mut encoded = Vec::new();
+        let total = self.encode(&mut encoded)?;
+        out.extend_from_slice(&encoded);
+        Ok(total)
+    }
+
+    /// Appends the batch to `out`, compressing the records straight after the header (no
+    /// intermediate buffer); returns its length.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<usize, RecordError> {
         if self.is_empty() {
             return Err(RecordError::EmptyBatch);
         }
-        let mut packed = Vec::new();
+        let start = out.len();
         let mut codec = self.compression;
+        out.reserve(BATCH_HEADER_LEN + self.records.len() / 2);
+        out.resize(start + BATCH_HEADER_LEN, 0);
         if codec != Compression::None {
-            compression::compress(codec, &self.records, &mut packed)
+            compression::compress(codec, &self.records, out)
                 .map_err(|source| RecordError::Compression { at: 0, source })?;
-            if packed.len() >= self.records.len() {
+            if out.len() - start - BATCH_HEADER_LEN >= self.records.len() {
                 codec = Compression::None;
+                out.truncate(start + BATCH_HEADER_LEN);
             }
         }
-        let records: &[u8] = if codec == Compression::None {
-            &self.records
-        } else {
-            &packed
-        };
-        let total = BATCH_HEADER_LEN + records.len();
-        let start = out.len();
-        out.reserve(total);
-        out.put_i64(self.base_offset);
-        out.put_i32((total - BATCH_LOG_OVERHEAD) as i32);
-        out.put_i32(-1); // partition leader epoch: set by the broker
-        out.put_i8(MAGIC_V2);
-        let crc_at = out.len();
-        out.put_u32(0);
+        if codec == Compression::None {
+            out.extend_from_slice(&self.records);
+        }
+        let total = out.len() - start;
+        let mut header = &mut out[start..start + BATCH_HEADER_LEN];
+        header.put_i64(self.base_offset);
+        header.put_i32((total - BATCH_LOG_OVERHEAD) as i32);
+        header.put_i32(-1); // partition leader epoch: set by the broker
+        header.put_i8(MAGIC_V2);
+        header.put_u32(0); // the CRC, below
         let attributes = codec as i16
             | if self.transactional { 0x10 } else { 0 }
             | if self.control { 0x20 } else { 0 };
-        out.put_i16(attributes);
-        out.put_i32(self.count - 1);
-        out.put_i64(self.base_timestamp.unwrap_or(-1));
-        out.put_i64(self.max_timestamp);
-        out.put_i64(self.producer_id);
-        out.put_i16(self.producer_epoch);
-        out.put_i32(self.base_sequence);
-        out.put_i32(self.count);
-        out.put_slice(records);
+        header.put_i16(attributes);
+        header.put_i32(self.count - 1);
+        header.put_i64(self.base_timestamp.unwrap_or(-1));
+        header.put_i64(self.max_timestamp);
+        header.put_i64(self.producer_id);
+        header.put_i16(self.producer_epoch);
+        header.put_i32(self.base_sequence);
+        header.put_i32(self.count);
+        debug_assert!(header.is_empty());
+        let crc_at = start + CRC_OFFSET;
         let crc = crc32c::crc32c(&out[crc_at + 4..]);
         out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
-        debug_assert_eq!(out.len() - start, total);
         Ok(total)
     }
 

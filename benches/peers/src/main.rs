@@ -2,10 +2,13 @@
 //! process's CPU time (user + sys, from getrusage), so librdkafka's background threads count.
 //!
 //!     spate-peers CLIENT SCENARIO BOOTSTRAP TOPIC PARTITIONS COUNT SIZE [CODEC]
-//!     CLIENT: spate | rdkafka | rskafka; SCENARIO: produce | consume; CODEC: lz4 (default) | none
+//!     CLIENT: spate | rdkafka | rskafka; SCENARIO: produce | send | consume | pipe;
+//!     CODEC: lz4 (default) | none
 //!
 //! produce: COUNT records of SIZE bytes (log-line-like text), CODEC, linger 5 ms, acks=all,
-//! spread over PARTITIONS; the process ends once every record is acknowledged.
+//! spread over PARTITIONS; the process ends once every record is acknowledged. spate's
+//! produce hands records in 10,000 at a time (`send_batch`); its send scenario calls `send`
+//! once per record, as rdkafka's produce does.
 //! consume: the whole topic from the beginning to its end (COUNT records expected).
 //! pipe: the seed job: TOPIC from the beginning to its end, every value upper-cased, written
 //! to TOPIC-out-CLIENT (same partition, CODEC, linger 5 ms, acks=all); ends when all is
@@ -19,6 +22,17 @@ fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Extra spate producer settings from `SPATE_PRODUCER` (`key=value,key=value`), for runs that
+/// vary one (`compression.threads=1`).
+fn spate_producer_config(pairs: &[(&str, &str)]) -> spate::producer::ProducerConfig {
+    let extra = std::env::var("SPATE_PRODUCER").unwrap_or_default();
+    let extra = extra
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').expect("SPATE_PRODUCER: key=value,..."));
+    spate::producer::ProducerConfig::from_pairs(pairs.iter().copied().chain(extra)).unwrap()
 }
 
 fn values(size: usize) -> Vec<Vec<u8>> {
@@ -53,6 +67,7 @@ async fn main() {
         ("spate", "produce") => {
             spate_produce(bootstrap, topic, partitions, count, size, codec).await
         }
+        ("spate", "send") => spate_send(bootstrap, topic, partitions, count, size, codec).await,
         ("spate", "consume") => spate_consume(bootstrap, topic).await,
         ("rdkafka", "produce") => rdkafka_produce(bootstrap, topic, partitions, count, size, codec),
         ("rdkafka", "consume") => rdkafka_consume(bootstrap, topic, partitions),
@@ -80,13 +95,12 @@ async fn spate_produce(
     size: usize,
     codec: &str,
 ) -> usize {
-    use spate::producer::{Producer, ProducerConfig, Record};
-    let config = ProducerConfig::from_pairs([
+    use spate::producer::{Producer, Record};
+    let config = spate_producer_config(&[
         ("bootstrap.servers", b),
         ("compression.type", codec),
         ("linger.ms", "5"),
-    ])
-    .unwrap();
+    ]);
     let producer = Producer::new(config).await.unwrap();
     let values = values(size);
     let records = (0..count).map(|i| {
@@ -109,6 +123,44 @@ async fn spate_produce(
     }
     producer.close().await.unwrap();
     n
+}
+
+/// The per-record path most applications take: one `send` per record, as rdkafka's produce.
+async fn spate_send(
+    b: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    size: usize,
+    codec: &str,
+) -> usize {
+    use spate::producer::{Producer, Record};
+    let config = spate_producer_config(&[
+        ("bootstrap.servers", b),
+        ("compression.type", codec),
+        ("linger.ms", "5"),
+    ]);
+    let producer = Producer::new(config).await.unwrap();
+    let values = values(size);
+    // Every 1000th delivery is kept and awaited; the rest are dropped (the record is sent
+    // all the same), as an application that only counts failures would.
+    let mut kept = Vec::with_capacity(count / 1000 + 1);
+    for i in 0..count {
+        let record = Record::new(topic)
+            .value(&values[i % values.len()])
+            .partition((i % partitions as usize) as i32);
+        let delivery = producer.send(record).await.unwrap();
+        if i % 1000 == 0 {
+            kept.push(delivery);
+        }
+    }
+    producer.flush().await.unwrap();
+    for d in kept {
+        d.await.unwrap();
+    }
+    assert!(producer.fatal_error().is_none());
+    producer.close().await.unwrap();
+    count
 }
 
 async fn spate_consume(b: &str, topic: &str) -> usize {
@@ -231,16 +283,14 @@ fn rdkafka_consume(b: &str, topic: &str, partitions: i32) -> usize {
 async fn spate_pipe(b: &str, topic: &str, codec: &str) -> usize {
     use spate::consumer::ConsumerConfig;
     use spate::pipeline::{ops, Chain, Pipeline};
-    use spate::producer::ProducerConfig;
     let consumer =
         ConsumerConfig::from_pairs([("bootstrap.servers", b), ("auto.offset.reset", "earliest")])
             .unwrap();
-    let producer = ProducerConfig::from_pairs([
+    let producer = spate_producer_config(&[
         ("bootstrap.servers", b),
         ("compression.type", codec),
         ("linger.ms", "5"),
-    ])
-    .unwrap();
+    ]);
     let stats = Pipeline::new(consumer, producer)
         .from_topics(&[topic])
         .to_topic(&format!("{topic}-out-spate"))
