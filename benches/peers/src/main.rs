@@ -35,6 +35,179 @@ fn spate_producer_config(pairs: &[(&str, &str)]) -> spate::producer::ProducerCon
     spate::producer::ProducerConfig::from_pairs(pairs.iter().copied().chain(extra)).unwrap()
 }
 
+/// The process's peak resident set (getrusage's ru_maxrss, KiB on Linux).
+fn peak_rss_kib() -> i64 {
+    // SAFETY: as in cpu_seconds.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss as i64
+}
+
+/// The latency scenario's percentiles, for the JSON line.
+static LATENCY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn latency_report(mut latencies_us: Vec<u64>) -> usize {
+    latencies_us.sort_unstable();
+    let at = |q: f64| latencies_us[((latencies_us.len() - 1) as f64 * q) as usize] as f64 / 1e3;
+    *LATENCY.lock().unwrap() = Some(format!(
+        ",\"rate\":{},\"linger_ms\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3}",
+        rate(),
+        linger_ms(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    ));
+    latencies_us.len()
+}
+
+/// Messages per second of the latency scenario (`RATE`, 50,000 by default).
+fn rate() -> u64 {
+    std::env::var("RATE").map_or(50_000, |r| r.parse().expect("RATE"))
+}
+
+/// `LINGER_MS` of the latency scenario (5 by default).
+fn linger_ms() -> u64 {
+    std::env::var("LINGER_MS").map_or(5, |r| r.parse().expect("LINGER_MS"))
+}
+
+/// Microseconds since the process started: both ends of the latency scenario are in it.
+fn now_us() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// A value of `size` bytes (at least 8) starting with the time it is sent.
+fn stamped(size: usize, template: &[u8]) -> Vec<u8> {
+    let mut v = template.to_vec();
+    v.resize(size.max(8), b'.');
+    v[..8].copy_from_slice(&now_us().to_le_bytes());
+    v
+}
+
+fn sent_at(value: &[u8]) -> u64 {
+    u64::from_le_bytes(value[..8].try_into().unwrap())
+}
+
+/// Paces `count` sends at `rate()` a second: each millisecond, the messages due by then.
+fn paced(count: usize, mut send: impl FnMut(usize)) {
+    let rate = rate() as f64;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < count {
+        let due = ((started.elapsed().as_secs_f64() * rate) as usize + 1).min(count);
+        while i < due {
+            send(i);
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// End-to-end latency: records sent at a fixed rate, each carrying its send time, read back by
+/// a consumer in the same process; the time from send to the consumer seeing it.
+async fn spate_latency(b: &str, topic: &str, count: usize, size: usize, codec: &str) -> Vec<u64> {
+    use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
+    use spate::producer::{Producer, Record};
+    let linger = linger_ms().to_string();
+    let config = spate_producer_config(&[
+        ("bootstrap.servers", b),
+        ("compression.type", codec),
+        ("linger.ms", &linger),
+    ]);
+    let producer = Producer::new(config).await.unwrap();
+    let mut consumer = Consumer::new(ConsumerConfig::from_pairs([("bootstrap.servers", b)]).unwrap())
+        .await
+        .unwrap();
+    consumer
+        .assign_topics(&[topic], Offset::Beginning)
+        .await
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(count);
+        while latencies.len() < count {
+            if let Event::Batch(batch) = consumer.next().await.unwrap() {
+                let now = now_us();
+                for r in batch.records() {
+                    latencies.push(now - sent_at(r.value().unwrap()));
+                }
+            }
+        }
+        latencies
+    });
+    let template = values(size).swap_remove(0);
+    let handle = tokio::runtime::Handle::current();
+    let topic = topic.to_owned();
+    let sender = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        paced(count, |_| {
+            let value = stamped(size, &template);
+            // try_send never waits; at this rate the buffer never fills.
+            let record = Record::new(&topic).value(&value);
+            match sender.try_send(record) {
+                Ok(_) => {}
+                Err(_) => {
+                    handle.block_on(sender.send(Record::new(&topic).value(&value))).unwrap();
+                }
+            }
+        })
+    })
+    .await
+    .unwrap();
+    producer.flush().await.unwrap();
+    let latencies = reader.await.unwrap();
+    producer.close().await.unwrap();
+    latencies
+}
+
+fn rdkafka_latency(
+    b: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    size: usize,
+    codec: &str,
+) -> Vec<u64> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::message::Message;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("compression.codec", codec)
+        .set("linger.ms", linger_ms().to_string())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let consumer = rdkafka_assigned(b, topic, partitions);
+    let reader = std::thread::spawn(move || {
+        let mut latencies = Vec::with_capacity(count);
+        while latencies.len() < count {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                latencies.push(now_us() - sent_at(m.payload().unwrap()));
+            }
+        }
+        latencies
+    });
+    let template = values(size).swap_remove(0);
+    paced(count, |i| {
+        let value = stamped(size, &template);
+        loop {
+            let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(&value[..]);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        if i % 100 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    });
+    producer.flush(Duration::from_secs(60)).unwrap();
+    reader.join().unwrap()
+}
+
 fn values(size: usize) -> Vec<Vec<u8>> {
     let words = b"spate produces batched compressed idempotent records to kafka ";
     (0..1024)
@@ -76,14 +249,22 @@ async fn main() {
         }
         ("rskafka", "consume") => rskafka_consume(bootstrap, topic, partitions).await,
         ("spate", "pipe") => spate_pipe(bootstrap, topic, codec).await,
+        ("spate", "latency") => {
+            latency_report(spate_latency(bootstrap, topic, count, size, codec).await)
+        }
+        ("rdkafka", "latency") => latency_report(rdkafka_latency(
+            bootstrap, topic, partitions, count, size, codec,
+        )),
         ("rdkafka", "pipe") => rdkafka_pipe(bootstrap, topic, partitions, codec),
         _ => panic!("unknown client or scenario"),
     };
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     assert_eq!(got, count, "{client} {scenario}: records");
+    let extra = LATENCY.lock().unwrap().take().unwrap_or_default();
     println!(
-        "{{\"client\":\"{client}\",\"scenario\":\"{scenario}\",\"size\":{size},\"count\":{count},\"wall\":{wall:.4},\"cpu\":{cpu:.4}}}"
+        "{{\"client\":\"{client}\",\"scenario\":\"{scenario}\",\"size\":{size},\"count\":{count},\"wall\":{wall:.4},\"cpu\":{cpu:.4},\"peak_rss_kib\":{}{extra}}}",
+        peak_rss_kib()
     );
 }
 
