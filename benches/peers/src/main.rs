@@ -472,7 +472,12 @@ async fn spate_pipe(b: &str, topic: &str, codec: &str) -> usize {
         ("compression.type", codec),
         ("linger.ms", "5"),
     ]);
-    let stats = Pipeline::new(consumer, producer)
+    let mut pipeline = Pipeline::new(consumer, producer);
+    // LANES: partitions processed side by side (default: the pipeline's, one per core).
+    if let Ok(lanes) = std::env::var("LANES") {
+        pipeline = pipeline.lanes(lanes.parse().expect("LANES"));
+    }
+    let stats = pipeline
         .from_topics(&[topic])
         .to_topic(&format!("{topic}-out-spate"))
         .operators(|| Chain::new().then(ops::uppercase()))
