@@ -95,16 +95,56 @@ fn bench_runs_a_windowed_pipeline() {
     assert_eq!(results[1]["messages"].as_u64(), Some(30_000));
 }
 
+/// The latency scenario sends `--rate` messages a second for `--latency-seconds` and times
+/// every one of them from `send` until the consumer reads it.
+#[test]
+fn bench_measures_end_to_end_latency_at_a_fixed_rate() {
+    let json = bench(&[
+        "-n",
+        "10000",
+        "--scenario",
+        "latency",
+        "--rate",
+        "5000",
+        "--latency-seconds",
+        "2",
+        "--linger-ms",
+        "0",
+    ]);
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{json}");
+    let latency = &results[1];
+    assert_eq!(latency["scenario"].as_str(), Some("latency"));
+    assert_eq!(latency["messages"].as_u64(), Some(10_000));
+    // Paced: two seconds for 10,000 messages, not the fraction of a second they take unpaced.
+    let seconds = latency["seconds"].as_f64().unwrap();
+    assert!((1.9..10.0).contains(&seconds), "{latency}");
+    let (p50, p99, p999) = (
+        latency["p50_ms"].as_f64().unwrap(),
+        latency["p99_ms"].as_f64().unwrap(),
+        latency["p999_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{latency}");
+    assert!(
+        p999 < 2_000.0,
+        "records wait for nothing on the embedded cluster: {latency}"
+    );
+}
+
 #[test]
 fn bad_bench_arguments_are_clear_errors() {
     for (args, needle) in [
         (
             &["--scenario", "nope"][..],
-            "expected produce, consume, pipe, pipe-eos or pipe-window",
+            "expected produce, consume, pipe, latency, pipe-eos or pipe-window",
         ),
         (&["-X", "no.such.key=1"][..], "unknown key no.such.key"),
         (&["-n", "0"][..], "must be positive"),
         (&["--members", "0"][..], "--members must be positive"),
+        (
+            &["--rate", "0"][..],
+            "--rate and --latency-seconds must be positive",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_spate"))
             .arg("bench")

@@ -313,7 +313,7 @@ impl Accumulator {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
         reserved: usize,
-        now: Instant,
+        now: Option<Instant>,
     ) -> Result<Appended, Error> {
         let slot = self.slot(topic, partition).ok_or_else(|| {
             Error::UnknownInMetadata(format!("partition {partition} of topic {topic}"))
@@ -372,7 +372,8 @@ impl Accumulator {
         self.parts[slot].open = Some(Open {
             id,
             builder,
-            created: now,
+            // A record with its own timestamp did not read the clock: a new batch does.
+            created: now.unwrap_or_else(Instant::now),
             outcome: outcome.clone(),
             reserved,
         });

@@ -462,8 +462,15 @@ impl Producer {
     /// `None` if the topic's partitions are not known (still reserved).
     fn append(&self, record: &Record<'_>, size: usize) -> Option<Result<Delivery, Error>> {
         let shared = self.shared();
-        let now = Instant::now();
-        let timestamp = record.timestamp.unwrap_or_else(|| shared.clock.millis(now));
+        // One clock read, for the timestamp and (if it opens a batch) the linger; none for a
+        // record with a timestamp of its own.
+        let (timestamp, now) = match record.timestamp {
+            Some(t) => (t, None),
+            None => {
+                let now = Instant::now();
+                (shared.clock.millis(now), Some(now))
+            }
+        };
         // One lock for the common case: the topic's partitions are known.
         let appended = {
             let mut acc = shared.acc();
@@ -576,7 +583,7 @@ impl Producer {
                 topic,
                 &record,
                 partitions,
-                (size, timestamp, appended_at),
+                (size, timestamp, Some(appended_at)),
             );
             match result {
                 Ok(appended) => {
@@ -706,7 +713,7 @@ impl Producer {
         topic: &str,
         record: &Record<'_>,
         partitions: i32,
-        at: (usize, i64, Instant),
+        at: (usize, i64, Option<Instant>),
     ) -> Result<accumulator::Appended, Error> {
         let (size, timestamp, now) = at;
         let partition =

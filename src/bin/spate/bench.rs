@@ -51,7 +51,9 @@ pub struct Args {
     /// (KIP-890, as Kafka 4.x clusters), 1 the older protocol.
     #[arg(long = "embedded-transaction-version", default_value_t = 2)]
     pub embedded_transaction_version: i16,
-    /// Scenarios to run (repeatable): produce, consume, pipe, pipe-eos (an exactly-once
+    /// Scenarios to run (repeatable): produce, consume, pipe, latency (end to end: `--rate`
+    /// messages a second for `--latency-seconds`, each timed from `send` until a consumer in
+    /// this process reads it), pipe-eos (an exactly-once
     /// pipeline run by `--members` members of one group), pipe-window (the pipe scenario's
     /// pipeline counting records per key in 100 ms tumbling windows of their timestamps, its
     /// state logged to a changelog). The others read what produce wrote, so it always runs.
@@ -66,6 +68,12 @@ pub struct Args {
     /// pipe-eos).
     #[arg(long = "commit-interval-ms", default_value_t = 1000)]
     pub commit_interval_ms: u64,
+    /// Messages a second of the latency scenario.
+    #[arg(long = "rate", default_value_t = 50_000)]
+    pub rate: u64,
+    /// How long the latency scenario sends, in seconds.
+    #[arg(long = "latency-seconds", default_value_t = 5)]
+    pub latency_seconds: u64,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long = "json")]
     pub json: bool,
@@ -79,7 +87,8 @@ struct Outcome {
     seconds: f64,
     client_cpu: f64,
     broker_cpu: Option<f64>,
-    latency_ms: Option<(f64, f64)>,
+    /// p50, p99 and p99.9 in milliseconds.
+    latency_ms: Option<(f64, f64, f64)>,
 }
 
 /// Messages done so far, for the progress line.
@@ -90,18 +99,30 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         return Err("--count, --size and --partitions must be positive".into());
     }
     let wanted = |s: &str| {
-        (args.scenarios.is_empty() && !["pipe-eos", "pipe-window"].contains(&s))
+        (args.scenarios.is_empty() && !["pipe-eos", "pipe-window", "latency"].contains(&s))
             || args.scenarios.iter().any(|w| w == s)
     };
     for s in &args.scenarios {
-        if !["produce", "consume", "pipe", "pipe-eos", "pipe-window"].contains(&s.as_str()) {
+        if ![
+            "produce",
+            "consume",
+            "pipe",
+            "pipe-eos",
+            "pipe-window",
+            "latency",
+        ]
+        .contains(&s.as_str())
+        {
             return Err(format!(
-                "--scenario {s}: expected produce, consume, pipe, pipe-eos or pipe-window"
+                "--scenario {s}: expected produce, consume, pipe, latency, pipe-eos or pipe-window"
             ));
         }
     }
     if args.members == 0 {
         return Err("--members must be positive".into());
+    }
+    if args.rate == 0 || args.latency_seconds == 0 {
+        return Err("--rate and --latency-seconds must be positive".into());
     }
     // The embedded cluster runs on its own runtime, so its CPU time is its own.
     let broker_runtime = match args.brokers {
@@ -192,6 +213,28 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                 .commit_interval(commit_interval)
                 .stop_at_end(true);
             results.push(pipe(args, pipeline).await?);
+        }
+        if wanted("latency") {
+            let latency_topic = format!("{topic}-latency");
+            match &cluster {
+                Some(c) => c.create_topic(&latency_topic, args.partitions),
+                None => client
+                    .create_topics(&[NewTopic::new(&latency_topic, args.partitions, 1)])
+                    .await
+                    .map_err(|e| format!("creating the benchmark topics: {e}"))?,
+            }
+            results.push(
+                latency(
+                    args,
+                    consumer_config.clone(),
+                    producer_config.clone(),
+                    &latency_topic,
+                )
+                .await?,
+            );
+            if cluster.is_none() {
+                let _ = client.delete_topics(&[&latency_topic]).await;
+            }
         }
         if wanted("pipe-window") {
             let windowed = Windowed::new(
@@ -332,7 +375,7 @@ async fn produce(
     let _statistics = common::print_statistics(producer.client(), statistics);
     let values = values(args.size);
     let progress = Arc::new(Progress::default());
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.count / 64 + 1)));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.count / 256 + 1)));
     let count = args.count;
     let partitions = args.partitions;
     let mut outcome = measured("produce", count as u64, progress.clone(), async {
@@ -341,10 +384,11 @@ async fn produce(
             let record = Record::new(topic)
                 .value(&values[i % values.len()])
                 .partition(i as i32 % partitions);
-            let sent = Instant::now();
+            // Every 256th delivery is timed from send to acknowledgement (the others read no
+            // clock of the benchmark's own).
+            let sent = (i % 256 == 0).then(Instant::now);
             let delivery = producer.send(record).await.map_err(|e| e.to_string())?;
-            // Every 64th delivery is timed from send to acknowledgement.
-            if i % 64 == 0 {
+            if let Some(sent) = sent {
                 let latencies = latencies.clone();
                 samplers.push(tokio::spawn(async move {
                     let result = delivery.await;
@@ -355,7 +399,7 @@ async fn produce(
                     result
                 }));
             }
-            progress.fetch_add(1, Ordering::Relaxed);
+            progress.store(i as u64 + 1, Ordering::Relaxed);
         }
         producer.flush().await.map_err(|e| e.to_string())?;
         for s in samplers {
@@ -367,11 +411,84 @@ async fn produce(
     })
     .await?;
     producer.close().await.map_err(|e| e.to_string())?;
-    let mut l = std::mem::take(&mut *latencies.lock().unwrap());
-    l.sort_by(f64::total_cmp);
-    let at = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
-    outcome.latency_ms = (!l.is_empty()).then(|| (at(0.5), at(0.99)));
+    outcome.latency_ms = percentiles(std::mem::take(&mut *latencies.lock().unwrap()));
     outcome.bytes = (count * args.size) as u64;
+    Ok(outcome)
+}
+
+/// p50, p99 and p99.9 of `samples`.
+fn percentiles(mut samples: Vec<f64>) -> Option<(f64, f64, f64)> {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    (!samples.is_empty()).then(|| (at(0.5), at(0.99), at(0.999)))
+}
+
+/// End-to-end latency: `--rate` messages a second for `--latency-seconds`, each value starting
+/// with the microseconds since the scenario began when it was sent; a consumer in this process
+/// reads them and times each from send to the batch that holds it.
+async fn latency(
+    args: &Args,
+    consumer: ConsumerConfig,
+    producer: ProducerConfig,
+    topic: &str,
+) -> Result<Outcome, String> {
+    let count = (args.rate * args.latency_seconds) as usize;
+    let producer = Producer::new(producer).await.map_err(|e| e.to_string())?;
+    let mut consumer = Consumer::new(consumer).await.map_err(|e| e.to_string())?;
+    consumer
+        .assign_topics(&[topic], Offset::Beginning)
+        .await
+        .map_err(|e| e.to_string())?;
+    let template = values(args.size.max(8)).swap_remove(0);
+    let progress = Arc::new(Progress::default());
+    let origin = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut samples = Vec::with_capacity(count);
+        while samples.len() < count {
+            if let Event::Batch(b) = consumer.next().await.map_err(|e| e.to_string())? {
+                let now = origin.elapsed().as_micros() as u64;
+                for r in b.records() {
+                    let sent = r
+                        .value()
+                        .and_then(|v| v.get(..8))
+                        .and_then(|v| v.try_into().ok())
+                        .map(u64::from_le_bytes)
+                        .ok_or("a latency record without its send time")?;
+                    samples.push(now.saturating_sub(sent) as f64 / 1e3);
+                }
+            }
+        }
+        Ok::<_, String>(samples)
+    });
+    let rate = args.rate as f64;
+    let mut outcome = measured("latency", count as u64, progress.clone(), async {
+        // Each millisecond, the messages due by then.
+        let mut i = 0;
+        let mut value = template.clone();
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while i < count {
+            tick.tick().await;
+            let due = ((origin.elapsed().as_secs_f64() * rate) as usize + 1).min(count);
+            while i < due {
+                let sent = origin.elapsed().as_micros() as u64;
+                value[..8].copy_from_slice(&sent.to_le_bytes());
+                producer
+                    .send(Record::new(topic).value(&value))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                i += 1;
+            }
+            progress.store(i as u64, Ordering::Relaxed);
+        }
+        producer.flush().await.map_err(|e| e.to_string())?;
+        Ok(count as u64)
+    })
+    .await?;
+    let samples = reader.await.map_err(|e| e.to_string())??;
+    producer.close().await.map_err(|e| e.to_string())?;
+    outcome.latency_ms = percentiles(samples);
+    outcome.bytes = (count * args.size.max(8)) as u64;
     Ok(outcome)
 }
 
@@ -514,15 +631,15 @@ async fn pipe_eos(args: &Args, pipeline: Pipeline) -> Result<Outcome, String> {
 
 fn table(results: &[Outcome]) -> String {
     let mut out = String::from(
-        "\n| scenario | msgs/s | MB/s | client CPU s per M msgs | broker CPU s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n",
+        "\n| scenario | msgs/s | MB/s | client CPU s per M msgs | broker CPU s | p50 ms | p99 ms | p99.9 ms |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
-        let (p50, p99) = match r.latency_ms {
-            Some((a, b)) => (format!("{a:.1}"), format!("{b:.1}")),
-            None => ("-".into(), "-".into()),
+        let (p50, p99, p999) = match r.latency_ms {
+            Some((a, b, c)) => (format!("{a:.1}"), format!("{b:.1}"), format!("{c:.1}")),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         out += &format!(
-            "| {} | {:.0} | {:.1} | {:.3} | {} | {p50} | {p99} |\n",
+            "| {} | {:.0} | {:.1} | {:.3} | {} | {p50} | {p99} | {p999} |\n",
             r.scenario,
             r.messages as f64 / r.seconds,
             r.bytes as f64 / r.seconds / 1e6,
@@ -537,12 +654,12 @@ fn json(args: &Args, where_: &str, results: &[Outcome]) -> String {
     let rows: Vec<String> = results
         .iter()
         .map(|r| {
-            let (p50, p99) = match r.latency_ms {
-                Some((a, b)) => (format!("{a:.3}"), format!("{b:.3}")),
-                None => ("null".into(), "null".into()),
+            let (p50, p99, p999) = match r.latency_ms {
+                Some((a, b, c)) => (format!("{a:.3}"), format!("{b:.3}"), format!("{c:.3}")),
+                None => ("null".into(), "null".into(), "null".into()),
             };
             format!(
-                "{{\"scenario\":\"{}\",\"messages\":{},\"seconds\":{:.4},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.3},\"client_cpu_seconds\":{:.4},\"client_cpu_per_million\":{:.4},\"broker_cpu_seconds\":{},\"p50_ms\":{p50},\"p99_ms\":{p99}}}",
+                "{{\"scenario\":\"{}\",\"messages\":{},\"seconds\":{:.4},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.3},\"client_cpu_seconds\":{:.4},\"client_cpu_per_million\":{:.4},\"broker_cpu_seconds\":{},\"p50_ms\":{p50},\"p99_ms\":{p99},\"p999_ms\":{p999}}}",
                 r.scenario,
                 r.messages,
                 r.seconds,

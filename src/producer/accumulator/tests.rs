@@ -23,8 +23,17 @@ fn acc(limits: Limits, topic: &str, partitions: i32) -> Accumulator {
 }
 
 fn push(acc: &mut Accumulator, partition: i32, value: &[u8], now: Instant) -> Appended {
-    acc.append("t", partition, 0, None, Some(value), &[], value.len(), now)
-        .unwrap()
+    acc.append(
+        "t",
+        partition,
+        0,
+        None,
+        Some(value),
+        &[],
+        value.len(),
+        Some(now),
+    )
+    .unwrap()
 }
 
 /// Every partition has leader 1; the broker takes `room` more requests.
