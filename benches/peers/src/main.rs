@@ -108,14 +108,8 @@ fn paced(count: usize, mut send: impl FnMut(usize)) {
 /// a consumer in the same process; the time from send to the consumer seeing it.
 async fn spate_latency(b: &str, topic: &str, count: usize, size: usize, codec: &str) -> Vec<u64> {
     use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
-    use spate::producer::{Producer, Record};
-    let linger = linger_ms().to_string();
-    let config = spate_producer_config(&[
-        ("bootstrap.servers", b),
-        ("compression.type", codec),
-        ("linger.ms", &linger),
-    ]);
-    let producer = Producer::new(config).await.unwrap();
+    use spate::producer::Record;
+    let producer = spate_producer(b, codec, &linger_ms().to_string()).await;
     let mut consumer = Consumer::new(ConsumerConfig::from_pairs([("bootstrap.servers", b)]).unwrap())
         .await
         .unwrap();
@@ -208,6 +202,16 @@ fn rdkafka_latency(
     reader.join().unwrap()
 }
 
+/// A spate producer of `b` with the codec and linger given (and `SPATE_PRODUCER`'s settings).
+async fn spate_producer(b: &str, codec: &str, linger_ms: &str) -> spate::producer::Producer {
+    let config = spate_producer_config(&[
+        ("bootstrap.servers", b),
+        ("compression.type", codec),
+        ("linger.ms", linger_ms),
+    ]);
+    spate::producer::Producer::new(config).await.unwrap()
+}
+
 fn values(size: usize) -> Vec<Vec<u8>> {
     let words = b"spate produces batched compressed idempotent records to kafka ";
     (0..1024)
@@ -276,13 +280,8 @@ async fn spate_produce(
     size: usize,
     codec: &str,
 ) -> usize {
-    use spate::producer::{Producer, Record};
-    let config = spate_producer_config(&[
-        ("bootstrap.servers", b),
-        ("compression.type", codec),
-        ("linger.ms", "5"),
-    ]);
-    let producer = Producer::new(config).await.unwrap();
+    use spate::producer::Record;
+    let producer = spate_producer(b, codec, "5").await;
     let values = values(size);
     let records = (0..count).map(|i| {
         Record::new(topic)
@@ -315,13 +314,8 @@ async fn spate_send(
     size: usize,
     codec: &str,
 ) -> usize {
-    use spate::producer::{Producer, Record};
-    let config = spate_producer_config(&[
-        ("bootstrap.servers", b),
-        ("compression.type", codec),
-        ("linger.ms", "5"),
-    ]);
-    let producer = Producer::new(config).await.unwrap();
+    use spate::producer::Record;
+    let producer = spate_producer(b, codec, "5").await;
     let values = values(size);
     // Every 1000th delivery is kept and awaited; the rest are dropped (the record is sent
     // all the same), as an application that only counts failures would.
