@@ -110,9 +110,10 @@ async fn spate_latency(b: &str, topic: &str, count: usize, size: usize, codec: &
     use spate::consumer::{Consumer, ConsumerConfig, Event, Offset};
     use spate::producer::Record;
     let producer = spate_producer(b, codec, &linger_ms().to_string()).await;
-    let mut consumer = Consumer::new(ConsumerConfig::from_pairs([("bootstrap.servers", b)]).unwrap())
-        .await
-        .unwrap();
+    let mut consumer =
+        Consumer::new(ConsumerConfig::from_pairs([("bootstrap.servers", b)]).unwrap())
+            .await
+            .unwrap();
     consumer
         .assign_topics(&[topic], Offset::Beginning)
         .await
@@ -141,7 +142,9 @@ async fn spate_latency(b: &str, topic: &str, count: usize, size: usize, codec: &
             match sender.try_send(record) {
                 Ok(_) => {}
                 Err(_) => {
-                    handle.block_on(sender.send(Record::new(&topic).value(&value))).unwrap();
+                    handle
+                        .block_on(sender.send(Record::new(&topic).value(&value)))
+                        .unwrap();
                 }
             }
         })
