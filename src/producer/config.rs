@@ -338,8 +338,10 @@ mod tests {
             ("retries", "-1"),
             ("request.timeout.ms", "777"),
             ("transactional.id", "tx-1"),
+            ("compression.threads", "3"),
         ])
         .unwrap();
+        assert_eq!(c.compression_threads, 3);
         assert_eq!(c.linger, Duration::from_millis(20));
         assert_eq!(c.compression, Compression::Lz4);
         assert_eq!(c.buffer_memory, 4096 * 1024);
@@ -363,6 +365,8 @@ mod tests {
         assert!(err(&[("max.request.size", "10")]).contains("max.request.size"));
         assert!(err(&[("no.such.key", "1")]).contains("no.such.key"));
         assert!(err(&[("partitioner", "consistent")]).contains("partitioner"));
+        assert!(err(&[("compression.threads", "0")]).contains("compression.threads"));
+        assert!(err(&[("compression.threads", "many")]).contains("compression.threads"));
         // acks=1 is fine once idempotence is off.
         ProducerConfig::from_pairs([
             ("bootstrap.servers", "h:1"),
