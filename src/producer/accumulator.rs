@@ -128,15 +128,13 @@ pub(crate) struct Accumulator {
     /// Batches currently in flight, all partitions.
     pub in_flight_batches: usize,
     /// Record buffers of encoded batches, for new batches to reuse (fresh memory costs a page
-    /// fault per 4 KiB, and growing a buffer copies it); at most `SPARE_BYTES` of capacity.
+    /// fault per 4 KiB, and growing a buffer copies it); at most `ahead::SPARE_BYTES` of
+    /// capacity.
     spare: Vec<Vec<u8>>,
     spare_bytes: usize,
     /// Batches built ahead of their turn ([`put_built`](Self::put_built)), for statistics.
     pub built_ahead: u64,
 }
-
-/// The most buffer capacity kept for reuse.
-const SPARE_BYTES: usize = 8 << 20;
 
 impl Accumulator {
     pub fn new(limits: Limits) -> Self {
@@ -156,60 +154,6 @@ impl Accumulator {
             spare: Vec::new(),
             spare_bytes: 0,
             built_ahead: 0,
-        }
-    }
-
-    /// Takes the builders of up to `n` closed batches waiting in their queues (oldest first in
-    /// each partition), to be built ahead of their turn: `(slot, batch id, builder)`. The
-    /// batches stay queued without a builder until [`put_built`](Self::put_built) gives them
-    /// their bytes; only the sender drains, and it waits for them first.
-    pub fn take_builders_ahead(&mut self, n: usize) -> Vec<(usize, u64, RecordBatchBuilder)> {
-        let mut taken = Vec::new();
-        for (slot, part) in self.parts.iter_mut().enumerate() {
-            for batch in part.queue.iter_mut() {
-                if taken.len() == n {
-                    return taken;
-                }
-                if let Some(builder) = batch.builder.take() {
-                    taken.push((slot, batch.id, builder));
-                }
-            }
-        }
-        taken
-    }
-
-    /// Gives a batch built ahead its bytes (stamped without producer id or sequence; the
-    /// sender re-stamps them when it sends). A batch that is gone meanwhile (a transaction
-    /// aborted) is let go.
-    pub fn put_built(&mut self, slot: usize, id: u64, data: Bytes) {
-        if let Some(batch) = self.parts[slot].queue.iter_mut().find(|b| b.id == id) {
-            batch.data = data;
-            batch.stamped = (-1, -1, -1);
-            self.built_ahead += 1;
-        }
-    }
-
-    /// Puts back a builder taken ahead whose batch could not be built (it fails when it is
-    /// sent, as it would have).
-    pub fn put_builder(&mut self, slot: usize, id: u64, builder: RecordBatchBuilder) {
-        if let Some(batch) = self.parts[slot].queue.iter_mut().find(|b| b.id == id) {
-            batch.builder = Some(builder);
-        }
-    }
-
-    /// [`recycle`](Self::recycle), if there is a buffer.
-    pub fn recycle_opt(&mut self, buffer: Option<Vec<u8>>) {
-        if let Some(buffer) = buffer {
-            self.recycle(buffer);
-        }
-    }
-
-    /// Takes back the record buffer of an encoded batch, if there is room to keep it.
-    pub fn recycle(&mut self, buffer: Vec<u8>) {
-        let capacity = buffer.capacity();
-        if capacity > 0 && self.spare_bytes + capacity <= SPARE_BYTES {
-            self.spare_bytes += capacity;
-            self.spare.push(buffer);
         }
     }
 
@@ -837,6 +781,7 @@ pub(crate) fn record_size_bound(
             .sum::<usize>()
 }
 
+mod ahead;
 #[cfg(test)]
 mod tests;
 
