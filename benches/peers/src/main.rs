@@ -188,15 +188,10 @@ fn rdkafka_latency(
     let template = values(size).swap_remove(0);
     paced(count, |i| {
         let value = stamped(size, &template);
-        loop {
-            let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(&value[..]);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err(_) => {
-                    producer.poll(Duration::from_millis(1));
-                }
-            }
-        }
+        rdkafka_send(
+            &producer,
+            BaseRecord::<'_, (), [u8]>::to(topic).payload(&value[..]),
+        );
         if i % 100 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -394,23 +389,34 @@ fn rdkafka_produce(
     for i in 0..count {
         let value = &values[i % values.len()];
         let partition = (i % partitions as usize) as i32;
-        loop {
-            let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
+        rdkafka_send(
+            &producer,
+            BaseRecord::<'_, (), [u8]>::to(topic)
                 .payload(&value[..])
-                .partition(partition);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err(_) => {
-                    producer.poll(Duration::from_millis(1));
-                }
-            }
-        }
+                .partition(partition),
+        );
         if i % 1000 == 0 {
             producer.poll(Duration::ZERO);
         }
     }
     producer.flush(Duration::from_secs(60)).unwrap();
     count
+}
+
+/// Hands librdkafka a record, polling while its queue is full, as an application does.
+fn rdkafka_send<K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &rdkafka::producer::BaseProducer,
+    mut record: rdkafka::producer::BaseRecord<'_, K, [u8]>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 /// A librdkafka consumer assigned every partition of `topic` from the beginning, with
@@ -508,20 +514,13 @@ fn rdkafka_pipe(b: &str, topic: &str, partitions: i32, codec: &str) -> usize {
             Some(Ok(m)) => {
                 ended.remove(&m.partition());
                 let value = m.payload().unwrap_or_default().to_ascii_uppercase();
-                loop {
-                    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&out)
-                        .payload(&value[..])
-                        .partition(m.partition());
-                    if let Some(k) = m.key() {
-                        record = record.key(k);
-                    }
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err(_) => {
-                            producer.poll(Duration::from_millis(1));
-                        }
-                    }
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&out)
+                    .payload(&value[..])
+                    .partition(m.partition());
+                if let Some(k) = m.key() {
+                    record = record.key(k);
                 }
+                rdkafka_send(&producer, record);
                 n += 1;
                 if n % 1000 == 0 {
                     producer.poll(Duration::ZERO);
