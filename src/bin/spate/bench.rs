@@ -182,19 +182,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         let client = Client::connect(client_config)
             .await
             .map_err(|e| e.to_string())?;
-        match &cluster {
-            Some(c) => {
-                c.create_topic(&topic, args.partitions);
-                c.create_topic(&out_topic, args.partitions);
-            }
-            None => client
-                .create_topics(&[
-                    NewTopic::new(&topic, args.partitions, 1),
-                    NewTopic::new(&out_topic, args.partitions, 1),
-                ])
-                .await
-                .map_err(|e| format!("creating the benchmark topics: {e}"))?,
-        }
+        create_topics(
+            cluster.as_ref(),
+            &client,
+            &[&topic, &out_topic],
+            args.partitions,
+        )
+        .await?;
         eprintln!(
             "spate bench: {} messages of {} B, {}, linger {} ms, {} partitions, on {where_}",
             args.count, args.size, args.codec, args.linger_ms, args.partitions
@@ -216,13 +210,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         }
         if wanted("latency") {
             let latency_topic = format!("{topic}-latency");
-            match &cluster {
-                Some(c) => c.create_topic(&latency_topic, args.partitions),
-                None => client
-                    .create_topics(&[NewTopic::new(&latency_topic, args.partitions, 1)])
-                    .await
-                    .map_err(|e| format!("creating the benchmark topics: {e}"))?,
-            }
+            create_topics(
+                cluster.as_ref(),
+                &client,
+                &[&latency_topic],
+                args.partitions,
+            )
+            .await?;
             results.push(
                 latency(
                     args,
@@ -263,13 +257,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         }
         if wanted("pipe-eos") {
             let eos_topic = format!("{topic}-eos");
-            match &cluster {
-                Some(c) => c.create_topic(&eos_topic, args.partitions),
-                None => client
-                    .create_topics(&[NewTopic::new(&eos_topic, args.partitions, 1)])
-                    .await
-                    .map_err(|e| format!("creating the benchmark topics: {e}"))?,
-            }
+            create_topics(cluster.as_ref(), &client, &[&eos_topic], args.partitions).await?;
             let pipeline = Pipeline::new(
                 consumer_config.group_id(&format!("{topic}-eos")),
                 producer_config,
@@ -297,6 +285,34 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     drop(cluster);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the benchmark's `topics`: on the embedded cluster directly, on a real one through
+/// CreateTopics (replication factor 1).
+async fn create_topics(
+    cluster: Option<&MockCluster>,
+    client: &Client,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), String> {
+    match cluster {
+        Some(c) => {
+            for topic in topics {
+                c.create_topic(topic, partitions);
+            }
+            Ok(())
+        }
+        None => {
+            let new: Vec<NewTopic> = topics
+                .iter()
+                .map(|t| NewTopic::new(t, partitions, 1))
+                .collect();
+            client
+                .create_topics(&new)
+                .await
+                .map_err(|e| format!("creating the benchmark topics: {e}"))
+        }
+    }
 }
 
 /// Log-line-like values, compressible the way real ones are.
