@@ -10,10 +10,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::compression::{self, Compression};
 use super::{RecordError, BATCH_HEADER_LEN, BATCH_LOG_OVERHEAD, MAGIC_V2};
+use crate::wire::primitives::{put_varint, put_varlong, varint_size, varlong_size};
 
 /// Where a batch's CRC starts: after base offset, length, leader epoch and magic.
 const CRC_OFFSET: usize = 8 + 4 + 4 + 1;
-use crate::wire::primitives::{put_varint, put_varlong, varint_size, varlong_size};
 
 /// A record header: a UTF-8 key and a value that may be null.
 pub type Header<'a> = (&'a str, Option<&'a [u8]>);
