@@ -38,7 +38,12 @@ async fn until(secs: u64, what: &str, members: &mut [&mut Child], done: impl Fn(
     while !done() {
         for m in members.iter_mut() {
             if let Some(status) = m.try_wait().unwrap() {
-                panic!("a member exited ({status}) while waiting for {what}");
+                // Its own words, so an intermittent exit says why.
+                let mut said = String::new();
+                if let Some(mut stderr) = m.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+                }
+                panic!("a member exited ({status}) while waiting for {what}:\n{said}");
             }
         }
         assert!(Instant::now() < deadline, "no {what} in {secs} s");
