@@ -245,6 +245,18 @@ pub struct BufferStatistics {
     pub batches_built_ahead: u64,
 }
 
+/// Bytes of `buffer.memory` a record holds until it is appended; given back if dropped first.
+struct Reserved<'a> {
+    shared: &'a Shared,
+    bytes: usize,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.shared.release(self.bytes);
+    }
+}
+
 /// What the producer's handles share with its sender task.
 pub(crate) struct Shared {
     pub config: ProducerConfig,
@@ -397,16 +409,19 @@ impl Producer {
     pub async fn send(&self, record: Record<'_>) -> Result<Delivery, Error> {
         let size = self.check_record(&record)?;
         self.reserve(size).await?;
+        // Given back if the record is not appended: the lookup failed, or this future was
+        // dropped while it waited for the lookup.
+        let mut reserved = Reserved {
+            shared: self.shared(),
+            bytes: size,
+        };
         loop {
-            match self.append(&record, size) {
-                Some(delivery) => return delivery,
-                None => {
-                    if let Err(e) = self.partition_count(record.topic).await {
-                        self.shared().release(size);
-                        return Err(e);
-                    }
-                }
+            if let Some(delivery) = self.append(&record, size) {
+                // Appended (its batch holds the bytes now), or failed and given back.
+                reserved.bytes = 0;
+                return delivery;
             }
+            self.partition_count(record.topic).await?;
         }
     }
 
