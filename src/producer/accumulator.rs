@@ -127,10 +127,11 @@ pub(crate) struct Accumulator {
     pub needs_epoch_bump: bool,
     /// Batches currently in flight, all partitions.
     pub in_flight_batches: usize,
-    /// Record buffers of encoded batches, for new batches to reuse (fresh memory costs a page
-    /// fault per 4 KiB, and growing a buffer copies it); at most `ahead::SPARE_BYTES` of
-    /// capacity.
+    /// Record buffers of encoded batches, and the bytes of acknowledged ones, for new batches
+    /// to reuse (fresh memory costs a page fault per 4 KiB, and growing a buffer copies it);
+    /// at most `ahead::SPARE_BYTES` of capacity.
     spare: Vec<Vec<u8>>,
+    spare_out: Vec<Vec<u8>>,
     spare_bytes: usize,
     /// Batches built ahead of their turn ([`put_built`](Self::put_built)), for statistics.
     pub built_ahead: u64,
@@ -152,6 +153,7 @@ impl Accumulator {
             needs_epoch_bump: false,
             in_flight_batches: 0,
             spare: Vec::new(),
+            spare_out: Vec::new(),
             spare_bytes: 0,
             built_ahead: 0,
         }
@@ -295,16 +297,7 @@ impl Accumulator {
             self.close(slot);
         }
         // A new batch.
-        let mut builder = match self.spare.pop() {
-            Some(buffer) => {
-                self.spare_bytes -= buffer.capacity();
-                RecordBatchBuilder::with_buffer(self.limits.compression, buffer)
-            }
-            None => RecordBatchBuilder::with_capacity(
-                self.limits.compression,
-                batch_size.min(64 * 1024),
-            ),
-        };
+        let mut builder = self.new_builder(batch_size);
         builder
             .append(timestamp, key, value, headers)
             .map_err(record_error)?;
@@ -631,8 +624,9 @@ impl Accumulator {
     }
 
     /// A batch the broker accepted (or, for acks=0, that was written).
-    pub fn succeeded(&mut self, batch: Batch, ack: BatchAck) -> usize {
+    pub fn succeeded(&mut self, mut batch: Batch, ack: BatchAck) -> usize {
         self.finish(&batch);
+        self.recycle_output(std::mem::take(&mut batch.data));
         let part = &mut self.parts[batch.slot];
         if part.retrying && part.in_flight == 0 && !part.queue.iter().any(|b| b.sequence.is_some())
         {
@@ -643,8 +637,9 @@ impl Accumulator {
     }
 
     /// A batch that will not be retried. Returns the `buffer.memory` bytes it held.
-    pub fn failed(&mut self, batch: Batch, error: Error) -> usize {
+    pub fn failed(&mut self, mut batch: Batch, error: Error) -> usize {
         self.finish(&batch);
+        self.recycle_output(std::mem::take(&mut batch.data));
         if batch.sequence.is_some() {
             // Its sequence numbers are spent but the broker never saw them: later batches of
             // every partition need a new epoch to start from 0 again.

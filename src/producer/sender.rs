@@ -351,10 +351,10 @@ fn encode(
         (-1, -1)
     };
     if let Some(builder) = batch.builder.take() {
-        let builder = builder
+        let mut builder = builder
             .producer(stamp.0, stamp.1, sequence)
             .transactional(transactional);
-        batch.data = match builder.build() {
+        batch.data = match builder.build_reusing() {
             Ok(data) => data,
             Err(source) => {
                 batch.builder = Some(builder);

@@ -35,6 +35,8 @@ pub struct RecordBatchBuilder {
     max_timestamp: i64,
     count: i32,
     records: Vec<u8>,
+    /// Where [`build_reusing`](Self::build_reusing) encodes the batch.
+    output: Vec<u8>,
 }
 
 impl RecordBatchBuilder {
@@ -52,6 +54,7 @@ impl RecordBatchBuilder {
             max_timestamp: -1,
             count: 0,
             records: Vec::new(),
+            output: Vec::new(),
         }
     }
 
@@ -69,6 +72,29 @@ impl RecordBatchBuilder {
         let mut builder = RecordBatchBuilder::new(compression);
         builder.records = buffer;
         builder
+    }
+
+    /// A builder that encodes into `output` (emptied first) in
+    /// [`build_reusing`](Self::build_reusing): a producer takes back the bytes of batches the
+    /// broker has acknowledged, so new batches are not encoded into fresh memory (a page fault
+    /// per 4 KiB).
+    pub(crate) fn with_output(mut self, output: Vec<u8>) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// [`build`](Self::build) into the buffer given to [`with_output`](Self::with_output) (a
+    /// new one without), which the batch's bytes then own; kept if it fails.
+    pub(crate) fn build_reusing(&mut self) -> Result<Bytes, RecordError> {
+        let mut out = std::mem::take(&mut self.output);
+        out.clear();
+        match self.encode(&mut out) {
+            Ok(_) => Ok(Bytes::from(out)),
+            Err(e) => {
+                self.output = out;
+                Err(e)
+            }
+        }
     }
 
     /// The record buffer, for [`with_buffer`](Self::with_buffer).

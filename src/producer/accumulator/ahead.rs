@@ -48,6 +48,38 @@ impl Accumulator {
         }
     }
 
+    /// A builder for a new batch, on buffers kept from earlier ones if there are.
+    pub(super) fn new_builder(&mut self, batch_size: usize) -> RecordBatchBuilder {
+        let compression = self.limits.compression;
+        let builder = match self.spare.pop() {
+            Some(buffer) => {
+                self.spare_bytes -= buffer.capacity();
+                RecordBatchBuilder::with_buffer(compression, buffer)
+            }
+            None => RecordBatchBuilder::with_capacity(compression, batch_size.min(64 * 1024)),
+        };
+        match self.spare_out.pop() {
+            Some(output) => {
+                self.spare_bytes -= output.capacity();
+                builder.with_output(output)
+            }
+            None => builder,
+        }
+    }
+
+    /// Takes back the bytes of a batch that is done, if nothing else holds them (a request
+    /// being written) and there is room to keep them.
+    pub(super) fn recycle_output(&mut self, data: Bytes) {
+        if let Ok(data) = data.try_into_mut() {
+            let output = Vec::from(data);
+            let capacity = output.capacity();
+            if capacity > 0 && self.spare_bytes + capacity <= SPARE_BYTES {
+                self.spare_bytes += capacity;
+                self.spare_out.push(output);
+            }
+        }
+    }
+
     /// [`recycle`](Self::recycle), if there is a buffer.
     pub fn recycle_opt(&mut self, buffer: Option<Vec<u8>>) {
         if let Some(buffer) = buffer {

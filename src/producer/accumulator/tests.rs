@@ -358,3 +358,44 @@ fn transactional_partitions_wait_to_be_added() {
         "added again per transaction"
     );
 }
+
+const ACK: BatchAck = BatchAck {
+    base_offset: 0,
+    log_append_time: -1,
+};
+
+#[test]
+fn a_new_batch_is_encoded_into_the_bytes_of_an_acknowledged_one() {
+    let t0 = Instant::now();
+    let mut acc = acc(limits(), "t", 1);
+    push(&mut acc, 0, &[1; 600], t0);
+    let mut report = drain(&mut acc, t0 + Duration::from_millis(5), 5);
+    let mut batch = report.requests.remove(0).batches.remove(0);
+    let data = batch.builder.take().unwrap().build_reusing().unwrap();
+    let (at, len) = (data.as_ptr(), data.len());
+    batch.data = data.clone();
+    // Still held elsewhere (a request being written): not taken back.
+    acc.succeeded(batch, ACK);
+    assert!(acc.spare_out.is_empty());
+    assert_eq!(acc.spare_bytes, 0);
+
+    push(&mut acc, 0, &[2; 600], t0);
+    let mut report = drain(&mut acc, t0 + Duration::from_millis(10), 5);
+    let mut batch = report.requests.remove(0).batches.remove(0);
+    batch.data = data;
+    acc.succeeded(batch, ACK);
+    assert_eq!(acc.spare_out.len(), 1);
+    assert!(acc.spare_bytes >= len);
+    // The next batch's bytes are encoded where the first's were.
+    push(&mut acc, 0, &[3; 600], t0);
+    let mut report = drain(&mut acc, t0 + Duration::from_millis(15), 5);
+    let mut batch = report.requests.remove(0).batches.remove(0);
+    let again = batch.builder.take().unwrap().build_reusing().unwrap();
+    assert_eq!(again.as_ptr(), at);
+    assert!(acc.spare_out.is_empty());
+    let decoded = crate::record::RawBatch::new(again)
+        .unwrap()
+        .decode()
+        .unwrap();
+    assert_eq!(decoded.value_bytes(0).unwrap(), vec![3u8; 600]);
+}

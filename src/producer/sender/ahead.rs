@@ -137,10 +137,10 @@ impl Job {
             }
             Job::Ahead(_, _, state) => {
                 let Ok(builder) = state else { return };
-                let built =
+                let mut built =
                     std::mem::replace(builder, RecordBatchBuilder::new(builder.compression()))
                         .transactional(transactional);
-                *state = match built.build() {
+                *state = match built.build_reusing() {
                     Ok(data) => Err((data, built.into_buffer())),
                     Err(_) => Ok(built),
                 };
