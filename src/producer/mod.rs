@@ -596,7 +596,8 @@ impl Producer {
             .is_some()
     }
 
-    /// Waits for `size` bytes of `buffer.memory` and takes them.
+    /// Waits for `size` bytes of `buffer.memory` and takes them; called once
+    /// [`try_reserve`](Self::try_reserve) found no room.
     async fn reserve(&self, size: usize) -> Result<(), Error> {
         let memory = &self.shared().memory;
         let permits = u32::try_from(size).map_err(|_| Error::RecordTooLarge {
@@ -604,10 +605,8 @@ impl Producer {
             setting: "buffer.memory",
             limit: u32::MAX as usize,
         })?;
-        if self.try_reserve(size) {
-            return Ok(());
-        }
-        // Wake the sender so the buffer drains, then wait for room.
+        // Wake the sender so the buffer drains, then wait for room (taken at once if some
+        // came back meanwhile).
         self.shared().wake.notify_one();
         memory
             .acquire_many(permits)
